@@ -1,0 +1,444 @@
+//! The client side of an RTMP connection: connect, then publish or play one stream.
+
+use std::collections::VecDeque;
+
+use bytes::{Bytes, BytesMut};
+use tracing::debug;
+
+use super::wire::{Wire, AUDIO_CHUNK_STREAM, VIDEO_CHUNK_STREAM};
+use super::{MediaType, SessionError};
+use crate::amf0::{self, Value};
+use crate::chunk::{ChunkMessage, DecoderLimits};
+use crate::command::{self, code, Command, Status, StatusLevel};
+use crate::handshake::ClientHandshake;
+use crate::message::{
+    self, split_aggregate, Message, UserControl, TYPE_AUDIO, TYPE_DATA_AMF0, TYPE_VIDEO,
+};
+
+/// Settings of a client session.
+#[derive(Clone, Debug)]
+pub struct ClientConfig {
+    /// Application name (`live` in `rtmp://host/live/key`).
+    pub app: String,
+    /// The tcUrl sent in connect (`rtmp://host:port/app`).
+    pub tc_url: String,
+    /// flashVer sent in connect.
+    pub flash_version: String,
+    /// Outbound chunk size, announced before connect.
+    pub chunk_size: u32,
+    /// Window Acknowledgement Size we send after connect.
+    pub window_ack_size: u32,
+    /// Buffer length (ms) announced for played streams.
+    pub buffer_length_ms: u32,
+    /// Send a complex (digest) C1, as FFmpeg does; false sends a simple one, as OBS does.
+    pub digest_handshake: bool,
+    /// Chunk decoder limits.
+    pub decoder_limits: DecoderLimits,
+    /// AMF limits.
+    pub amf_limits: amf0::Limits,
+}
+
+impl ClientConfig {
+    /// Settings for `rtmp://{authority}/{app}`.
+    pub fn new(authority: &str, app: &str) -> Self {
+        Self {
+            app: app.to_owned(),
+            tc_url: format!("rtmp://{authority}/{app}"),
+            flash_version: "FMLE/3.0 (compatible; weir)".to_owned(),
+            chunk_size: 4096,
+            window_ack_size: 2_500_000,
+            buffer_length_ms: 1000,
+            digest_handshake: true,
+            decoder_limits: DecoderLimits::default(),
+            amf_limits: amf0::Limits::default(),
+        }
+    }
+}
+
+/// What a client session reports.
+#[derive(Clone, Debug, PartialEq)]
+pub enum ClientEvent {
+    /// The server accepted connect.
+    Connected,
+    /// Publishing started (`NetStream.Publish.Start`).
+    PublishStarted {
+        /// Our message stream.
+        stream_id: u32,
+    },
+    /// Playing started (`NetStream.Play.Start`).
+    PlayStarted {
+        /// Our message stream.
+        stream_id: u32,
+    },
+    /// Any `onStatus` (including the ones above), or an `_error` reply.
+    Status {
+        /// Message stream it arrived on.
+        stream_id: u32,
+        /// Its fields.
+        status: Status,
+    },
+    /// A user control event from the server (StreamBegin, StreamEOF, ...).
+    UserControl(UserControl),
+    /// Audio or video on the played stream.
+    Media {
+        /// Message stream.
+        stream_id: u32,
+        /// Audio or video.
+        media_type: MediaType,
+        /// Timestamp in milliseconds.
+        timestamp: u32,
+        /// FLV tag body.
+        payload: Bytes,
+    },
+    /// A data message on the played stream (onMetaData, |RtmpSampleAccess, ...), AMF0 body.
+    Data {
+        /// Message stream.
+        stream_id: u32,
+        /// Timestamp in milliseconds.
+        timestamp: u32,
+        /// AMF0 body.
+        payload: Bytes,
+    },
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Intent {
+    Publish(String),
+    Play(String),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Phase {
+    Handshake,
+    Connecting,
+    Connected,
+}
+
+const CONNECT_TRANSACTION: f64 = 1.0;
+const CREATE_STREAM_TRANSACTION: f64 = 4.0;
+
+/// One outgoing RTMP connection.
+#[derive(Debug)]
+pub struct ClientSession {
+    config: ClientConfig,
+    handshake: ClientHandshake,
+    phase: Phase,
+    wire: Wire,
+    input: BytesMut,
+    events: VecDeque<ClientEvent>,
+    intent: Option<Intent>,
+    stream_id: Option<u32>,
+    next_transaction: f64,
+}
+
+impl ClientSession {
+    /// A session that starts its handshake at once (C0+C1 are queued). `random` fills C1.
+    pub fn new(config: ClientConfig, random: [u8; 1528], epoch: u32) -> Self {
+        let mut handshake = ClientHandshake::new(random, epoch, config.digest_handshake);
+        let mut wire = Wire::new(config.decoder_limits.clone());
+        if let Some(bytes) = handshake.poll_transmit() {
+            wire.send_raw(&bytes);
+        }
+        Self {
+            config,
+            handshake,
+            phase: Phase::Handshake,
+            wire,
+            input: BytesMut::with_capacity(8192),
+            events: VecDeque::new(),
+            intent: None,
+            stream_id: None,
+            next_transaction: 5.0,
+        }
+    }
+
+    /// Asks to publish `stream_name` once connected (or at once if already connected).
+    pub fn publish(&mut self, stream_name: &str) {
+        self.intent = Some(Intent::Publish(stream_name.to_owned()));
+        if self.phase == Phase::Connected {
+            self.start_intent();
+        }
+    }
+
+    /// Asks to play `stream_name` once connected (or at once if already connected).
+    pub fn play(&mut self, stream_name: &str) {
+        self.intent = Some(Intent::Play(stream_name.to_owned()));
+        if self.phase == Phase::Connected {
+            self.start_intent();
+        }
+    }
+
+    /// Feeds bytes read from the socket.
+    pub fn handle_input(&mut self, data: &[u8]) -> Result<(), SessionError> {
+        self.input.extend_from_slice(data);
+        loop {
+            if self.phase == Phase::Handshake {
+                let before = self.input.len();
+                let done = self.handshake.handle_input(&mut self.input)?;
+                self.wire.count_received(before - self.input.len());
+                if let Some(bytes) = self.handshake.poll_transmit() {
+                    self.wire.send_raw(&bytes);
+                }
+                if !done {
+                    return Ok(());
+                }
+                self.send_connect();
+                continue;
+            }
+            let Some((chunk, message)) = self.wire.next_message(&mut self.input)? else {
+                return Ok(());
+            };
+            self.handle_message(chunk, message)?;
+        }
+    }
+
+    /// Bytes to write to the socket.
+    pub fn poll_transmit(&mut self) -> Option<Bytes> {
+        self.wire.take_output()
+    }
+
+    /// The next event.
+    pub fn poll_event(&mut self) -> Option<ClientEvent> {
+        self.events.pop_front()
+    }
+
+    /// Our message stream, once created.
+    pub fn stream_id(&self) -> Option<u32> {
+        self.stream_id
+    }
+
+    /// Bytes received so far.
+    pub fn bytes_received(&self) -> u64 {
+        self.wire.received()
+    }
+
+    /// Sends metadata on the publishing stream as `@setDataFrame`. `payload` is the AMF0 body
+    /// `["onMetaData", {...}]`.
+    pub fn send_metadata(&mut self, timestamp: u32, payload: &[u8]) {
+        let Some(stream_id) = self.stream_id else {
+            return;
+        };
+        let mut body = Vec::with_capacity(payload.len() + 16);
+        amf0::encode(&Value::from("@setDataFrame"), &mut body);
+        body.extend_from_slice(payload);
+        self.wire.send_data(stream_id, timestamp, Bytes::from(body));
+    }
+
+    /// Sends audio or video on the publishing stream.
+    pub fn send_media(&mut self, media_type: MediaType, timestamp: u32, payload: Bytes) {
+        let Some(stream_id) = self.stream_id else {
+            return;
+        };
+        let (chunk_stream_id, type_id) = match media_type {
+            MediaType::Audio => (AUDIO_CHUNK_STREAM, TYPE_AUDIO),
+            MediaType::Video => (VIDEO_CHUNK_STREAM, TYPE_VIDEO),
+        };
+        self.wire.send(&ChunkMessage {
+            chunk_stream_id,
+            timestamp,
+            type_id,
+            stream_id,
+            payload,
+        });
+    }
+
+    /// Stops publishing or playing: FCUnpublish (when publishing) and deleteStream.
+    pub fn close_stream(&mut self) {
+        let Some(stream_id) = self.stream_id.take() else {
+            return;
+        };
+        if let Some(Intent::Publish(name)) = &self.intent {
+            let fc = Command::new("FCUnpublish", 0.0, Value::Null, vec![Value::from(name.as_str())]);
+            self.wire.send_command(0, &fc);
+        }
+        let delete = Command::new(
+            "deleteStream",
+            0.0,
+            Value::Null,
+            vec![Value::from(f64::from(stream_id))],
+        );
+        self.wire.send_command(0, &delete);
+    }
+
+    fn transaction(&mut self) -> f64 {
+        self.next_transaction += 1.0;
+        self.next_transaction
+    }
+
+    fn send_connect(&mut self) {
+        self.phase = Phase::Connecting;
+        self.wire.set_out_chunk_size(self.config.chunk_size);
+        let object = Value::object([
+            ("app", Value::from(self.config.app.as_str())),
+            ("type", Value::from("nonprivate")),
+            ("flashVer", Value::from(self.config.flash_version.as_str())),
+            ("tcUrl", Value::from(self.config.tc_url.as_str())),
+            ("fpad", Value::from(false)),
+            ("capabilities", Value::from(15.0)),
+            ("audioCodecs", Value::from(4071.0)),
+            ("videoCodecs", Value::from(252.0)),
+            ("videoFunction", Value::from(1.0)),
+            ("objectEncoding", Value::from(0.0)),
+        ]);
+        let connect = Command::new("connect", CONNECT_TRANSACTION, object, Vec::new());
+        self.wire.send_command(0, &connect);
+    }
+
+    fn start_intent(&mut self) {
+        let Some(intent) = self.intent.clone() else {
+            return;
+        };
+        if let Intent::Publish(name) = &intent {
+            for call in ["releaseStream", "FCPublish"] {
+                let tid = self.transaction();
+                let command = Command::new(call, tid, Value::Null, vec![Value::from(name.as_str())]);
+                self.wire.send_command(0, &command);
+            }
+        }
+        let create = Command::new("createStream", CREATE_STREAM_TRANSACTION, Value::Null, vec![]);
+        self.wire.send_command(0, &create);
+    }
+
+    fn handle_message(&mut self, chunk: ChunkMessage, message: Message) -> Result<(), SessionError> {
+        match message {
+            Message::Command(body) => {
+                let command = Command::decode(&body, &self.config.amf_limits)?;
+                self.handle_command(chunk.stream_id, command)
+            }
+            Message::Audio(payload) => {
+                self.media(chunk.stream_id, MediaType::Audio, chunk.timestamp, payload);
+                Ok(())
+            }
+            Message::Video(payload) => {
+                self.media(chunk.stream_id, MediaType::Video, chunk.timestamp, payload);
+                Ok(())
+            }
+            Message::Data(payload) => {
+                self.events.push_back(ClientEvent::Data {
+                    stream_id: chunk.stream_id,
+                    timestamp: chunk.timestamp,
+                    payload,
+                });
+                Ok(())
+            }
+            Message::Aggregate(body) => {
+                let (parts, _) = split_aggregate(chunk.timestamp, &body);
+                for part in parts {
+                    let media_type = match part.type_id {
+                        TYPE_AUDIO => MediaType::Audio,
+                        TYPE_VIDEO => MediaType::Video,
+                        TYPE_DATA_AMF0 => {
+                            self.events.push_back(ClientEvent::Data {
+                                stream_id: chunk.stream_id,
+                                timestamp: part.timestamp,
+                                payload: part.payload,
+                            });
+                            continue;
+                        }
+                        _ => continue,
+                    };
+                    self.media(chunk.stream_id, media_type, part.timestamp, part.payload);
+                }
+                Ok(())
+            }
+            Message::UserControl(event) => {
+                self.events.push_back(ClientEvent::UserControl(event));
+                Ok(())
+            }
+            _ => Ok(()),
+        }
+    }
+
+    fn media(&mut self, stream_id: u32, media_type: MediaType, timestamp: u32, payload: Bytes) {
+        self.events.push_back(ClientEvent::Media {
+            stream_id,
+            media_type,
+            timestamp,
+            payload,
+        });
+    }
+
+    fn handle_command(&mut self, stream_id: u32, command: Command) -> Result<(), SessionError> {
+        let status = Status::from_command(&command);
+        match command.name.as_str() {
+            "_result" if command.transaction_id == CONNECT_TRANSACTION => {
+                self.phase = Phase::Connected;
+                self.wire
+                    .send(&message::window_ack_size(self.config.window_ack_size));
+                self.events.push_back(ClientEvent::Connected);
+                self.start_intent();
+            }
+            "_result" if command.transaction_id == CREATE_STREAM_TRANSACTION => {
+                let id = command
+                    .number_argument(0)
+                    .filter(|n| *n >= 1.0 && *n <= f64::from(u32::MAX))
+                    .ok_or_else(|| {
+                        SessionError::Protocol("createStream result without a stream id".into())
+                    })? as u32;
+                self.stream_id = Some(id);
+                self.send_stream_command(id);
+            }
+            "_error" | "onStatus" => {
+                let status = status.unwrap_or(Status {
+                    level: StatusLevel::Error,
+                    code: String::new(),
+                    description: String::new(),
+                });
+                if command.name == "_error" && command.transaction_id == CONNECT_TRANSACTION {
+                    return Err(SessionError::Rejected(format!(
+                        "{} {}",
+                        status.code, status.description
+                    )));
+                }
+                match status.code.as_str() {
+                    code::PUBLISH_START => {
+                        self.events.push_back(ClientEvent::PublishStarted { stream_id })
+                    }
+                    code::PLAY_START => {
+                        self.events.push_back(ClientEvent::PlayStarted { stream_id })
+                    }
+                    _ => {}
+                }
+                self.events
+                    .push_back(ClientEvent::Status { stream_id, status });
+            }
+            "onBWDone" => {
+                let check = Command::new("_checkbw", 0.0, Value::Null, vec![]);
+                self.wire.send_command(0, &check);
+            }
+            other => debug!(command = other, "client ignored command"),
+        }
+        Ok(())
+    }
+
+    fn send_stream_command(&mut self, stream_id: u32) {
+        match self.intent.clone() {
+            Some(Intent::Publish(name)) => {
+                let tid = self.transaction();
+                let publish = Command::new(
+                    "publish",
+                    tid,
+                    Value::Null,
+                    vec![Value::from(name.as_str()), Value::from("live")],
+                );
+                self.wire.send_command(stream_id, &publish);
+            }
+            Some(Intent::Play(name)) => {
+                let tid = self.transaction();
+                let play = Command::new(
+                    "play",
+                    tid,
+                    Value::Null,
+                    vec![Value::from(name.as_str()), Value::from(-2000.0)],
+                );
+                self.wire.send_command(stream_id, &play);
+                self.wire
+                    .send(&message::user_control(UserControl::SetBufferLength {
+                        stream_id,
+                        millis: self.config.buffer_length_ms,
+                    }));
+            }
+            None => {}
+        }
+    }
+}

@@ -1,0 +1,293 @@
+//! Configuration: built-in defaults, a TOML file, command-line overrides.
+//!
+//! Every field has a default, so `weir` with no config file just works. Unknown keys are an
+//! error that names the key, so a typo never silently does nothing.
+
+use std::fmt::Write as _;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// The whole configuration.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// The RTMP listener and protocol limits.
+    pub rtmp: RtmpConfig,
+    /// Per-stream buffering: GOP cache and viewer queues.
+    pub streams: StreamsConfig,
+    /// Logging.
+    pub log: LogConfig,
+}
+
+/// `[rtmp]`: where to listen and what a connection may do.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct RtmpConfig {
+    /// Address and port of the RTMP listener.
+    pub addr: SocketAddr,
+    /// Outbound chunk size announced to every client.
+    pub chunk_size: u32,
+    /// Connections held at once; further ones are refused with a log line.
+    pub max_connections: usize,
+    /// Seconds allowed from accept to a complete `connect` command.
+    pub handshake_timeout_secs: u64,
+    /// Seconds a publisher (or a connection doing nothing) may stay silent before it is closed.
+    pub idle_timeout_secs: u64,
+    /// Seconds a write to a client may block before the client is disconnected.
+    pub write_timeout_secs: u64,
+    /// Largest RTMP message accepted, in bytes (at most 16777215).
+    pub max_message_size: u32,
+    /// Most chunk streams one connection may use at once.
+    pub max_chunk_streams: usize,
+    /// Socket send buffer in bytes; 0 leaves the kernel's autotuning in charge.
+    pub send_buffer_bytes: usize,
+    /// Socket receive buffer in bytes; 0 leaves the kernel's autotuning in charge.
+    pub recv_buffer_bytes: usize,
+}
+
+impl Default for RtmpConfig {
+    fn default() -> Self {
+        Self {
+            addr: SocketAddr::from(([0, 0, 0, 0], 1935)),
+            chunk_size: 4096,
+            max_connections: 20_000,
+            handshake_timeout_secs: 10,
+            idle_timeout_secs: 30,
+            write_timeout_secs: 10,
+            max_message_size: 0xFF_FFFF,
+            max_chunk_streams: 64,
+            send_buffer_bytes: 0,
+            recv_buffer_bytes: 0,
+        }
+    }
+}
+
+impl RtmpConfig {
+    /// The handshake timeout as a duration.
+    pub fn handshake_timeout(&self) -> Duration {
+        Duration::from_secs(self.handshake_timeout_secs)
+    }
+
+    /// The idle timeout as a duration.
+    pub fn idle_timeout(&self) -> Duration {
+        Duration::from_secs(self.idle_timeout_secs)
+    }
+
+    /// The write timeout as a duration.
+    pub fn write_timeout(&self) -> Duration {
+        Duration::from_secs(self.write_timeout_secs)
+    }
+}
+
+/// `[streams]`: what each live stream keeps for late joiners and how slow viewers are treated.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct StreamsConfig {
+    /// Keep the current GOP so a new viewer starts at once on a keyframe.
+    pub gop_cache: bool,
+    /// Largest GOP kept, in bytes; a longer GOP is dropped until the next keyframe.
+    pub gop_max_bytes: usize,
+    /// Longest GOP kept, in milliseconds.
+    pub gop_max_duration_ms: u32,
+    /// Frames queued per viewer; a viewer further behind skips to the next keyframe.
+    pub viewer_queue_frames: usize,
+    /// Seconds a viewer may stay behind the live edge before it is disconnected.
+    pub max_viewer_lag_secs: u64,
+}
+
+impl Default for StreamsConfig {
+    fn default() -> Self {
+        Self {
+            gop_cache: true,
+            gop_max_bytes: 16 << 20,
+            gop_max_duration_ms: 10_000,
+            viewer_queue_frames: 1024,
+            max_viewer_lag_secs: 5,
+        }
+    }
+}
+
+/// `[log]`.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogConfig {
+    /// A `tracing` filter: `info`, `debug`, `weir=debug,weir_rtmp=trace`, ...
+    pub level: String,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self {
+            level: "info".to_owned(),
+        }
+    }
+}
+
+/// A configuration that cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        /// The file.
+        path: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The TOML is malformed or has a wrong or unknown key.
+    #[error("config file {path}: {message}")]
+    Parse {
+        /// The file.
+        path: String,
+        /// The parser's message, which names the key and line.
+        message: String,
+    },
+    /// A value is out of range.
+    #[error("config key {key}: {message}")]
+    Invalid {
+        /// Dotted key, e.g. `rtmp.chunk_size`.
+        key: &'static str,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+impl Config {
+    /// Reads a TOML file; missing keys keep their defaults.
+    pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
+        Self::from_toml(&text).map_err(|err| match err {
+            ConfigError::Parse { message, .. } => ConfigError::Parse {
+                path: path.display().to_string(),
+                message,
+            },
+            other => other,
+        })
+    }
+
+    /// Parses TOML text and validates it.
+    pub fn from_toml(text: &str) -> Result<Self, ConfigError> {
+        let config: Self = toml::from_str(text).map_err(|err| ConfigError::Parse {
+            path: "<text>".to_owned(),
+            message: err.to_string().trim().replace('\n', " "),
+        })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks ranges that the types alone do not.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |key, message: &str| {
+            Err(ConfigError::Invalid {
+                key,
+                message: message.to_owned(),
+            })
+        };
+        let rtmp = &self.rtmp;
+        if !(128..=0xFF_FFFF).contains(&rtmp.chunk_size) {
+            return invalid("rtmp.chunk_size", "must be between 128 and 16777215");
+        }
+        if rtmp.max_connections == 0 {
+            return invalid("rtmp.max_connections", "must be at least 1");
+        }
+        if rtmp.max_message_size < 1024 || rtmp.max_message_size > 0xFF_FFFF {
+            return invalid("rtmp.max_message_size", "must be between 1024 and 16777215");
+        }
+        if rtmp.max_chunk_streams < 4 {
+            return invalid("rtmp.max_chunk_streams", "must be at least 4");
+        }
+        if rtmp.handshake_timeout_secs == 0 {
+            return invalid("rtmp.handshake_timeout_secs", "must be at least 1");
+        }
+        if rtmp.idle_timeout_secs == 0 {
+            return invalid("rtmp.idle_timeout_secs", "must be at least 1");
+        }
+        if rtmp.write_timeout_secs == 0 {
+            return invalid("rtmp.write_timeout_secs", "must be at least 1");
+        }
+        if self.streams.viewer_queue_frames < 16 {
+            return invalid("streams.viewer_queue_frames", "must be at least 16");
+        }
+        if self.streams.max_viewer_lag_secs == 0 {
+            return invalid("streams.max_viewer_lag_secs", "must be at least 1");
+        }
+        Ok(())
+    }
+
+    /// The effective configuration as commented TOML, ready to save as `weir.toml`.
+    pub fn to_commented_toml(&self) -> String {
+        let mut out = String::from(
+            "# weir configuration. Every key is optional; these are the values in effect.\n",
+        );
+        let rtmp = &self.rtmp;
+        let streams = &self.streams;
+        let mut line = |comment: &str, key: &str, value: String| {
+            let _ = writeln!(out, "# {comment}\n{key} = {value}");
+        };
+        line("", "[rtmp]", String::new());
+        line("Address and port of the RTMP listener.", "addr", format!("\"{}\"", rtmp.addr));
+        line("Outbound chunk size announced to every client.", "chunk_size", rtmp.chunk_size.to_string());
+        line("Connections held at once.", "max_connections", rtmp.max_connections.to_string());
+        line("Seconds from accept to a complete connect command.", "handshake_timeout_secs", rtmp.handshake_timeout_secs.to_string());
+        line("Seconds a publisher may send nothing before it is closed.", "idle_timeout_secs", rtmp.idle_timeout_secs.to_string());
+        line("Seconds a write to a client may block before it is disconnected.", "write_timeout_secs", rtmp.write_timeout_secs.to_string());
+        line("Largest RTMP message accepted, in bytes (at most 16777215).", "max_message_size", rtmp.max_message_size.to_string());
+        line("Most chunk streams one connection may use at once.", "max_chunk_streams", rtmp.max_chunk_streams.to_string());
+        line("Socket send buffer in bytes; 0 = kernel autotuning.", "send_buffer_bytes", rtmp.send_buffer_bytes.to_string());
+        line("Socket receive buffer in bytes; 0 = kernel autotuning.", "recv_buffer_bytes", rtmp.recv_buffer_bytes.to_string());
+        line("", "[streams]", String::new());
+        line("Keep the current GOP so new viewers start at once on a keyframe.", "gop_cache", streams.gop_cache.to_string());
+        line("Largest GOP kept, in bytes.", "gop_max_bytes", streams.gop_max_bytes.to_string());
+        line("Longest GOP kept, in milliseconds.", "gop_max_duration_ms", streams.gop_max_duration_ms.to_string());
+        line("Frames queued per viewer; a viewer further behind skips to the next keyframe.", "viewer_queue_frames", streams.viewer_queue_frames.to_string());
+        line("Seconds a viewer may stay behind before it is disconnected.", "max_viewer_lag_secs", streams.max_viewer_lag_secs.to_string());
+        line("", "[log]", String::new());
+        line("tracing filter: info, debug, weir=debug, ...", "level", format!("\"{}\"", self.log.level));
+        out.replace("# \n", "\n").replace(" = \n", "\n")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_file_gives_defaults() {
+        assert_eq!(Config::from_toml("").unwrap(), Config::default());
+        assert_eq!(Config::default().rtmp.addr.port(), 1935);
+    }
+
+    #[test]
+    fn commented_output_reads_back_to_the_same_config() {
+        let mut config = Config::default();
+        config.rtmp.chunk_size = 8192;
+        config.streams.gop_cache = false;
+        let text = config.to_commented_toml();
+        assert!(text.contains("# Outbound chunk size"));
+        assert_eq!(Config::from_toml(&text).unwrap(), config);
+    }
+
+    #[test]
+    fn unknown_key_is_named() {
+        let err = Config::from_toml("[rtmp]\nchunk_sise = 4096\n").unwrap_err();
+        assert!(err.to_string().contains("chunk_sise"), "{err}");
+    }
+
+    #[test]
+    fn wrong_type_is_named() {
+        let err = Config::from_toml("[rtmp]\naddr = 1935\n").unwrap_err();
+        assert!(err.to_string().contains("addr"), "{err}");
+    }
+
+    #[test]
+    fn out_of_range_value_is_named() {
+        let err = Config::from_toml("[rtmp]\nchunk_size = 1\n").unwrap_err();
+        assert!(err.to_string().contains("rtmp.chunk_size"), "{err}");
+    }
+}
