@@ -6,10 +6,14 @@
 
 mod decoder;
 mod encoder;
+#[cfg(test)]
+mod tests;
 
 use bytes::Bytes;
 
-pub use decoder::{ChunkDecoder, ChunkError, DecoderLimits};
+pub use decoder::{
+    ChunkDecoder, ChunkError, DecoderLimits, DEFAULT_MAX_CHUNK_STREAMS, DEFAULT_MAX_PENDING_BYTES,
+};
 pub use encoder::ChunkEncoder;
 
 /// Default chunk size in both directions until a Set Chunk Size message changes it.
