@@ -1,0 +1,360 @@
+//! The stream hub: live streams by `app/name`, each with at most one publisher and any number
+//! of subscribers.
+//!
+//! A stream's publisher pushes frames under a short per-stream lock that does two things: add
+//! the frame to the GOP cache and put it in a bounded broadcast ring (refcount clones only, no
+//! payload copy). A subscriber takes, under the same lock, a snapshot of the cache and a
+//! receiver on the ring, so it gets every frame exactly once: the cached ones, then live.
+//!
+//! Queue policy (DESIGN.md rule 3): the ring holds `viewer_queue_frames` packets. A subscriber
+//! that falls further behind loses the oldest packets (the receiver reports how many) and must
+//! skip to the next keyframe; the publisher never waits for anyone.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use tokio::sync::broadcast;
+use weir_media::{Frame, GopCache, GopLimits};
+
+use crate::config::StreamsConfig;
+
+/// What travels from a publisher to its subscribers.
+#[derive(Clone, Debug)]
+pub enum Packet {
+    /// A media or metadata frame.
+    Frame(Frame),
+    /// The publisher started (a subscriber that waited is told so).
+    PublisherStarted,
+    /// The publisher left; the stream stays, waiting for the next one.
+    PublisherLeft,
+}
+
+/// Why a publish was refused.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum PublishError {
+    /// Someone is already publishing this stream.
+    #[error("stream {0} is already being published")]
+    AlreadyPublishing(String),
+}
+
+struct StreamState {
+    publisher: Option<u64>,
+    gop: GopCache,
+}
+
+/// One live stream.
+pub struct Stream {
+    key: String,
+    state: Mutex<StreamState>,
+    ring: broadcast::Sender<Packet>,
+}
+
+impl Stream {
+    /// `app/name`.
+    pub fn key(&self) -> &str {
+        &self.key
+    }
+
+    fn lock(&self) -> MutexGuard<'_, StreamState> {
+        // A panic while holding the lock cannot leave the cache in a state worse than stale.
+        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Whether a publisher is live.
+    pub fn is_published(&self) -> bool {
+        self.lock().publisher.is_some()
+    }
+
+    /// Subscribers currently attached.
+    pub fn subscriber_count(&self) -> usize {
+        self.ring.receiver_count()
+    }
+}
+
+/// All streams of the server.
+pub struct Hub {
+    streams: Mutex<HashMap<String, Arc<Stream>>>,
+    config: StreamsConfig,
+    next_publisher: std::sync::atomic::AtomicU64,
+}
+
+impl Hub {
+    /// An empty hub.
+    pub fn new(config: StreamsConfig) -> Self {
+        Self {
+            streams: Mutex::new(HashMap::new()),
+            config,
+            next_publisher: std::sync::atomic::AtomicU64::new(1),
+        }
+    }
+
+    fn streams(&self) -> MutexGuard<'_, HashMap<String, Arc<Stream>>> {
+        self.streams
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn stream(&self, key: &str) -> Arc<Stream> {
+        let mut streams = self.streams();
+        streams
+            .entry(key.to_owned())
+            .or_insert_with(|| {
+                let (ring, _) = broadcast::channel(self.config.viewer_queue_frames);
+                Arc::new(Stream {
+                    key: key.to_owned(),
+                    state: Mutex::new(StreamState {
+                        publisher: None,
+                        gop: GopCache::new(GopLimits {
+                            max_bytes: self.config.gop_max_bytes,
+                            max_duration_ms: self.config.gop_max_duration_ms,
+                        }),
+                    }),
+                    ring,
+                })
+            })
+            .clone()
+    }
+
+    /// Removes a stream nobody uses any more.
+    fn release(&self, stream: &Arc<Stream>) {
+        let mut streams = self.streams();
+        let unused = stream.lock().publisher.is_none() && stream.ring.receiver_count() == 0;
+        if unused {
+            if let Some(current) = streams.get(&stream.key) {
+                if Arc::ptr_eq(current, stream) {
+                    streams.remove(&stream.key);
+                }
+            }
+        }
+    }
+
+    /// Claims `key` for a publisher.
+    pub fn publish(self: &Arc<Self>, key: &str) -> Result<Publisher, PublishError> {
+        let stream = self.stream(key);
+        let id = self
+            .next_publisher
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        {
+            let mut state = stream.lock();
+            if state.publisher.is_some() {
+                drop(state);
+                self.release(&stream);
+                return Err(PublishError::AlreadyPublishing(key.to_owned()));
+            }
+            state.publisher = Some(id);
+            state.gop.clear();
+            let _ = stream.ring.send(Packet::PublisherStarted);
+        }
+        Ok(Publisher {
+            hub: Arc::clone(self),
+            stream,
+            gop_cache: self.config.gop_cache,
+        })
+    }
+
+    /// Attaches a subscriber to `key` (the stream need not be published yet).
+    pub fn subscribe(self: &Arc<Self>, key: &str) -> Subscription {
+        let stream = self.stream(key);
+        let (snapshot, receiver, published) = {
+            let state = stream.lock();
+            (
+                state.gop.snapshot(),
+                stream.ring.subscribe(),
+                state.publisher.is_some(),
+            )
+        };
+        Subscription {
+            hub: Arc::clone(self),
+            stream,
+            receiver: Some(receiver),
+            snapshot,
+            published,
+        }
+    }
+
+    /// Number of streams (published or with waiting subscribers).
+    pub fn stream_count(&self) -> usize {
+        self.streams().len()
+    }
+
+    /// Keys of the streams that have a publisher.
+    pub fn published_keys(&self) -> Vec<String> {
+        self.streams()
+            .values()
+            .filter(|s| s.is_published())
+            .map(|s| s.key.clone())
+            .collect()
+    }
+}
+
+/// The right to publish one stream; dropping it ends the publication.
+pub struct Publisher {
+    hub: Arc<Hub>,
+    stream: Arc<Stream>,
+    gop_cache: bool,
+}
+
+impl Publisher {
+    /// The stream's key.
+    pub fn key(&self) -> &str {
+        &self.stream.key
+    }
+
+    /// Sends a frame to the cache and every subscriber. Never waits for a subscriber.
+    pub fn send(&self, frame: Frame) {
+        let mut state = self.stream.lock();
+        if self.gop_cache || frame.info.is_sequence_header || frame.kind == weir_media::MediaKind::Data
+        {
+            state.gop.push(&frame);
+        }
+        // An error only means nobody is subscribed.
+        let _ = self.stream.ring.send(Packet::Frame(frame));
+    }
+
+    /// Current number of subscribers.
+    pub fn subscriber_count(&self) -> usize {
+        self.stream.subscriber_count()
+    }
+}
+
+impl Drop for Publisher {
+    fn drop(&mut self) {
+        {
+            let mut state = self.stream.lock();
+            state.publisher = None;
+            state.gop.clear();
+            let _ = self.stream.ring.send(Packet::PublisherLeft);
+        }
+        self.hub.release(&self.stream);
+    }
+}
+
+/// A subscriber's view of one stream: first the cached snapshot, then live packets.
+pub struct Subscription {
+    hub: Arc<Hub>,
+    stream: Arc<Stream>,
+    receiver: Option<broadcast::Receiver<Packet>>,
+    snapshot: Vec<Frame>,
+    published: bool,
+}
+
+impl Subscription {
+    /// The stream's key.
+    pub fn key(&self) -> &str {
+        &self.stream.key
+    }
+
+    /// Whether the stream had a publisher when the subscription started.
+    pub fn was_published(&self) -> bool {
+        self.published
+    }
+
+    /// Takes the snapshot taken at subscribe time: metadata, sequence headers, then the
+    /// current GOP from its keyframe.
+    pub fn take_snapshot(&mut self) -> Vec<Frame> {
+        std::mem::take(&mut self.snapshot)
+    }
+
+    /// The next live packet. `Err(Lagged(n))` means `n` packets were lost to a full queue.
+    pub async fn recv(&mut self) -> Result<Packet, broadcast::error::RecvError> {
+        match self.receiver.as_mut() {
+            Some(receiver) => receiver.recv().await,
+            None => Err(broadcast::error::RecvError::Closed),
+        }
+    }
+
+    /// The next live packet if one is queued.
+    pub fn try_recv(&mut self) -> Result<Packet, broadcast::error::TryRecvError> {
+        match self.receiver.as_mut() {
+            Some(receiver) => receiver.try_recv(),
+            None => Err(broadcast::error::TryRecvError::Closed),
+        }
+    }
+}
+
+impl Drop for Subscription {
+    fn drop(&mut self) {
+        self.receiver = None;
+        self.hub.release(&self.stream);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use bytes::Bytes;
+
+    use super::*;
+
+    fn hub() -> Arc<Hub> {
+        Arc::new(Hub::new(StreamsConfig {
+            viewer_queue_frames: 16,
+            ..StreamsConfig::default()
+        }))
+    }
+
+    fn keyframe(ts: u32) -> Frame {
+        Frame::video(ts, Bytes::from_static(&[0x17, 0x01, 0, 0, 0, 0, 0, 0, 1, 0x65]))
+    }
+
+    fn interframe(ts: u32) -> Frame {
+        Frame::video(ts, Bytes::from_static(&[0x27, 0x01, 0, 0, 0, 0, 0, 0, 1, 0x41]))
+    }
+
+    #[tokio::test]
+    async fn second_publisher_is_refused_until_the_first_leaves() {
+        let hub = hub();
+        let first = hub.publish("live/a").unwrap();
+        assert_eq!(
+            hub.publish("live/a").err(),
+            Some(PublishError::AlreadyPublishing("live/a".into()))
+        );
+        assert!(hub.publish("live/b").is_ok());
+        drop(first);
+        assert!(hub.publish("live/a").is_ok());
+    }
+
+    #[tokio::test]
+    async fn late_joiner_gets_the_gop_then_live_frames_without_gap_or_duplicate() {
+        let hub = hub();
+        let publisher = hub.publish("live/a").unwrap();
+        publisher.send(interframe(0));
+        publisher.send(keyframe(40));
+        publisher.send(interframe(80));
+        let mut sub = hub.subscribe("live/a");
+        publisher.send(interframe(120));
+        let snapshot: Vec<u32> = sub.take_snapshot().iter().map(|f| f.timestamp).collect();
+        assert_eq!(snapshot, vec![40, 80]);
+        match sub.recv().await.unwrap() {
+            Packet::Frame(frame) => assert_eq!(frame.timestamp, 120),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn slow_subscriber_lags_and_publisher_never_blocks() {
+        let hub = hub();
+        let publisher = hub.publish("live/a").unwrap();
+        let mut sub = hub.subscribe("live/a");
+        for i in 0..100 {
+            publisher.send(interframe(i));
+        }
+        assert!(matches!(
+            sub.recv().await,
+            Err(broadcast::error::RecvError::Lagged(_))
+        ));
+    }
+
+    #[tokio::test]
+    async fn subscribers_hear_publisher_leave_and_return() {
+        let hub = hub();
+        let mut sub = hub.subscribe("live/a");
+        assert!(!sub.was_published());
+        let publisher = hub.publish("live/a").unwrap();
+        assert!(matches!(sub.recv().await, Ok(Packet::PublisherStarted)));
+        drop(publisher);
+        assert!(matches!(sub.recv().await, Ok(Packet::PublisherLeft)));
+        assert_eq!(hub.stream_count(), 1, "stream stays while a subscriber waits");
+        drop(sub);
+        assert_eq!(hub.stream_count(), 0);
+    }
+}

@@ -1,0 +1,331 @@
+//! One RTMP connection: socket IO around a sans-IO `ServerSession`, and the bridge between
+//! its events and the hub.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::tcp::OwnedWriteHalf;
+use tokio::net::TcpStream;
+use tokio::sync::watch;
+use tracing::{debug, info, warn};
+use weir_media::Frame;
+use weir_rtmp::session::{
+    MediaType, PublishRejection, ServerEvent, ServerSession, SessionError,
+};
+
+use super::player::Player;
+use super::{next_connection_id, Context};
+use crate::hub::{PublishError, Publisher};
+
+/// Size of one socket read.
+const READ_SIZE: usize = 64 * 1024;
+
+/// A publishing message stream.
+struct Publication {
+    publisher: Publisher,
+    started: Instant,
+    frames: u64,
+    bytes: u64,
+}
+
+/// Connection-level state the driver keeps beside the session.
+struct Connection {
+    id: u64,
+    peer: String,
+    app: String,
+    context: Arc<Context>,
+    publications: HashMap<u32, Publication>,
+    player: Option<Player>,
+    play_started: Instant,
+}
+
+/// Why the connection ended, for the close log line.
+enum End {
+    PeerClosed,
+    Session(SessionError),
+    Io(std::io::Error),
+    WriteTimeout,
+    TooSlow(std::time::Duration),
+    Rejected,
+    Shutdown,
+}
+
+impl std::fmt::Display for End {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::PeerClosed => write!(f, "peer closed the connection"),
+            Self::Session(err) => write!(f, "{err}"),
+            Self::Io(err) => write!(f, "socket error: {err}"),
+            Self::WriteTimeout => write!(f, "write timed out (rtmp.write_timeout_secs)"),
+            Self::TooSlow(behind) => write!(
+                f,
+                "viewer fell {:.1}s behind the live edge (streams.max_viewer_lag_secs)",
+                behind.as_secs_f64()
+            ),
+            Self::Rejected => write!(f, "connection rejected"),
+            Self::Shutdown => write!(f, "server shutting down"),
+        }
+    }
+}
+
+/// Runs a connection to its end and logs how it ended.
+pub(crate) async fn run(
+    socket: TcpStream,
+    peer: SocketAddr,
+    context: Arc<Context>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let started = Instant::now();
+    let mut conn = Connection {
+        id: next_connection_id(&context),
+        peer: peer.to_string(),
+        app: String::new(),
+        context: Arc::clone(&context),
+        publications: HashMap::new(),
+        player: None,
+        play_started: started,
+    };
+    let mut session = ServerSession::new(context.session.clone(), started, rand::random());
+    let (mut reader, mut writer) = socket.into_split();
+    let mut buf = vec![0u8; READ_SIZE];
+    debug!(id = conn.id, peer = %peer, "rtmp connection accepted");
+
+    let end = loop {
+        let deadline = session.poll_timeout();
+        let sleep = async {
+            match deadline {
+                Some(at) => tokio::time::sleep_until(at.into()).await,
+                None => std::future::pending().await,
+            }
+        };
+        let step: Result<(), End> = tokio::select! {
+            read = reader.read(&mut buf) => match read {
+                Ok(0) => Err(End::PeerClosed),
+                Ok(n) => session
+                    .handle_input(Instant::now(), &buf[..n])
+                    .map_err(End::Session)
+                    .and_then(|()| conn.handle_events(&mut session)),
+                Err(err) => Err(End::Io(err)),
+            },
+            received = recv_packet(&mut conn.player), if conn.player.is_some() => {
+                match conn.player.as_mut() {
+                    Some(player) => player
+                        .handle_recv(&mut session, received, Instant::now())
+                        .map_err(|slow| End::TooSlow(slow.0)),
+                    None => Ok(()),
+                }
+            }
+            () = sleep => session.handle_timeout(Instant::now()).map_err(End::Session),
+            _ = shutdown.changed() => Err(End::Shutdown),
+        };
+        let flushed = flush(&mut session, &mut writer, &context).await;
+        if let Err(end) = step.and(flushed) {
+            break end;
+        }
+        if session.is_closing() {
+            break End::Rejected;
+        }
+    };
+    let _ = writer.shutdown().await;
+    conn.finish(&end);
+    info!(
+        id = conn.id,
+        peer = %peer,
+        app = %conn.app,
+        bytes_in = session.bytes_received(),
+        duration_s = format!("{:.1}", started.elapsed().as_secs_f64()),
+        reason = %end,
+        "rtmp connection closed"
+    );
+}
+
+async fn recv_packet(
+    player: &mut Option<Player>,
+) -> Result<crate::hub::Packet, tokio::sync::broadcast::error::RecvError> {
+    match player {
+        Some(player) => player.subscription.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Writes everything the session queued, bounded by the write timeout.
+async fn flush(
+    session: &mut ServerSession,
+    writer: &mut OwnedWriteHalf,
+    context: &Context,
+) -> Result<(), End> {
+    while let Some(bytes) = session.poll_transmit() {
+        match tokio::time::timeout(context.config.rtmp.write_timeout(), writer.write_all(&bytes))
+            .await
+        {
+            Ok(Ok(())) => {}
+            Ok(Err(err)) => return Err(End::Io(err)),
+            Err(_) => return Err(End::WriteTimeout),
+        }
+    }
+    Ok(())
+}
+
+impl Connection {
+    fn handle_events(&mut self, session: &mut ServerSession) -> Result<(), End> {
+        while let Some(event) = session.poll_event() {
+            match event {
+                ServerEvent::ConnectRequested(request) => {
+                    self.app = request.app.clone();
+                    if request.app.is_empty() {
+                        warn!(id = self.id, peer = %self.peer, "connect rejected: empty app name");
+                        session.reject_connect("application name is empty; use rtmp://HOST/live");
+                        return Err(End::Rejected);
+                    }
+                    info!(
+                        id = self.id,
+                        peer = %self.peer,
+                        app = %request.app,
+                        tc_url = request.tc_url.as_deref().unwrap_or(""),
+                        flash_ver = request.flash_version.as_deref().unwrap_or(""),
+                        "rtmp connect"
+                    );
+                    session.accept_connect().map_err(End::Session)?;
+                }
+                ServerEvent::PublishRequested(request) => {
+                    let key = format!("{}/{}", self.app, request.stream_name);
+                    match self.context.hub.publish(&key) {
+                        Ok(publisher) => {
+                            info!(
+                                id = self.id,
+                                peer = %self.peer,
+                                stream = %key,
+                                kind = %request.publish_type,
+                                "publish started"
+                            );
+                            self.publications.insert(
+                                request.stream_id,
+                                Publication {
+                                    publisher,
+                                    started: Instant::now(),
+                                    frames: 0,
+                                    bytes: 0,
+                                },
+                            );
+                            session
+                                .accept_publish(request.stream_id)
+                                .map_err(End::Session)?;
+                        }
+                        Err(PublishError::AlreadyPublishing(_)) => {
+                            warn!(
+                                id = self.id,
+                                peer = %self.peer,
+                                stream = %key,
+                                "publish rejected: stream is already being published (NetStream.Publish.BadName)"
+                            );
+                            session
+                                .reject_publish(
+                                    request.stream_id,
+                                    PublishRejection::BadName,
+                                    &format!("stream {key} is already being published"),
+                                )
+                                .map_err(End::Session)?;
+                        }
+                    }
+                }
+                ServerEvent::PlayRequested(request) => {
+                    let key = format!("{}/{}", self.app, request.stream_name);
+                    if self.player.is_some() {
+                        warn!(id = self.id, stream = %key, "play rejected: this connection already plays a stream");
+                        session
+                            .reject_play(request.stream_id, "one stream per connection")
+                            .map_err(End::Session)?;
+                        continue;
+                    }
+                    let subscription = self.context.hub.subscribe(&key);
+                    info!(
+                        id = self.id,
+                        peer = %self.peer,
+                        stream = %key,
+                        live = subscription.was_published(),
+                        "play started"
+                    );
+                    let now = Instant::now();
+                    let max_lag =
+                        std::time::Duration::from_secs(self.context.config.streams.max_viewer_lag_secs);
+                    let mut player = Player::new(request.stream_id, subscription, max_lag, now);
+                    session
+                        .accept_play(request.stream_id)
+                        .map_err(End::Session)?;
+                    player.start(session);
+                    self.play_started = now;
+                    self.player = Some(player);
+                }
+                ServerEvent::Media {
+                    stream_id,
+                    media_type,
+                    timestamp,
+                    payload,
+                } => {
+                    if let Some(publication) = self.publications.get_mut(&stream_id) {
+                        publication.frames += 1;
+                        publication.bytes += payload.len() as u64;
+                        let frame = match media_type {
+                            MediaType::Audio => Frame::audio(timestamp, payload),
+                            MediaType::Video => Frame::video(timestamp, payload),
+                        };
+                        publication.publisher.send(frame);
+                    }
+                }
+                ServerEvent::Metadata {
+                    stream_id,
+                    timestamp,
+                    payload,
+                } => {
+                    if let Some(publication) = self.publications.get_mut(&stream_id) {
+                        debug!(stream = publication.publisher.key(), "metadata updated");
+                        publication.publisher.send(Frame::data(timestamp, payload));
+                    }
+                }
+                ServerEvent::PublishStopped { stream_id } => {
+                    if let Some(publication) = self.publications.remove(&stream_id) {
+                        log_publish_end(self, &publication, "publisher stopped");
+                    }
+                }
+                ServerEvent::PlayStopped { stream_id } => {
+                    if self.player.as_ref().map(|p| p.stream_id) == Some(stream_id) {
+                        if let Some(player) = self.player.take() {
+                            player.log_end(&self.peer, self.play_started, "player stopped");
+                        }
+                    }
+                }
+                ServerEvent::PlayPaused { stream_id, paused } => {
+                    debug!(id = self.id, stream_id, paused, "play paused");
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn finish(&mut self, end: &End) {
+        let reason = end.to_string();
+        for (_, publication) in std::mem::take(&mut self.publications) {
+            log_publish_end(self, &publication, &reason);
+        }
+        if let Some(player) = self.player.take() {
+            player.log_end(&self.peer, self.play_started, &reason);
+        }
+    }
+}
+
+fn log_publish_end(conn: &Connection, publication: &Publication, reason: &str) {
+    info!(
+        id = conn.id,
+        peer = %conn.peer,
+        stream = publication.publisher.key(),
+        frames = publication.frames,
+        bytes = publication.bytes,
+        viewers = publication.publisher.subscriber_count(),
+        duration_s = format!("{:.1}", publication.started.elapsed().as_secs_f64()),
+        reason,
+        "publish ended"
+    );
+}

@@ -1,0 +1,72 @@
+//! The running server: binds the listeners, runs them, shuts them down.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tracing::warn;
+
+use crate::config::Config;
+use crate::hub::Hub;
+use crate::rtmp;
+
+/// How long shutdown waits for connections to close before giving up on them.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
+/// A started server. Dropping it without [`Server::shutdown`] leaves the tasks running until
+/// the runtime stops.
+pub struct Server {
+    rtmp_addr: SocketAddr,
+    hub: Arc<Hub>,
+    shutdown: watch::Sender<bool>,
+    rtmp_task: JoinHandle<()>,
+}
+
+impl Server {
+    /// Binds every listener and starts serving. Fails if an address cannot be bound.
+    pub async fn start(config: Config) -> anyhow::Result<Server> {
+        config.validate()?;
+        let listener = TcpListener::bind(config.rtmp.addr).await.with_context(|| {
+            format!(
+                "cannot listen for RTMP on {} (is another server using the port? set rtmp.addr or --rtmp-addr)",
+                config.rtmp.addr
+            )
+        })?;
+        let rtmp_addr = listener.local_addr()?;
+        let hub = Arc::new(Hub::new(config.streams.clone()));
+        let (shutdown, watcher) = watch::channel(false);
+        let context = Arc::new(rtmp::Context::new(config, Arc::clone(&hub)));
+        let rtmp_task = tokio::spawn(rtmp::serve(listener, context, watcher));
+        Ok(Server {
+            rtmp_addr,
+            hub,
+            shutdown,
+            rtmp_task,
+        })
+    }
+
+    /// The bound RTMP address (with the real port when the config asked for port 0).
+    pub fn rtmp_addr(&self) -> SocketAddr {
+        self.rtmp_addr
+    }
+
+    /// The stream hub, for inspection.
+    pub fn hub(&self) -> &Arc<Hub> {
+        &self.hub
+    }
+
+    /// Stops accepting, closes every connection and waits (up to a few seconds) for them.
+    pub async fn shutdown(self) {
+        let _ = self.shutdown.send(true);
+        if tokio::time::timeout(SHUTDOWN_GRACE, self.rtmp_task)
+            .await
+            .is_err()
+        {
+            warn!("some connections did not close within {SHUTDOWN_GRACE:?}");
+        }
+    }
+}
