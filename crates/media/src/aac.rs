@@ -163,3 +163,89 @@ impl Bits<'_> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lc_44100_stereo() {
+        let asc = AudioSpecificConfig::parse(&[0x12, 0x10]).unwrap();
+        assert_eq!(
+            (asc.object_type, asc.sample_rate, asc.channels),
+            (2, 44100, 2)
+        );
+        assert_eq!(asc.sampling_frequency_index, 4);
+        assert_eq!(asc.codec_string(), "mp4a.40.2");
+        assert_eq!(asc.to_string(), "AAC-LC 44100 Hz stereo");
+    }
+
+    #[test]
+    fn lc_48000_mono_and_5_1() {
+        assert_eq!(
+            AudioSpecificConfig::parse(&[0x11, 0x88])
+                .unwrap()
+                .to_string(),
+            "AAC-LC 48000 Hz mono"
+        );
+        assert_eq!(
+            AudioSpecificConfig::parse(&[0x11, 0xb0])
+                .unwrap()
+                .to_string(),
+            "AAC-LC 48000 Hz 5.1"
+        );
+    }
+
+    #[test]
+    fn explicit_sample_rate_index_15() {
+        // LC, index 15, rate 0x00bb80 (48000), channel config 2.
+        // 00010 1111 000000001011101110000000 0010 000
+        let asc = AudioSpecificConfig::parse(&[0x17, 0x80, 0x5d, 0xc0, 0x10]).unwrap();
+        assert_eq!(
+            (asc.sampling_frequency_index, asc.sample_rate, asc.channels),
+            (15, 48000, 2)
+        );
+    }
+
+    #[test]
+    fn escape_object_type_31() {
+        // 11111 000010 (32 + 2 = 34), index 3 (48000), channels 1.
+        // 11111000 01000110 001xxxxx
+        let asc = AudioSpecificConfig::parse(&[0xf8, 0x46, 0x20]).unwrap();
+        assert_eq!(
+            (asc.object_type, asc.sample_rate, asc.channels),
+            (34, 48000, 1)
+        );
+    }
+
+    #[test]
+    fn explicit_he_aac() {
+        // SBR (5), index 6 (24000), stereo, extension index 3 (48000), core LC (2).
+        // 00101 0110 0010 0011 00010 000
+        let asc = AudioSpecificConfig::parse(&[0x2b, 0x11, 0x88, 0x00]).unwrap();
+        assert_eq!((asc.object_type, asc.core_object_type), (5, 2));
+        assert_eq!(
+            (asc.sample_rate, asc.extension_sample_rate),
+            (24000, Some(48000))
+        );
+        assert_eq!(asc.codec_string(), "mp4a.40.5");
+        assert_eq!(asc.to_string(), "HE-AAC 48000 Hz stereo");
+    }
+
+    #[test]
+    fn reserved_and_truncated() {
+        assert_eq!(
+            AudioSpecificConfig::parse(&[0x16, 0x90]),
+            Err(AacError::ReservedSampleRate(13))
+        );
+        assert_eq!(AudioSpecificConfig::parse(&[]), Err(AacError::Truncated));
+        assert_eq!(
+            AudioSpecificConfig::parse(&[0x12]),
+            Err(AacError::Truncated)
+        );
+        assert_eq!(
+            AudioSpecificConfig::parse(&[0x17, 0x80]),
+            Err(AacError::Truncated)
+        );
+    }
+}

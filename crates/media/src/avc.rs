@@ -342,3 +342,103 @@ impl<'a> BitReader<'a> {
         i32::try_from(value).map_err(|_| AvcError::OutOfRange)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hex(s: &str) -> Vec<u8> {
+        let s: String = s.split_whitespace().collect();
+        (0..s.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
+            .collect()
+    }
+
+    /// avcC from `ffmpeg -f lavfi -i testsrc=size=1280x720:rate=30 -pix_fmt yuv420p
+    /// -c:v libx264 -profile:v high -level 3.1 -f flv` (x264, High@3.1).
+    const AVCC_720P_HIGH: &str = "01 64 00 1f ff e1 001a \
+        6764001facd9405005bb0110000003001000000303c0f1831960 \
+        01 0006 68ebe3cb22c0";
+    /// SPS from the same command at 1920x1080 with `-profile:v main` (1088 rows cropped to 1080).
+    const SPS_1080P_MAIN: &str = "674d4028eca03c0113f2e022000003000200000300781e30632c";
+
+    #[test]
+    fn parses_real_avcc() {
+        let config = AvcDecoderConfig::parse(&hex(AVCC_720P_HIGH)).unwrap();
+        assert_eq!(
+            (config.profile, config.compatibility, config.level),
+            (0x64, 0, 0x1f)
+        );
+        assert_eq!(config.nalu_length_size, 4);
+        assert_eq!(config.sps.len(), 1);
+        assert_eq!(config.pps.len(), 1);
+        assert_eq!(config.pps[0].as_ref(), hex("68ebe3cb22c0").as_slice());
+        assert_eq!(config.codec_string(), "avc1.64001f");
+        let sps = config.first_sps().unwrap();
+        assert_eq!((sps.width, sps.height), (1280, 720));
+        assert_eq!((sps.chroma_format_idc, sps.bit_depth), (1, 8));
+        assert_eq!(sps.codec_string(), "avc1.64001f");
+        assert_eq!(sps.to_string(), "H.264 High@3.1 1280x720");
+    }
+
+    #[test]
+    fn sps_with_cropping_and_emulation_prevention() {
+        let sps = SequenceParameterSet::parse(&hex(SPS_1080P_MAIN)).unwrap();
+        assert_eq!((sps.width, sps.height), (1920, 1080));
+        assert_eq!(sps.to_string(), "H.264 Main@4.0 1920x1080");
+        assert_eq!(sps.codec_string(), "avc1.4d4028");
+    }
+
+    #[test]
+    fn removes_emulation_prevention_bytes() {
+        assert_eq!(
+            remove_emulation_prevention(&hex("00 00 03 01 00 00 03 00 03")),
+            hex("00 00 01 00 00 00 03")
+        );
+    }
+
+    #[test]
+    fn avcc_rejects_bad_version_and_counts() {
+        assert_eq!(
+            AvcDecoderConfig::parse(&hex("02 64 00 1f ff e1")),
+            Err(AvcError::UnsupportedVersion(2))
+        );
+        // Two SPS announced, one present.
+        assert_eq!(
+            AvcDecoderConfig::parse(&hex("01 64 00 1f ff e2 0001 67")),
+            Err(AvcError::Truncated)
+        );
+        // SPS length beyond the record.
+        assert_eq!(
+            AvcDecoderConfig::parse(&hex("01 64 00 1f ff e1 00ff 67")),
+            Err(AvcError::Truncated)
+        );
+        assert_eq!(
+            SequenceParameterSet::parse(&hex("68 ee")),
+            Err(AvcError::NotSps)
+        );
+    }
+
+    #[test]
+    fn truncated_at_every_offset_never_panics() {
+        let avcc = hex(AVCC_720P_HIGH);
+        for len in 0..avcc.len() {
+            assert!(AvcDecoderConfig::parse(&avcc[..len]).is_err(), "{len}");
+        }
+        let sps = hex(SPS_1080P_MAIN);
+        for len in 0..sps.len() {
+            let _ = SequenceParameterSet::parse(&sps[..len]);
+        }
+        assert!(SequenceParameterSet::parse(&sps[..8]).is_err());
+    }
+
+    #[test]
+    fn huge_exp_golomb_is_out_of_range() {
+        // profile 66, then 32 zero bits: no exp-Golomb value fits.
+        assert_eq!(
+            SequenceParameterSet::parse(&hex("67 42 00 1e 00 00 00 00 80")),
+            Err(AvcError::OutOfRange)
+        );
+    }
+}

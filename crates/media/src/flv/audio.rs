@@ -107,3 +107,129 @@ impl AudioTagHeader {
         Ok(header)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hex(s: &str) -> Vec<u8> {
+        let s: String = s.split_whitespace().collect();
+        (0..s.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
+            .collect()
+    }
+
+    fn parse(s: &str) -> AudioTagHeader {
+        AudioTagHeader::parse(&hex(s)).unwrap()
+    }
+
+    #[test]
+    fn legacy_aac_sequence_header_and_raw() {
+        let h = parse("af 00 1210");
+        assert_eq!(
+            (h.codec, h.packet, h.header_len),
+            (Codec::Aac, AudioPacket::SequenceStart, 2)
+        );
+        assert_eq!((h.sound_rate, h.sound_size, h.sound_type), (3, 1, 1));
+        let h = parse("af 01 21 1a");
+        assert_eq!((h.packet, h.header_len), (AudioPacket::CodedFrames, 2));
+        assert!(!h.enhanced);
+    }
+
+    #[test]
+    fn legacy_aac_unknown_packet_type() {
+        assert_eq!(
+            AudioTagHeader::parse(&hex("af 02")),
+            Err(FlvError::UnknownPacketType(2))
+        );
+    }
+
+    #[test]
+    fn legacy_mp3_and_others() {
+        let h = parse("2f fffb9064");
+        assert_eq!(
+            (h.codec, h.packet, h.header_len),
+            (Codec::Mp3, AudioPacket::CodedFrames, 1)
+        );
+        assert_eq!(parse("e2 ff").codec, Codec::Mp3);
+        let h = parse("b2 aa");
+        assert_eq!(
+            (h.codec, h.sound_rate, h.sound_type),
+            (Codec::OtherAudio(11), 0, 0)
+        );
+        assert_eq!(parse("72").codec, Codec::OtherAudio(7));
+    }
+
+    #[test]
+    fn enhanced_opus_and_others() {
+        let h = parse("90 4f707573 4f707573486561640102");
+        assert!(h.enhanced);
+        assert_eq!(
+            (h.codec, h.packet, h.header_len),
+            (Codec::Opus, AudioPacket::SequenceStart, 5)
+        );
+        assert_eq!(parse("91 4f707573 fc").packet, AudioPacket::CodedFrames);
+        assert_eq!(parse("92 4f707573").packet, AudioPacket::SequenceEnd);
+        assert_eq!(
+            parse("94 4f707573 01 02 00000003").packet,
+            AudioPacket::MultichannelConfig
+        );
+        assert_eq!(parse("91 664c6143").codec, Codec::Flac);
+        assert_eq!(parse("91 61632d33").codec, Codec::Ac3);
+        assert_eq!(parse("91 65632d33").codec, Codec::Eac3);
+        assert_eq!(parse("91 2e6d7033").codec, Codec::Mp3);
+        assert_eq!(parse("90 6d703461 1210").codec, Codec::Aac);
+    }
+
+    #[test]
+    fn enhanced_multitrack_and_mod_ex() {
+        // OBS audio track 1: 0x95, OneTrack/CodedFrames, mp4a, trackId 1.
+        let h = parse("95 01 6d703461 01 21");
+        assert!(h.multitrack);
+        assert_eq!(
+            (h.codec, h.packet, h.track_id, h.header_len),
+            (Codec::Aac, AudioPacket::CodedFrames, 1, 7)
+        );
+        assert_eq!(
+            AudioTagHeader::parse(&hex("95 05 6d703461 01")),
+            Err(FlvError::NestedMultitrack)
+        );
+        let h = parse("97 02 000001 01 4f707573");
+        assert_eq!(
+            (h.timestamp_offset_nano, h.packet, h.header_len),
+            (Some(1), AudioPacket::CodedFrames, 10)
+        );
+    }
+
+    #[test]
+    fn enhanced_reserved_packet_types() {
+        for t in [3u8, 6, 8, 15] {
+            let body = [0x90 | t, 0x4f, 0x70, 0x75, 0x73];
+            assert_eq!(
+                AudioTagHeader::parse(&body),
+                Err(FlvError::UnknownPacketType(t))
+            );
+        }
+    }
+
+    #[test]
+    fn empty_and_truncated_never_panic() {
+        assert_eq!(AudioTagHeader::parse(&[]), Err(FlvError::Empty));
+        for full in [
+            "af 00",
+            "90 4f707573",
+            "95 10 6d703461 01 000002",
+            "97 02 000001 01 4f707573",
+        ] {
+            let full = hex(full);
+            for len in 1..full.len() {
+                assert_eq!(
+                    AudioTagHeader::parse(&full[..len]),
+                    Err(FlvError::Truncated),
+                    "{full:02x?} at {len}"
+                );
+            }
+        }
+    }
+}
