@@ -159,3 +159,114 @@ fn is_on_metadata(body: &[u8]) -> bool {
     let body = body.strip_prefix(AMF0_SET_DATA_FRAME).unwrap_or(body);
     body.starts_with(AMF0_ON_METADATA)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn video_keyframe_info() {
+        let f = Frame::video(
+            40,
+            Bytes::from_static(&[0x17, 0x01, 0xff, 0xff, 0xdf, 0, 0, 0, 1, 0x65]),
+        );
+        assert!(f.info.is_keyframe && f.info.is_coded_frame && !f.info.is_sequence_header);
+        assert_eq!(
+            (f.info.codec, f.info.composition_time),
+            (Some(Codec::Avc), -33)
+        );
+        assert_eq!(f.body().as_ref(), &[0, 0, 0, 1, 0x65]);
+    }
+
+    #[test]
+    fn sequence_headers_and_end() {
+        let v = Frame::video(0, Bytes::from_static(&[0x90, 0x68, 0x76, 0x63, 0x31, 0x01]));
+        assert!(v.info.is_sequence_header && v.info.enhanced && !v.info.is_keyframe);
+        assert_eq!(v.info.codec, Some(Codec::Hevc));
+        let a = Frame::audio(0, Bytes::from_static(&[0xaf, 0x00, 0x12, 0x10]));
+        assert!(a.info.is_sequence_header);
+        assert_eq!(a.body().as_ref(), &[0x12, 0x10]);
+        let end = Frame::video(0, Bytes::from_static(&[0x17, 0x02, 0, 0, 0]));
+        assert!(end.info.is_sequence_end && !end.info.is_coded_frame);
+    }
+
+    #[test]
+    fn empty_and_unparseable_payloads_get_default_info() {
+        let silence = Frame::audio(5, Bytes::new());
+        assert_eq!(silence.info, FrameInfo::default());
+        assert!(silence.body().is_empty());
+        assert_eq!(Frame::video(5, Bytes::new()).info, FrameInfo::default());
+        assert_eq!(
+            Frame::video(5, Bytes::from_static(&[0x17])).info,
+            FrameInfo::default()
+        );
+        assert_eq!(
+            Frame::audio(5, Bytes::from_static(&[0x9f])).info,
+            FrameInfo::default()
+        );
+    }
+
+    #[test]
+    fn enhanced_command_frame_has_no_codec() {
+        let f = Frame::video(0, Bytes::from_static(&[0xd1, 0x00]));
+        assert_eq!(f.info.codec, None);
+        assert!(!f.info.is_coded_frame && !f.info.is_keyframe);
+    }
+
+    #[test]
+    fn data_frames_detect_on_metadata() {
+        let meta = b"\x02\x00\x0aonMetaData\x03\x00\x00\x09";
+        assert!(Frame::data(0, Bytes::from_static(meta)).info.is_metadata);
+        let mut with_set = b"\x02\x00\x0d@setDataFrame".to_vec();
+        with_set.extend_from_slice(meta);
+        assert!(Frame::data(0, Bytes::from(with_set)).info.is_metadata);
+        assert!(
+            !Frame::data(0, Bytes::from_static(b"\x02\x00\x0aonCuePoint"))
+                .info
+                .is_metadata
+        );
+        assert!(!Frame::data(0, Bytes::new()).info.is_metadata);
+    }
+
+    #[test]
+    fn clone_shares_the_payload() {
+        let f = Frame::audio(0, Bytes::from(vec![0xaf, 0x01, 0x21]));
+        let g = f.clone();
+        assert_eq!(f.payload.as_ptr(), g.payload.as_ptr());
+    }
+
+    mod prop {
+        use proptest::prelude::*;
+
+        use super::super::*;
+        use crate::aac::AudioSpecificConfig;
+        use crate::avc::{AvcDecoderConfig, SequenceParameterSet};
+
+        proptest! {
+            #[test]
+            fn parsers_never_panic(data in proptest::collection::vec(any::<u8>(), 0..64)) {
+                let payload = Bytes::from(data.clone());
+                for f in [Frame::audio(0, payload.clone()), Frame::video(0, payload.clone()), Frame::data(0, payload)] {
+                    prop_assert!(f.info.header_len <= f.payload.len());
+                    let _ = f.body();
+                }
+                let _ = AvcDecoderConfig::parse(&data);
+                let _ = SequenceParameterSet::parse(&data);
+                let _ = AudioSpecificConfig::parse(&data);
+            }
+
+            #[test]
+            fn enhanced_headers_never_panic(first in 0x80u8..=0xff, rest in proptest::collection::vec(any::<u8>(), 0..32)) {
+                let mut body = vec![first];
+                body.extend(rest);
+                if let Ok(h) = VideoTagHeader::parse(&body) {
+                    prop_assert!(h.header_len <= body.len());
+                }
+                body[0] = 0x90 | (first & 0x0f);
+                if let Ok(h) = AudioTagHeader::parse(&body) {
+                    prop_assert!(h.header_len <= body.len());
+                }
+            }
+        }
+    }
+}

@@ -237,3 +237,208 @@ fn store_header(headers: &mut Vec<Frame>, frame: &Frame) -> bool {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use bytes::Bytes;
+
+    use super::*;
+
+    const META: &[u8] = b"\x02\x00\x0aonMetaData\x03\x00\x00\x09";
+
+    fn meta() -> Frame {
+        Frame::data(0, Bytes::from_static(META))
+    }
+    fn avc_header() -> Frame {
+        Frame::video(0, Bytes::from_static(&[0x17, 0x00, 0, 0, 0, 0x01, 0x64]))
+    }
+    fn aac_header() -> Frame {
+        Frame::audio(0, Bytes::from_static(&[0xaf, 0x00, 0x12, 0x10]))
+    }
+    fn key(ts: u32) -> Frame {
+        Frame::video(ts, Bytes::from_static(&[0x17, 0x01, 0, 0, 0, 0xaa]))
+    }
+    fn inter(ts: u32) -> Frame {
+        Frame::video(ts, Bytes::from_static(&[0x27, 0x01, 0, 0, 0, 0xbb]))
+    }
+    fn audio(ts: u32) -> Frame {
+        Frame::audio(ts, Bytes::from_static(&[0xaf, 0x01, 0x21]))
+    }
+
+    fn timestamps(frames: &[Frame]) -> Vec<(MediaKind, u32)> {
+        frames.iter().map(|f| (f.kind, f.timestamp)).collect()
+    }
+
+    #[test]
+    fn late_joiner_gets_metadata_headers_then_keyframe() {
+        let mut gop = GopCache::new(GopLimits::default());
+        for f in [
+            meta(),
+            avc_header(),
+            aac_header(),
+            key(0),
+            audio(10),
+            inter(33),
+            key(2000),
+            audio(2010),
+            inter(2033),
+        ] {
+            gop.push(&f);
+        }
+        let snap = gop.snapshot();
+        assert_eq!(snap[0], meta());
+        assert_eq!(snap[1], avc_header());
+        assert_eq!(snap[2], aac_header());
+        assert!(snap[3].info.is_keyframe);
+        assert_eq!(
+            timestamps(&snap[3..]),
+            [
+                (MediaKind::Video, 2000),
+                (MediaKind::Audio, 2010),
+                (MediaKind::Video, 2033)
+            ]
+        );
+        assert_eq!((gop.len(), gop.bytes()), (3, 15));
+        assert_eq!(gop.metadata(), Some(&meta()));
+        assert_eq!(gop.video_sequence_header(), Some(&avc_header()));
+        assert_eq!(gop.audio_sequence_header(), Some(&aac_header()));
+    }
+
+    #[test]
+    fn no_keyframe_yet_means_empty_gop() {
+        let mut gop = GopCache::new(GopLimits::default());
+        for f in [avc_header(), inter(0), audio(5), inter(33)] {
+            gop.push(&f);
+        }
+        assert_eq!(gop.snapshot(), [avc_header()]);
+        gop.push(&key(66));
+        assert_eq!(timestamps(&gop.snapshot()[1..]), [(MediaKind::Video, 66)]);
+    }
+
+    #[test]
+    fn duration_limit_drops_gop_until_next_keyframe() {
+        let mut gop = GopCache::new(GopLimits {
+            max_bytes: 1 << 20,
+            max_duration_ms: 1000,
+        });
+        gop.push(&key(0));
+        gop.push(&inter(1000));
+        assert_eq!(gop.len(), 2);
+        gop.push(&inter(1001));
+        assert!(gop.is_empty());
+        gop.push(&audio(1002));
+        gop.push(&inter(1033));
+        assert!(gop.is_empty());
+        gop.push(&key(1066));
+        gop.push(&audio(1070));
+        assert_eq!(
+            timestamps(&gop.snapshot()),
+            [(MediaKind::Video, 1066), (MediaKind::Audio, 1070)]
+        );
+    }
+
+    #[test]
+    fn byte_limit_drops_gop() {
+        let mut gop = GopCache::new(GopLimits {
+            max_bytes: 12,
+            max_duration_ms: 10_000,
+        });
+        gop.push(&key(0));
+        gop.push(&inter(33));
+        assert_eq!(gop.bytes(), 12);
+        gop.push(&audio(40));
+        assert_eq!((gop.len(), gop.bytes()), (0, 0));
+    }
+
+    #[test]
+    fn audio_only_keeps_a_one_second_window() {
+        let mut gop = GopCache::new(GopLimits::default());
+        gop.push(&aac_header());
+        for i in 0..100 {
+            gop.push(&audio(i * 23));
+        }
+        let snap = gop.snapshot();
+        assert_eq!(snap[0], aac_header());
+        let first = snap[1].timestamp;
+        let last = snap[snap.len() - 1].timestamp;
+        assert_eq!(last, 99 * 23);
+        assert!(last - first <= AUDIO_ONLY_WINDOW_MS && last - first > AUDIO_ONLY_WINDOW_MS - 23);
+    }
+
+    #[test]
+    fn video_after_audio_only_waits_for_keyframe() {
+        let mut gop = GopCache::new(GopLimits::default());
+        gop.push(&audio(0));
+        gop.push(&inter(10));
+        gop.push(&audio(20));
+        assert!(gop.is_empty());
+        gop.push(&key(30));
+        gop.push(&audio(40));
+        assert_eq!(gop.len(), 2);
+    }
+
+    #[test]
+    fn sequence_ends_commands_and_silence_are_not_cached() {
+        let mut gop = GopCache::new(GopLimits::default());
+        gop.push(&avc_header());
+        gop.push(&key(0));
+        gop.push(&Frame::video(
+            10,
+            Bytes::from_static(&[0x17, 0x02, 0, 0, 0]),
+        ));
+        gop.push(&Frame::video(10, Bytes::from_static(&[0x57, 0x00])));
+        gop.push(&Frame::audio(10, Bytes::new()));
+        gop.push(&Frame::data(
+            10,
+            Bytes::from_static(b"\x02\x00\x0aonCuePoint"),
+        ));
+        assert_eq!(gop.snapshot(), [avc_header(), key(0)]);
+    }
+
+    #[test]
+    fn changed_sequence_header_drops_gop_identical_does_not() {
+        let mut gop = GopCache::new(GopLimits::default());
+        gop.push(&avc_header());
+        gop.push(&key(0));
+        gop.push(&avc_header());
+        assert_eq!(gop.len(), 1);
+        let new_header = Frame::video(50, Bytes::from_static(&[0x17, 0x00, 0, 0, 0, 0x01, 0x4d]));
+        gop.push(&new_header);
+        assert_eq!(gop.snapshot(), [new_header]);
+    }
+
+    #[test]
+    fn multitrack_headers_are_kept_per_track() {
+        let mut gop = GopCache::new(GopLimits::default());
+        let track1 = Frame::video(
+            0,
+            Bytes::from_static(&[0x96, 0x00, 0x61, 0x76, 0x63, 0x31, 0x01, 0x01]),
+        );
+        gop.push(&track1);
+        gop.push(&avc_header());
+        assert_eq!(gop.video_sequence_header(), Some(&avc_header()));
+        assert_eq!(gop.snapshot(), [avc_header(), track1]);
+        // A key frame on track 1 does not start a GOP.
+        gop.push(&Frame::video(
+            0,
+            Bytes::from_static(&[0x96, 0x01, 0x61, 0x76, 0x63, 0x31, 0x01, 0, 0, 0]),
+        ));
+        assert!(gop.is_empty());
+    }
+
+    #[test]
+    fn color_info_and_clear() {
+        let mut gop = GopCache::new(GopLimits::default());
+        let color = Frame::video(0, Bytes::from_static(&[0x84, 0x68, 0x76, 0x63, 0x31, 0x02]));
+        let hevc = Frame::video(0, Bytes::from_static(&[0x90, 0x68, 0x76, 0x63, 0x31, 0x01]));
+        gop.push(&meta());
+        gop.push(&color);
+        gop.push(&hevc);
+        gop.push(&aac_header());
+        assert_eq!(gop.snapshot(), [meta(), hevc, color.clone(), aac_header()]);
+        assert_eq!(gop.color_info(), Some(&color));
+        gop.clear();
+        assert!(gop.snapshot().is_empty());
+        assert_eq!(gop.limits(), GopLimits::default());
+    }
+}

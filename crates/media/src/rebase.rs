@@ -49,7 +49,11 @@ impl TimestampRebaser {
                 self.reference = Some((timestamp, 0));
                 0
             }
-            Some(_) if self.resync => self.reanchor(timestamp),
+            Some(_) if self.resync => {
+                // A new source: the old per-kind history says nothing about it.
+                self.last = [None, None];
+                self.reanchor(timestamp)
+            }
             Some((ref_in, ref_out)) => {
                 let delta = distance(ref_in, timestamp);
                 if delta.abs() <= DISCONTINUITY_THRESHOLD_MS {
@@ -87,7 +91,6 @@ impl TimestampRebaser {
     fn reanchor(&mut self, timestamp: u32) -> i64 {
         let out = self.high_water + DISCONTINUITY_STEP_MS;
         self.reference = Some((timestamp, out));
-        self.last = [None, None];
         self.resync = false;
         out
     }
@@ -116,5 +119,98 @@ fn clamp(out: i64) -> u32 {
         0
     } else {
         out as u32
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    use MediaKind::{Audio, Data, Video};
+
+    #[test]
+    fn starts_at_zero_and_keeps_av_offset() {
+        let mut r = TimestampRebaser::new();
+        assert_eq!(r.rebase(Video, 5_000_000), 0);
+        assert_eq!(r.rebase(Audio, 5_000_010), 10);
+        assert_eq!(r.rebase(Video, 5_000_033), 33);
+        assert_eq!(r.rebase(Audio, 5_000_031), 31);
+        assert_eq!(r.rebase(Data, 0), 33);
+        assert_eq!(r.rebase(Video, 5_000_066), 66);
+    }
+
+    #[test]
+    fn early_audio_before_first_video_clamps_to_zero() {
+        let mut r = TimestampRebaser::new();
+        assert_eq!(r.rebase(Video, 1000), 0);
+        assert_eq!(r.rebase(Audio, 990), 0);
+        assert_eq!(r.rebase(Audio, 1013), 13);
+    }
+
+    #[test]
+    fn continuous_across_24_bit_wrap() {
+        let mut r = TimestampRebaser::new();
+        assert_eq!(r.rebase(Video, 0x00ff_ff00), 0);
+        assert_eq!(r.rebase(Video, 0x00ff_fff0), 0xf0);
+        assert_eq!(r.rebase(Audio, 0x0000_0010), 0x110);
+        assert_eq!(r.rebase(Video, 0x0000_0020), 0x120);
+    }
+
+    #[test]
+    fn continuous_across_32_bit_wrap() {
+        let mut r = TimestampRebaser::new();
+        assert_eq!(r.rebase(Video, 0xffff_fff0), 0);
+        assert_eq!(r.rebase(Audio, 0xffff_fffa), 10);
+        assert_eq!(r.rebase(Video, 0x0000_0010), 0x20);
+        assert_eq!(r.rebase(Audio, 0x0000_0012), 0x22);
+    }
+
+    #[test]
+    fn publisher_restart_continues_after_last_output() {
+        let mut r = TimestampRebaser::new();
+        for i in 0..=1500 {
+            r.rebase(Audio, 100_000 + i * 40 - 20);
+            r.rebase(Video, 100_000 + i * 40);
+        }
+        // The first frame (audio at 99 980) maps to 0.
+        assert_eq!(r.rebase(Video, 160_000), 60_020);
+        // Restart at 0: a 160 s backwards jump.
+        assert_eq!(r.rebase(Video, 0), 60_021);
+        assert_eq!(r.rebase(Audio, 5), 60_026);
+        assert_eq!(r.rebase(Video, 33), 60_054);
+    }
+
+    #[test]
+    fn forward_jump_re_anchors() {
+        let mut r = TimestampRebaser::new();
+        r.rebase(Video, 0);
+        r.rebase(Video, 40);
+        assert_eq!(r.rebase(Video, 3_600_000), 41);
+        assert_eq!(r.rebase(Video, 3_600_040), 81);
+    }
+
+    #[test]
+    fn reset_source_re_anchors_even_without_a_jump() {
+        let mut r = TimestampRebaser::new();
+        r.rebase(Video, 1000);
+        assert_eq!(r.rebase(Video, 3000), 2000);
+        r.reset_source();
+        assert_eq!(r.rebase(Video, 2500), 2001);
+        assert_eq!(r.rebase(Audio, 2510), 2011);
+        let mut fresh = TimestampRebaser::new();
+        fresh.reset_source();
+        assert_eq!(fresh.rebase(Audio, 777), 0);
+    }
+
+    #[test]
+    fn audio_and_video_on_different_epochs_do_not_flip_flop() {
+        let mut r = TimestampRebaser::new();
+        assert_eq!(r.rebase(Video, 0), 0);
+        // Audio starts 60 s ahead: a re-anchor once.
+        assert_eq!(r.rebase(Audio, 60_000), 1);
+        assert_eq!(r.rebase(Video, 40), 40);
+        assert_eq!(r.rebase(Audio, 60_023), 24);
+        assert_eq!(r.rebase(Video, 80), 80);
+        assert_eq!(r.rebase(Audio, 60_046), 47);
     }
 }
