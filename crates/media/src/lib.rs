@@ -2,3 +2,19 @@
 //! timestamp rebasing. No IO, no clock, no async runtime.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
+
+pub mod aac;
+pub mod avc;
+pub mod flv;
+pub mod frame;
+pub mod gop;
+pub mod rebase;
+
+pub use aac::{AacError, AudioSpecificConfig};
+pub use avc::{AvcDecoderConfig, AvcError, SequenceParameterSet};
+pub use flv::{
+    AudioPacket, AudioTagHeader, Codec, FlvError, VideoFrameType, VideoPacket, VideoTagHeader,
+};
+pub use frame::{Frame, FrameInfo, MediaKind};
+pub use gop::{GopCache, GopLimits};
+pub use rebase::TimestampRebaser;
