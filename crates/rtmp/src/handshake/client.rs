@@ -324,3 +324,12 @@ mod tests {
         assert_eq!(client.server_verified(), Some(true));
     }
 }
+
+impl std::fmt::Debug for ClientHandshake {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientHandshake")
+            .field("done", &self.is_done())
+            .field("server_verified", &self.server_verified())
+            .finish_non_exhaustive()
+    }
+}

@@ -341,3 +341,12 @@ mod tests {
         }
     }
 }
+
+impl std::fmt::Debug for ServerHandshake {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServerHandshake")
+            .field("done", &self.is_done())
+            .field("style", &self.style())
+            .finish_non_exhaustive()
+    }
+}

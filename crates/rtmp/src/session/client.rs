@@ -9,7 +9,7 @@ use super::wire::{Wire, AUDIO_CHUNK_STREAM, VIDEO_CHUNK_STREAM};
 use super::{MediaType, SessionError};
 use crate::amf0::{self, Value};
 use crate::chunk::{ChunkMessage, DecoderLimits};
-use crate::command::{self, code, Command, Status, StatusLevel};
+use crate::command::{code, Command, Status, StatusLevel};
 use crate::handshake::ClientHandshake;
 use crate::message::{
     self, split_aggregate, Message, UserControl, TYPE_AUDIO, TYPE_DATA_AMF0, TYPE_VIDEO,

@@ -289,6 +289,11 @@ impl ServerSession {
         self.wire.received()
     }
 
+    /// The last byte count the peer acknowledged (wrapping at 2^32).
+    pub fn peer_acknowledged(&self) -> u32 {
+        self.wire.peer_acknowledged()
+    }
+
     /// Accepts the pending connect: sends Window Ack Size, Set Peer Bandwidth, Set Chunk Size
     /// and the `_result`, in the order nginx-rtmp uses and clients expect.
     pub fn accept_connect(&mut self) -> Result<(), SessionError> {

@@ -88,7 +88,7 @@ pub(crate) async fn run(
         player: None,
         play_started: started,
     };
-    let mut session = ServerSession::new(context.session.clone(), started, rand::random());
+    let mut session = ServerSession::new(context.session.clone(), started, random_block());
     let (mut reader, mut writer) = socket.into_split();
     let mut buf = vec![0u8; READ_SIZE];
     debug!(id = conn.id, peer = %peer, "rtmp connection accepted");
@@ -328,4 +328,12 @@ fn log_publish_end(conn: &Connection, publication: &Publication, reason: &str) {
         reason,
         "publish ended"
     );
+}
+
+/// Fresh randomness for S1 (and S2 in the digest style).
+fn random_block() -> [u8; 1528] {
+    use rand::RngCore;
+    let mut block = [0u8; 1528];
+    rand::thread_rng().fill_bytes(&mut block);
+    block
 }
