@@ -40,4 +40,11 @@ if ! cargo fuzz --version >/dev/null 2>&1; then
   echo "setup: installing cargo-fuzz"
   cargo install -q cargo-fuzz --locked
 fi
+# Verify what the end-to-end harness (crates/weir/tests/common) relies on.
+for element in rtmp2src rtmp2sink flvdemux flvmux h264parse aacparse openh264enc voaacenc videotestsrc audiotestsrc; do
+  gst-inspect-1.0 --exists "$element" || { echo "setup: GStreamer element $element is missing" >&2; exit 1; }
+done
+ls /usr/lib/nginx/modules/ngx_rtmp_module.so >/dev/null 2>&1 || grep -qs rtmp /etc/nginx/modules-enabled/*.conf \
+  || { echo "setup: nginx RTMP module (libnginx-mod-rtmp) not found" >&2; exit 1; }
+
 echo "setup: ok (ffmpeg $(ffmpeg -version | head -1 | awk '{print $3}'), recent ffmpeg $("$(dirname "$venv")/bin/ffmpeg-recent" -version | head -1 | awk '{print $3}'))"
