@@ -244,10 +244,8 @@ mod tests {
     #[test]
     fn create_stream_golden_bytes() {
         // "createStream", 4.0, null
-        let bytes = hex(
-            "02 00 0c 63 72 65 61 74 65 53 74 72 65 61 6d \
-             00 40 10 00 00 00 00 00 00 05",
-        );
+        let bytes = hex("02 00 0c 63 72 65 61 74 65 53 74 72 65 61 6d \
+             00 40 10 00 00 00 00 00 00 05");
         let command = Command::decode(&bytes, &amf0::Limits::default()).unwrap();
         assert_eq!(command.name, "createStream");
         assert_eq!(command.transaction_id, 4.0);

@@ -400,7 +400,9 @@ mod tests {
     fn amf3_messages_lose_the_format_byte() {
         assert_eq!(
             Message::parse(&chunk(17, &[0x00, 0x02, 0x00, 0x01, b'x'])),
-            Ok(Message::Command(Bytes::from_static(&[0x02, 0x00, 0x01, b'x'])))
+            Ok(Message::Command(Bytes::from_static(&[
+                0x02, 0x00, 0x01, b'x'
+            ])))
         );
         assert_eq!(
             Message::parse(&chunk(15, &[])),

@@ -231,24 +231,88 @@ impl Config {
             let _ = writeln!(out, "# {comment}\n{key} = {value}");
         };
         line("", "[rtmp]", String::new());
-        line("Address and port of the RTMP listener.", "addr", format!("\"{}\"", rtmp.addr));
-        line("Outbound chunk size announced to every client.", "chunk_size", rtmp.chunk_size.to_string());
-        line("Connections held at once.", "max_connections", rtmp.max_connections.to_string());
-        line("Seconds from accept to a complete connect command.", "handshake_timeout_secs", rtmp.handshake_timeout_secs.to_string());
-        line("Seconds a publisher may send nothing before it is closed.", "idle_timeout_secs", rtmp.idle_timeout_secs.to_string());
-        line("Seconds a write to a client may block before it is disconnected.", "write_timeout_secs", rtmp.write_timeout_secs.to_string());
-        line("Largest RTMP message accepted, in bytes (at most 16777215).", "max_message_size", rtmp.max_message_size.to_string());
-        line("Most chunk streams one connection may use at once.", "max_chunk_streams", rtmp.max_chunk_streams.to_string());
-        line("Socket send buffer in bytes; 0 = kernel autotuning.", "send_buffer_bytes", rtmp.send_buffer_bytes.to_string());
-        line("Socket receive buffer in bytes; 0 = kernel autotuning.", "recv_buffer_bytes", rtmp.recv_buffer_bytes.to_string());
+        line(
+            "Address and port of the RTMP listener.",
+            "addr",
+            format!("\"{}\"", rtmp.addr),
+        );
+        line(
+            "Outbound chunk size announced to every client.",
+            "chunk_size",
+            rtmp.chunk_size.to_string(),
+        );
+        line(
+            "Connections held at once.",
+            "max_connections",
+            rtmp.max_connections.to_string(),
+        );
+        line(
+            "Seconds from accept to a complete connect command.",
+            "handshake_timeout_secs",
+            rtmp.handshake_timeout_secs.to_string(),
+        );
+        line(
+            "Seconds a publisher may send nothing before it is closed.",
+            "idle_timeout_secs",
+            rtmp.idle_timeout_secs.to_string(),
+        );
+        line(
+            "Seconds a write to a client may block before it is disconnected.",
+            "write_timeout_secs",
+            rtmp.write_timeout_secs.to_string(),
+        );
+        line(
+            "Largest RTMP message accepted, in bytes (at most 16777215).",
+            "max_message_size",
+            rtmp.max_message_size.to_string(),
+        );
+        line(
+            "Most chunk streams one connection may use at once.",
+            "max_chunk_streams",
+            rtmp.max_chunk_streams.to_string(),
+        );
+        line(
+            "Socket send buffer in bytes; 0 = kernel autotuning.",
+            "send_buffer_bytes",
+            rtmp.send_buffer_bytes.to_string(),
+        );
+        line(
+            "Socket receive buffer in bytes; 0 = kernel autotuning.",
+            "recv_buffer_bytes",
+            rtmp.recv_buffer_bytes.to_string(),
+        );
         line("", "[streams]", String::new());
-        line("Keep the current GOP so new viewers start at once on a keyframe.", "gop_cache", streams.gop_cache.to_string());
-        line("Largest GOP kept, in bytes.", "gop_max_bytes", streams.gop_max_bytes.to_string());
-        line("Longest GOP kept, in milliseconds.", "gop_max_duration_ms", streams.gop_max_duration_ms.to_string());
-        line("Frames queued per viewer; a viewer further behind skips to the next keyframe.", "viewer_queue_frames", streams.viewer_queue_frames.to_string());
-        line("Seconds a viewer may stay behind before it is disconnected.", "max_viewer_lag_secs", streams.max_viewer_lag_secs.to_string());
+        line(
+            "Keep the current GOP so new viewers start at once on a keyframe.",
+            "gop_cache",
+            streams.gop_cache.to_string(),
+        );
+        line(
+            "Largest GOP kept, in bytes.",
+            "gop_max_bytes",
+            streams.gop_max_bytes.to_string(),
+        );
+        line(
+            "Longest GOP kept, in milliseconds.",
+            "gop_max_duration_ms",
+            streams.gop_max_duration_ms.to_string(),
+        );
+        line(
+            "Frames queued per viewer; a viewer further behind skips to the next keyframe.",
+            "viewer_queue_frames",
+            streams.viewer_queue_frames.to_string(),
+        );
+        line(
+            "Seconds a viewer may stay behind before it is disconnected.",
+            "max_viewer_lag_secs",
+            streams.max_viewer_lag_secs.to_string(),
+        );
         line("", "[log]", String::new());
-        line("tracing filter: info, debug, weir=debug, ...", "level", format!("\"{}\"", self.log.level));
+        line(
+            "tracing filter: info, debug, weir=debug, ...",
+            "level",
+            format!("\"{}\"", self.log.level),
+        );
         out.replace("# \n", "\n").replace(" = \n", "\n")
     }
 }

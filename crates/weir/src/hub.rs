@@ -57,7 +57,9 @@ impl Stream {
 
     fn lock(&self) -> MutexGuard<'_, StreamState> {
         // A panic while holding the lock cannot leave the cache in a state worse than stale.
-        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// Whether a publisher is live.
@@ -203,7 +205,9 @@ impl Publisher {
     /// Sends a frame to the cache and every subscriber. Never waits for a subscriber.
     pub fn send(&self, frame: Frame) {
         let mut state = self.stream.lock();
-        if self.gop_cache || frame.info.is_sequence_header || frame.kind == weir_media::MediaKind::Data
+        if self.gop_cache
+            || frame.info.is_sequence_header
+            || frame.kind == weir_media::MediaKind::Data
         {
             state.gop.push(&frame);
         }
@@ -293,11 +297,17 @@ mod tests {
     }
 
     fn keyframe(ts: u32) -> Frame {
-        Frame::video(ts, Bytes::from_static(&[0x17, 0x01, 0, 0, 0, 0, 0, 0, 1, 0x65]))
+        Frame::video(
+            ts,
+            Bytes::from_static(&[0x17, 0x01, 0, 0, 0, 0, 0, 0, 1, 0x65]),
+        )
     }
 
     fn interframe(ts: u32) -> Frame {
-        Frame::video(ts, Bytes::from_static(&[0x27, 0x01, 0, 0, 0, 0, 0, 0, 1, 0x41]))
+        Frame::video(
+            ts,
+            Bytes::from_static(&[0x27, 0x01, 0, 0, 0, 0, 0, 0, 1, 0x41]),
+        )
     }
 
     #[tokio::test]
@@ -353,7 +363,11 @@ mod tests {
         assert!(matches!(sub.recv().await, Ok(Packet::PublisherStarted)));
         drop(publisher);
         assert!(matches!(sub.recv().await, Ok(Packet::PublisherLeft)));
-        assert_eq!(hub.stream_count(), 1, "stream stays while a subscriber waits");
+        assert_eq!(
+            hub.stream_count(),
+            1,
+            "stream stays while a subscriber waits"
+        );
         drop(sub);
         assert_eq!(hub.stream_count(), 0);
     }

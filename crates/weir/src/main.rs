@@ -70,10 +70,13 @@ fn load(cli: &Cli) -> anyhow::Result<Config> {
 }
 
 fn run(config: Config) -> ExitCode {
-    let filter = EnvFilter::try_from_env("WEIR_LOG")
-        .unwrap_or_else(|_| EnvFilter::new(&config.log.level));
+    let filter =
+        EnvFilter::try_from_env("WEIR_LOG").unwrap_or_else(|_| EnvFilter::new(&config.log.level));
     tracing_subscriber::fmt().with_env_filter(filter).init();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(runtime) => runtime,
         Err(err) => {
             eprintln!("weir: cannot start the async runtime: {err}");
@@ -104,7 +107,10 @@ fn banner(addr: SocketAddr) {
         addr.ip().to_string()
     };
     let port = addr.port();
-    info!("weir {} listening for RTMP on {addr}", env!("CARGO_PKG_VERSION"));
+    info!(
+        "weir {} listening for RTMP on {addr}",
+        env!("CARGO_PKG_VERSION")
+    );
     info!("publish: OBS Server rtmp://{host}:{port}/live with any Stream Key, or: ffmpeg -re -i in.flv -c copy -f flv rtmp://{host}:{port}/live/KEY");
     info!("watch:   ffplay rtmp://{host}:{port}/live/KEY   (VLC: Media > Open Network Stream, same URL)");
 }

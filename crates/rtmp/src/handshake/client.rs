@@ -163,6 +163,15 @@ fn answer(
     }
 }
 
+impl std::fmt::Debug for ClientHandshake {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientHandshake")
+            .field("done", &self.is_done())
+            .field("server_verified", &self.server_verified())
+            .finish_non_exhaustive()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::super::tests::{fms_key, fp_key, hex, hmac, offset, pattern, sign};
@@ -322,14 +331,5 @@ mod tests {
         }
         assert_eq!(input[..], b"xy"[..]);
         assert_eq!(client.server_verified(), Some(true));
-    }
-}
-
-impl std::fmt::Debug for ClientHandshake {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ClientHandshake")
-            .field("done", &self.is_done())
-            .field("server_verified", &self.server_verified())
-            .finish_non_exhaustive()
     }
 }

@@ -143,6 +143,15 @@ fn respond(
     }
 }
 
+impl std::fmt::Debug for ServerHandshake {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServerHandshake")
+            .field("done", &self.is_done())
+            .field("style", &self.style())
+            .finish_non_exhaustive()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use proptest::prelude::*;
@@ -339,14 +348,5 @@ mod tests {
             prop_assert_eq!(&whole.1, &hex(SET_CHUNK_SIZE));
             prop_assert_eq!(feed_split(&all, &cuts), whole);
         }
-    }
-}
-
-impl std::fmt::Debug for ServerHandshake {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ServerHandshake")
-            .field("done", &self.is_done())
-            .field("style", &self.style())
-            .finish_non_exhaustive()
     }
 }

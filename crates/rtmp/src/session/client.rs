@@ -248,7 +248,12 @@ impl ClientSession {
             return;
         };
         if let Some(Intent::Publish(name)) = &self.intent {
-            let fc = Command::new("FCUnpublish", 0.0, Value::Null, vec![Value::from(name.as_str())]);
+            let fc = Command::new(
+                "FCUnpublish",
+                0.0,
+                Value::Null,
+                vec![Value::from(name.as_str())],
+            );
             self.wire.send_command(0, &fc);
         }
         let delete = Command::new(
@@ -291,15 +296,25 @@ impl ClientSession {
         if let Intent::Publish(name) = &intent {
             for call in ["releaseStream", "FCPublish"] {
                 let tid = self.transaction();
-                let command = Command::new(call, tid, Value::Null, vec![Value::from(name.as_str())]);
+                let command =
+                    Command::new(call, tid, Value::Null, vec![Value::from(name.as_str())]);
                 self.wire.send_command(0, &command);
             }
         }
-        let create = Command::new("createStream", CREATE_STREAM_TRANSACTION, Value::Null, vec![]);
+        let create = Command::new(
+            "createStream",
+            CREATE_STREAM_TRANSACTION,
+            Value::Null,
+            vec![],
+        );
         self.wire.send_command(0, &create);
     }
 
-    fn handle_message(&mut self, chunk: ChunkMessage, message: Message) -> Result<(), SessionError> {
+    fn handle_message(
+        &mut self,
+        chunk: ChunkMessage,
+        message: Message,
+    ) -> Result<(), SessionError> {
         match message {
             Message::Command(body) => {
                 let command = Command::decode(&body, &self.config.amf_limits)?;
@@ -391,12 +406,12 @@ impl ClientSession {
                     )));
                 }
                 match status.code.as_str() {
-                    code::PUBLISH_START => {
-                        self.events.push_back(ClientEvent::PublishStarted { stream_id })
-                    }
-                    code::PLAY_START => {
-                        self.events.push_back(ClientEvent::PlayStarted { stream_id })
-                    }
+                    code::PUBLISH_START => self
+                        .events
+                        .push_back(ClientEvent::PublishStarted { stream_id }),
+                    code::PLAY_START => self
+                        .events
+                        .push_back(ClientEvent::PlayStarted { stream_id }),
                     _ => {}
                 }
                 self.events

@@ -322,10 +322,8 @@ impl ServerSession {
             ("description", Value::from("Connection succeeded.")),
             ("objectEncoding", Value::from(self.object_encoding)),
         ]);
-        self.wire.send_command(
-            0,
-            &command::result(transaction_id, properties, vec![info]),
-        );
+        self.wire
+            .send_command(0, &command::result(transaction_id, properties, vec![info]));
         self.phase = Phase::Connected;
         self.process()
     }
@@ -450,7 +448,10 @@ impl ServerSession {
 
     /// Sends metadata (`["onMetaData", {...}]`) to a playing stream.
     pub fn send_metadata(&mut self, stream_id: u32, timestamp: u32, payload: Bytes) {
-        if matches!(self.streams.get(&stream_id), Some(StreamState::Playing { .. })) {
+        if matches!(
+            self.streams.get(&stream_id),
+            Some(StreamState::Playing { .. })
+        ) {
             self.wire.send_data(stream_id, timestamp, payload);
         }
     }
@@ -496,7 +497,10 @@ impl ServerSession {
     /// Tells a player that the publisher left (`NetStream.Play.UnpublishNotify`). The stream
     /// stays in playing state; [`Self::notify_publish`] tells it the publisher is back.
     pub fn notify_unpublish(&mut self, stream_id: u32) {
-        if matches!(self.streams.get(&stream_id), Some(StreamState::Playing { .. })) {
+        if matches!(
+            self.streams.get(&stream_id),
+            Some(StreamState::Playing { .. })
+        ) {
             self.wire
                 .send(&message::user_control(UserControl::StreamEof(stream_id)));
             self.send_status(
@@ -510,7 +514,10 @@ impl ServerSession {
 
     /// Tells a player that a publisher started (`NetStream.Play.PublishNotify`).
     pub fn notify_publish(&mut self, stream_id: u32) {
-        if matches!(self.streams.get(&stream_id), Some(StreamState::Playing { .. })) {
+        if matches!(
+            self.streams.get(&stream_id),
+            Some(StreamState::Playing { .. })
+        ) {
             self.wire
                 .send(&message::user_control(UserControl::StreamBegin(stream_id)));
             self.send_status(
@@ -533,8 +540,7 @@ impl ServerSession {
     }
 
     fn take_pending(&mut self, stream_id: u32, expected: &StreamState) -> bool {
-        if self.pending_stream == Some(stream_id)
-            && self.streams.get(&stream_id) == Some(expected)
+        if self.pending_stream == Some(stream_id) && self.streams.get(&stream_id) == Some(expected)
         {
             self.pending_stream = None;
             true
@@ -576,7 +582,11 @@ impl ServerSession {
         }
     }
 
-    fn handle_message(&mut self, chunk: ChunkMessage, message: Message) -> Result<(), SessionError> {
+    fn handle_message(
+        &mut self,
+        chunk: ChunkMessage,
+        message: Message,
+    ) -> Result<(), SessionError> {
         match message {
             Message::Command(body) => {
                 let command = Command::decode(&body, &self.config.amf_limits)?;
@@ -617,9 +627,7 @@ impl ServerSession {
                             part.timestamp,
                             part.payload,
                         ),
-                        TYPE_DATA_AMF0 => {
-                            self.data(chunk.stream_id, part.timestamp, &part.payload)
-                        }
+                        TYPE_DATA_AMF0 => self.data(chunk.stream_id, part.timestamp, &part.payload),
                         other => debug!("ignored aggregate sub-message of type {other}"),
                     }
                 }
@@ -647,13 +655,19 @@ impl ServerSession {
                 payload,
             });
         } else {
-            debug!(stream_id, "dropped media on a stream that is not publishing");
+            debug!(
+                stream_id,
+                "dropped media on a stream that is not publishing"
+            );
         }
     }
 
     fn data(&mut self, stream_id: u32, timestamp: u32, body: &Bytes) {
         if self.streams.get(&stream_id) != Some(&StreamState::Publishing) {
-            debug!(stream_id, "dropped data message on a stream that is not publishing");
+            debug!(
+                stream_id,
+                "dropped data message on a stream that is not publishing"
+            );
             return;
         }
         match parse_data_message(body, &self.config.amf_limits) {
@@ -826,9 +840,9 @@ impl ServerSession {
         let text = |key: &str| object.property(key).and_then(Value::as_str);
         let raw_app = match object.property("app") {
             None => "",
-            Some(value) => value.as_str().ok_or_else(|| {
-                SessionError::Protocol("connect app is not a string".into())
-            })?,
+            Some(value) => value
+                .as_str()
+                .ok_or_else(|| SessionError::Protocol("connect app is not a string".into()))?,
         };
         let (app, app_query) = split_stream_name(raw_app);
         let tc_url = text("tcUrl").map(str::to_owned);
@@ -853,7 +867,8 @@ impl ServerSession {
         self.phase = Phase::ConnectPending {
             transaction_id_bits: command.transaction_id.to_bits(),
         };
-        self.events.push_back(ServerEvent::ConnectRequested(request));
+        self.events
+            .push_back(ServerEvent::ConnectRequested(request));
         Ok(())
     }
 
@@ -876,9 +891,9 @@ impl ServerSession {
     }
 
     fn on_publish(&mut self, stream_id: u32, command: Command) -> Result<(), SessionError> {
-        let raw = command.string_argument(0).ok_or_else(|| {
-            SessionError::Protocol("publish without a stream name string".into())
-        })?;
+        let raw = command
+            .string_argument(0)
+            .ok_or_else(|| SessionError::Protocol("publish without a stream name string".into()))?;
         let (stream_name, query) = split_stream_name(raw);
         let publish_type = command.string_argument(1).unwrap_or("live").to_owned();
         self.ensure_stream(stream_id)?;
@@ -913,9 +928,9 @@ impl ServerSession {
     }
 
     fn on_play(&mut self, stream_id: u32, command: Command) -> Result<(), SessionError> {
-        let raw = command.string_argument(0).ok_or_else(|| {
-            SessionError::Protocol("play without a stream name string".into())
-        })?;
+        let raw = command
+            .string_argument(0)
+            .ok_or_else(|| SessionError::Protocol("play without a stream name string".into()))?;
         let (stream_name, query) = split_stream_name(raw);
         self.ensure_stream(stream_id)?;
         if matches!(
@@ -941,14 +956,15 @@ impl ServerSession {
         }
         self.streams.insert(stream_id, StreamState::PlayPending);
         self.pending_stream = Some(stream_id);
-        self.events.push_back(ServerEvent::PlayRequested(PlayRequest {
-            stream_id,
-            stream_name,
-            query,
-            start: command.number_argument(1).unwrap_or(-2.0),
-            duration: command.number_argument(2).unwrap_or(-1.0),
-            reset: command.bool_argument(3).unwrap_or(true),
-        }));
+        self.events
+            .push_back(ServerEvent::PlayRequested(PlayRequest {
+                stream_id,
+                stream_name,
+                query,
+                start: command.number_argument(1).unwrap_or(-2.0),
+                duration: command.number_argument(2).unwrap_or(-1.0),
+                reset: command.bool_argument(3).unwrap_or(true),
+            }));
         Ok(())
     }
 
@@ -966,7 +982,8 @@ impl ServerSession {
                 );
             }
             Some(StreamState::Playing { .. }) => {
-                self.events.push_back(ServerEvent::PlayStopped { stream_id });
+                self.events
+                    .push_back(ServerEvent::PlayStopped { stream_id });
             }
             _ => {}
         }

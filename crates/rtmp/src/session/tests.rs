@@ -93,7 +93,10 @@ fn metadata_body() -> Vec<u8> {
     amf0::encode_all(
         &[
             Value::from("onMetaData"),
-            Value::object([("width", Value::from(640.0)), ("height", Value::from(360.0))]),
+            Value::object([
+                ("width", Value::from(640.0)),
+                ("height", Value::from(360.0)),
+            ]),
         ],
         &mut body,
     );
@@ -115,7 +118,10 @@ fn publish_flow_delivers_metadata_and_media() {
     });
     let connect = connect.expect("connect requested");
     assert_eq!(connect.app, "live");
-    assert_eq!(connect.tc_url.as_deref(), Some("rtmp://127.0.0.1:1935/live"));
+    assert_eq!(
+        connect.tc_url.as_deref(),
+        Some("rtmp://127.0.0.1:1935/live")
+    );
     let publish = pair.server_events.iter().find_map(|e| match e {
         ServerEvent::PublishRequested(p) => Some(p.clone()),
         _ => None,

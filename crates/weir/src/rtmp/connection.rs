@@ -12,9 +12,7 @@ use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tracing::{debug, info, warn};
 use weir_media::Frame;
-use weir_rtmp::session::{
-    MediaType, PublishRejection, ServerEvent, ServerSession, SessionError,
-};
+use weir_rtmp::session::{MediaType, PublishRejection, ServerEvent, ServerSession, SessionError};
 
 use super::player::Player;
 use super::{next_connection_id, Context};
@@ -158,8 +156,11 @@ async fn flush(
     context: &Context,
 ) -> Result<(), End> {
     while let Some(bytes) = session.poll_transmit() {
-        match tokio::time::timeout(context.config.rtmp.write_timeout(), writer.write_all(&bytes))
-            .await
+        match tokio::time::timeout(
+            context.config.rtmp.write_timeout(),
+            writer.write_all(&bytes),
+        )
+        .await
         {
             Ok(Ok(())) => {}
             Ok(Err(err)) => return Err(End::Io(err)),
@@ -249,8 +250,9 @@ impl Connection {
                         "play started"
                     );
                     let now = Instant::now();
-                    let max_lag =
-                        std::time::Duration::from_secs(self.context.config.streams.max_viewer_lag_secs);
+                    let max_lag = std::time::Duration::from_secs(
+                        self.context.config.streams.max_viewer_lag_secs,
+                    );
                     let mut player = Player::new(request.stream_id, subscription, max_lag, now);
                     session
                         .accept_play(request.stream_id)

@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# The full test suite: installs the tools the tests drive (scripts/setup.sh), then runs
+# fmt and clippy checks, every unit, session, end-to-end and interop test, and a short
+# fuzzing pass over every fuzz target.
+#   WEIR_FUZZ_SECONDS=N   seconds per fuzz target (default 15; 0 skips fuzzing)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+bash scripts/setup.sh
+
+echo "== cargo fmt --check"
+cargo fmt --all -- --check
+echo "== cargo clippy"
+cargo clippy --workspace --all-targets -- -D warnings
+echo "== cargo test"
+cargo test --workspace
+
+fuzz_seconds="${WEIR_FUZZ_SECONDS:-15}"
+if [ "$fuzz_seconds" != "0" ]; then
+  bash scripts/fuzz-smoke.sh "$fuzz_seconds"
+fi
+echo "== all tests passed"
