@@ -232,10 +232,15 @@ impl ServerSession {
             self.last_input = now;
         }
         self.input.extend_from_slice(data);
-        if self.input.len() > self.config.max_pending_input {
+        self.process()?;
+        // While a request waits for the application, input piles up; bound it. Otherwise the
+        // buffer holds at most one partial chunk, which the chunk decoder's limits bound.
+        let waiting =
+            self.pending_stream.is_some() || matches!(self.phase, Phase::ConnectPending { .. });
+        if waiting && self.input.len() > self.config.max_pending_input {
             return Err(SessionError::InputOverflow(self.input.len()));
         }
-        self.process()
+        Ok(())
     }
 
     /// Checks deadlines; call it at (or after) [`Self::poll_timeout`].

@@ -301,6 +301,11 @@ impl Connection {
                 }
                 ServerEvent::PlayPaused { stream_id, paused } => {
                     debug!(id = self.id, stream_id, paused, "play paused");
+                    if let Some(player) = self.player.as_mut().filter(|p| p.stream_id == stream_id)
+                    {
+                        // Frames were dropped while paused: resume on a keyframe.
+                        player.skip_to_keyframe();
+                    }
                 }
             }
         }

@@ -129,6 +129,11 @@ impl Player {
         Ok(())
     }
 
+    /// Drops frames until the next keyframe (after a pause, for instance).
+    pub(crate) fn skip_to_keyframe(&mut self) {
+        self.need_keyframe = true;
+    }
+
     fn lagged(&mut self, lost: u64) {
         if !self.need_keyframe {
             warn!(
