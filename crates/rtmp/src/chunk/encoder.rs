@@ -17,6 +17,7 @@ use std::collections::HashMap;
 
 use bytes::{BufMut, BytesMut};
 
+use super::transmit::{Continuation, TransmitQueue};
 use super::{
     ChunkMessage, DEFAULT_CHUNK_SIZE, MAX_CHUNK_SIZE, MAX_CHUNK_STREAM_ID, MAX_MESSAGE_LENGTH,
     MIN_CHUNK_STREAM_ID,
@@ -62,6 +63,41 @@ impl ChunkEncoder {
     /// If the chunk stream id is outside 2..=65599 or the payload is longer than
     /// [`MAX_MESSAGE_LENGTH`]; both are bugs in the caller, never peer input.
     pub fn encode(&mut self, message: &ChunkMessage, out: &mut BytesMut) {
+        let (header, continuation) = self.plan(message);
+        let chunk_size = self.chunk_size as usize;
+        let payload = &message.payload[..];
+        let chunks = payload.len().div_ceil(chunk_size).max(1);
+        out.reserve(header.len() + payload.len() + (chunks - 1) * continuation.as_slice().len());
+        out.put_slice(header.as_slice());
+        let mut pieces = payload.chunks(chunk_size);
+        if let Some(first) = pieces.next() {
+            out.put_slice(first);
+        }
+        for piece in pieces {
+            out.put_slice(continuation.as_slice());
+            out.put_slice(piece);
+        }
+    }
+
+    /// Queues one message on `queue` without copying its payload (beyond small ones): the
+    /// same bytes as [`Self::encode`], for writers that use vectored IO.
+    ///
+    /// # Panics
+    ///
+    /// As [`Self::encode`].
+    pub fn encode_to_queue(&mut self, message: &ChunkMessage, queue: &mut TransmitQueue) {
+        let (header, continuation) = self.plan(message);
+        queue.push_message(
+            header.as_slice(),
+            &message.payload,
+            self.chunk_size as usize,
+            continuation,
+        );
+    }
+
+    /// Chooses the header for `message`, updates the chunk stream's state, and returns the
+    /// first chunk's header and the continuation header.
+    fn plan(&mut self, message: &ChunkMessage) -> (FirstHeader, Continuation) {
         let csid = message.chunk_stream_id;
         assert!(
             (MIN_CHUNK_STREAM_ID..=MAX_CHUNK_STREAM_ID).contains(&csid),
@@ -108,38 +144,49 @@ impl ChunkEncoder {
         };
         self.streams.insert(csid, state);
 
-        let chunk_size = self.chunk_size as usize;
-        let payload = &message.payload[..];
-        let chunks = payload.len().div_ceil(chunk_size).max(1);
-        let extended_len = if state.extended { 4 } else { 0 };
-        out.reserve(payload.len() + 3 + 11 + extended_len + (chunks - 1) * (3 + extended_len));
-
-        put_basic_header(out, fmt, csid);
+        let mut header = FirstHeader::default();
+        put_basic_header(&mut header, fmt, csid);
         let timestamp_field = field.min(EXTENDED_TIMESTAMP_MARKER);
         if fmt <= 2 {
-            put_u24(out, timestamp_field);
+            header.put(&timestamp_field.to_be_bytes()[1..]);
         }
         if fmt <= 1 {
-            put_u24(out, length);
-            out.put_u8(message.type_id);
+            header.put(&length.to_be_bytes()[1..]);
+            header.put(&[message.type_id]);
         }
         if fmt == 0 {
-            out.put_u32_le(message.stream_id);
+            header.put(&message.stream_id.to_le_bytes());
         }
         if state.extended {
-            out.put_u32(field);
+            header.put(&field.to_be_bytes());
         }
-        let mut pieces = payload.chunks(chunk_size);
-        if let Some(first) = pieces.next() {
-            out.put_slice(first);
-        }
-        for piece in pieces {
-            put_basic_header(out, 3, csid);
-            if state.extended {
-                out.put_u32(field);
-            }
-            out.put_slice(piece);
-        }
+        let mut basic = FirstHeader::default();
+        put_basic_header(&mut basic, 3, csid);
+        let continuation =
+            Continuation::new(&basic.bytes[..basic.len], state.extended.then_some(field));
+        (header, continuation)
+    }
+}
+
+/// A first chunk header: at most 3 + 11 + 4 bytes.
+#[derive(Debug, Default)]
+struct FirstHeader {
+    bytes: [u8; 18],
+    len: usize,
+}
+
+impl FirstHeader {
+    fn put(&mut self, bytes: &[u8]) {
+        self.bytes[self.len..self.len + bytes.len()].copy_from_slice(bytes);
+        self.len += bytes.len();
+    }
+
+    fn len(&self) -> usize {
+        self.len
+    }
+
+    fn as_slice(&self) -> &[u8] {
+        &self.bytes[..self.len]
     }
 }
 
@@ -164,23 +211,16 @@ struct HeaderState {
 }
 
 /// Writes a 1-, 2- or 3-byte basic header; `csid` is within 2..=65599.
-fn put_basic_header(out: &mut BytesMut, fmt: u8, csid: u32) {
+fn put_basic_header(out: &mut FirstHeader, fmt: u8, csid: u32) {
     let fmt = fmt << 6;
     match csid {
-        2..=63 => out.put_u8(fmt | csid as u8),
-        64..=319 => {
-            out.put_u8(fmt);
-            out.put_u8((csid - 64) as u8);
-        }
+        2..=63 => out.put(&[fmt | csid as u8]),
+        64..=319 => out.put(&[fmt, (csid - 64) as u8]),
         _ => {
-            out.put_u8(fmt | 1);
-            out.put_u16_le((csid - 64) as u16);
+            let rest = ((csid - 64) as u16).to_le_bytes();
+            out.put(&[fmt | 1, rest[0], rest[1]]);
         }
     }
-}
-
-fn put_u24(out: &mut BytesMut, value: u32) {
-    out.put_slice(&value.to_be_bytes()[1..]);
 }
 
 #[cfg(test)]
@@ -343,5 +383,27 @@ mod tests {
         assert_eq!(encoder.chunk_size(), MAX_CHUNK_SIZE);
         encoder.set_chunk_size(4096);
         assert_eq!(encoder.chunk_size(), 4096);
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn queued_encoding_equals_contiguous_encoding(
+            messages in proptest::collection::vec(
+                (2u32..400, proptest::num::u32::ANY, 8u8..10, 0usize..3000), 1..20),
+            chunk_size in 1u32..5000,
+        ) {
+            let mut contiguous = ChunkEncoder::new();
+            let mut queued = ChunkEncoder::new();
+            contiguous.set_chunk_size(chunk_size);
+            queued.set_chunk_size(chunk_size);
+            let mut out = BytesMut::new();
+            let mut queue = TransmitQueue::new();
+            for (csid, timestamp, type_id, len) in messages {
+                let message = message(csid, timestamp, type_id, &vec![csid as u8; len]);
+                contiguous.encode(&message, &mut out);
+                queued.encode_to_queue(&message, &mut queue);
+            }
+            proptest::prop_assert_eq!(queue.take_contiguous().unwrap_or_default(), out.freeze());
+        }
     }
 }

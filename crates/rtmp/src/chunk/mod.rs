@@ -8,6 +8,7 @@ mod decoder;
 mod encoder;
 #[cfg(test)]
 mod tests;
+mod transmit;
 
 use bytes::Bytes;
 
@@ -15,6 +16,7 @@ pub use decoder::{
     ChunkDecoder, ChunkError, DecoderLimits, DEFAULT_MAX_CHUNK_STREAMS, DEFAULT_MAX_PENDING_BYTES,
 };
 pub use encoder::ChunkEncoder;
+pub use transmit::TransmitQueue;
 
 /// Default chunk size in both directions until a Set Chunk Size message changes it.
 pub const DEFAULT_CHUNK_SIZE: u32 = 128;

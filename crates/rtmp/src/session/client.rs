@@ -8,7 +8,7 @@ use tracing::debug;
 use super::wire::{Wire, AUDIO_CHUNK_STREAM, VIDEO_CHUNK_STREAM};
 use super::{MediaType, SessionError};
 use crate::amf0::{self, Value};
-use crate::chunk::{ChunkMessage, DecoderLimits};
+use crate::chunk::{ChunkMessage, DecoderLimits, TransmitQueue};
 use crate::command::{code, Command, Status, StatusLevel};
 use crate::handshake::ClientHandshake;
 use crate::message::{
@@ -195,6 +195,12 @@ impl ClientSession {
     /// Bytes to write to the socket.
     pub fn poll_transmit(&mut self) -> Option<Bytes> {
         self.wire.take_output()
+    }
+
+    /// The output queue: write its [`TransmitQueue::io_slices`] with vectored IO and
+    /// [`TransmitQueue::advance`] it, instead of copying everything out with `poll_transmit`.
+    pub fn transmit_queue(&mut self) -> &mut TransmitQueue {
+        self.wire.queue()
     }
 
     /// The next event.

@@ -9,7 +9,7 @@ use tracing::{debug, warn};
 use super::wire::{Wire, AUDIO_CHUNK_STREAM, VIDEO_CHUNK_STREAM};
 use super::{parse_data_message, split_stream_name, DataMessage, MediaType, SessionError};
 use crate::amf0::{self, Value};
-use crate::chunk::{ChunkMessage, DecoderLimits};
+use crate::chunk::{ChunkMessage, DecoderLimits, TransmitQueue};
 use crate::command::{self, code, Command, StatusLevel};
 use crate::handshake::ServerHandshake;
 use crate::message::{
@@ -214,7 +214,7 @@ impl ServerSession {
             handshake: ServerHandshake::new(random, 0),
             phase: Phase::Handshake,
             wire,
-            input: BytesMut::with_capacity(8192),
+            input: BytesMut::new(),
             events: VecDeque::new(),
             pending_stream: None,
             streams: BTreeMap::new(),
@@ -271,6 +271,12 @@ impl ServerSession {
     /// Bytes to write to the socket.
     pub fn poll_transmit(&mut self) -> Option<Bytes> {
         self.wire.take_output()
+    }
+
+    /// The output queue: write its [`TransmitQueue::io_slices`] with vectored IO and
+    /// [`TransmitQueue::advance`] it, instead of copying everything out with `poll_transmit`.
+    pub fn transmit_queue(&mut self) -> &mut TransmitQueue {
+        self.wire.queue()
     }
 
     /// Bytes queued for the socket and not yet taken by [`Self::poll_transmit`].

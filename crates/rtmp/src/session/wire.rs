@@ -4,7 +4,7 @@
 use bytes::{Bytes, BytesMut};
 
 use super::SessionError;
-use crate::chunk::{ChunkDecoder, ChunkEncoder, ChunkMessage, DecoderLimits};
+use crate::chunk::{ChunkDecoder, ChunkEncoder, ChunkMessage, DecoderLimits, TransmitQueue};
 use crate::command::Command;
 use crate::message::{self, Message, UserControl, TYPE_COMMAND_AMF0, TYPE_DATA_AMF0};
 
@@ -22,7 +22,7 @@ pub(crate) const VIDEO_CHUNK_STREAM: u32 = 7;
 pub(crate) struct Wire {
     decoder: ChunkDecoder,
     encoder: ChunkEncoder,
-    out: BytesMut,
+    out: TransmitQueue,
     /// Bytes received since the connection started (handshake included).
     received: u64,
     /// Value of `received` when we last sent an Acknowledgement.
@@ -38,7 +38,7 @@ impl Wire {
         Self {
             decoder: ChunkDecoder::new(limits),
             encoder: ChunkEncoder::new(),
-            out: BytesMut::with_capacity(4096),
+            out: TransmitQueue::new(),
             received: 0,
             acknowledged: 0,
             ack_window: None,
@@ -70,12 +70,12 @@ impl Wire {
 
     /// Queues raw bytes (handshake) for sending.
     pub(crate) fn send_raw(&mut self, bytes: &[u8]) {
-        self.out.extend_from_slice(bytes);
+        self.out.push_copy(bytes);
     }
 
     /// Queues one message.
     pub(crate) fn send(&mut self, message: &ChunkMessage) {
-        self.encoder.encode(message, &mut self.out);
+        self.encoder.encode_to_queue(message, &mut self.out);
     }
 
     /// Queues a command on the command chunk stream.
@@ -108,7 +108,12 @@ impl Wire {
 
     /// Takes everything queued for sending.
     pub(crate) fn take_output(&mut self) -> Option<Bytes> {
-        (!self.out.is_empty()).then(|| self.out.split().freeze())
+        self.out.take_contiguous()
+    }
+
+    /// The output queue, for vectored writers.
+    pub(crate) fn queue(&mut self) -> &mut TransmitQueue {
+        &mut self.out
     }
 
     /// Bytes queued and not yet taken.

@@ -6,8 +6,9 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
+use bytes::BytesMut;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::tcp::OwnedWriteHalf;
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tracing::{debug, info, warn};
@@ -18,8 +19,13 @@ use super::player::Player;
 use super::{next_connection_id, Context};
 use crate::hub::{PublishError, Publisher};
 
-/// Size of one socket read.
-const READ_SIZE: usize = 64 * 1024;
+/// Read buffer of a connection that publishes; others keep a small one, so that thousands of
+/// idle players cost little memory.
+const PUBLISHER_READ_SIZE: usize = 64 * 1024;
+/// Read buffer of a connection that does not publish.
+const READ_SIZE: usize = 2 * 1024;
+/// Most pieces handed to one vectored write (Linux's IOV_MAX is 1024).
+const MAX_IO_SLICES: usize = 512;
 
 /// A publishing message stream.
 struct Publication {
@@ -88,7 +94,7 @@ pub(crate) async fn run(
     };
     let mut session = ServerSession::new(context.session.clone(), started, random_block());
     let (mut reader, mut writer) = socket.into_split();
-    let mut buf = vec![0u8; READ_SIZE];
+    let mut buf = BytesMut::new();
     debug!(id = conn.id, peer = %peer, "rtmp connection accepted");
 
     let end = loop {
@@ -100,10 +106,10 @@ pub(crate) async fn run(
             }
         };
         let step: Result<(), End> = tokio::select! {
-            read = reader.read(&mut buf) => match read {
+            read = read_some(&mut reader, &mut buf, !conn.publications.is_empty()) => match read {
                 Ok(0) => Err(End::PeerClosed),
-                Ok(n) => session
-                    .handle_input(Instant::now(), &buf[..n])
+                Ok(_) => session
+                    .handle_input(Instant::now(), &buf.split())
                     .map_err(End::Session)
                     .and_then(|()| conn.handle_events(&mut session)),
                 Err(err) => Err(End::Io(err)),
@@ -140,6 +146,20 @@ pub(crate) async fn run(
     );
 }
 
+/// Reads whatever is available into `buf`.
+async fn read_some(
+    reader: &mut OwnedReadHalf,
+    buf: &mut BytesMut,
+    publishing: bool,
+) -> std::io::Result<usize> {
+    buf.reserve(if publishing {
+        PUBLISHER_READ_SIZE
+    } else {
+        READ_SIZE
+    });
+    reader.read_buf(buf).await
+}
+
 async fn recv_packet(
     player: &mut Option<Player>,
 ) -> Result<crate::hub::Packet, tokio::sync::broadcast::error::RecvError> {
@@ -149,23 +169,27 @@ async fn recv_packet(
     }
 }
 
-/// Writes everything the session queued, bounded by the write timeout.
+/// Writes everything the session queued, bounded by the write timeout. A backlog goes out in
+/// one vectored write (up to [`MAX_IO_SLICES`] pieces), payloads straight from the shared
+/// frame buffers.
 async fn flush(
     session: &mut ServerSession,
     writer: &mut OwnedWriteHalf,
     context: &Context,
 ) -> Result<(), End> {
-    while let Some(bytes) = session.poll_transmit() {
-        match tokio::time::timeout(
-            context.config.rtmp.write_timeout(),
-            writer.write_all(&bytes),
-        )
-        .await
-        {
-            Ok(Ok(())) => {}
+    let queue = session.transmit_queue();
+    let timeout = context.config.rtmp.write_timeout();
+    while !queue.is_empty() {
+        let mut slices = Vec::with_capacity(16);
+        queue.io_slices(&mut slices, MAX_IO_SLICES);
+        let written = match tokio::time::timeout(timeout, writer.write_vectored(&slices)).await {
+            Ok(Ok(0)) => return Err(End::Io(std::io::ErrorKind::WriteZero.into())),
+            Ok(Ok(n)) => n,
             Ok(Err(err)) => return Err(End::Io(err)),
             Err(_) => return Err(End::WriteTimeout),
-        }
+        };
+        drop(slices);
+        queue.advance(written);
     }
     Ok(())
 }
