@@ -1,0 +1,133 @@
+//! A measuring player: an RTMP connection that plays one stream and records what arrives.
+//!
+//! It runs the sans-IO client session directly over the socket (no per-event timers), so one
+//! load-generator process can hold thousands of players.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::BytesMut;
+use rand::RngCore;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use weir_media::Frame;
+use weir_rtmp::session::{ClientConfig, ClientEvent, ClientSession, MediaType};
+
+use super::stamp;
+use crate::client::RtmpUrl;
+
+/// What one player saw.
+#[derive(Debug, Default)]
+pub struct PlayerResult {
+    /// Time from TCP connect to the first video frame.
+    pub time_to_first_frame: Option<Duration>,
+    /// Video frames received inside the measurement window.
+    pub video_frames: u64,
+    /// Bytes received inside the measurement window.
+    pub bytes: u64,
+    /// Server-added latency of stamped video frames sent after the player joined (ms).
+    pub latencies_ms: Vec<f32>,
+    /// Why the connection ended before the run did, if it did.
+    pub disconnect: Option<String>,
+}
+
+/// Flags the load tool shares with every player.
+pub struct Shared {
+    /// Count frames and bytes only while this is true.
+    pub measuring: AtomicBool,
+    /// Players stop when this turns true.
+    pub stop: AtomicBool,
+    /// Time origin of the frame stamps.
+    pub epoch: Instant,
+    /// Collect latency samples.
+    pub latency: bool,
+}
+
+/// Plays `url` until `shared.stop`; `idle` players never expect media (they wait on a stream
+/// that is not published).
+pub async fn run(url: RtmpUrl, shared: Arc<Shared>, idle: bool) -> PlayerResult {
+    let mut result = PlayerResult::default();
+    let started = Instant::now();
+    if let Err(err) = play(&url, &shared, idle, started, &mut result).await {
+        if !shared.stop.load(Ordering::Relaxed) {
+            result.disconnect = Some(err);
+        }
+    }
+    result
+}
+
+async fn play(
+    url: &RtmpUrl,
+    shared: &Shared,
+    idle: bool,
+    started: Instant,
+    result: &mut PlayerResult,
+) -> Result<(), String> {
+    let mut socket = TcpStream::connect((url.host.as_str(), url.port))
+        .await
+        .map_err(|err| format!("connect: {err}"))?;
+    socket.set_nodelay(true).map_err(|err| err.to_string())?;
+    let mut random = [0u8; 1528];
+    rand::thread_rng().fill_bytes(&mut random);
+    let mut config = ClientConfig::new(&url.authority(), &url.app);
+    config.digest_handshake = false;
+    let mut session = ClientSession::new(config, random, 0);
+    session.play(&url.stream);
+    let joined_ns = shared.epoch.elapsed().as_nanos() as u64;
+    let mut buf = BytesMut::with_capacity(if idle { 512 } else { 64 * 1024 });
+    loop {
+        while let Some(bytes) = session.poll_transmit() {
+            socket
+                .write_all(&bytes)
+                .await
+                .map_err(|err| format!("write: {err}"))?;
+        }
+        if shared.stop.load(Ordering::Relaxed) {
+            return Ok(());
+        }
+        buf.clear();
+        let read = tokio::time::timeout(Duration::from_millis(500), socket.read_buf(&mut buf)).await;
+        let n = match read {
+            Err(_) => continue,
+            Ok(Ok(0)) => return Err("server closed the connection".into()),
+            Ok(Ok(n)) => n,
+            Ok(Err(err)) => return Err(format!("read: {err}")),
+        };
+        let measuring = shared.measuring.load(Ordering::Relaxed);
+        if measuring {
+            result.bytes += n as u64;
+        }
+        session
+            .handle_input(&buf[..n])
+            .map_err(|err| format!("session: {err}"))?;
+        let now_ns = shared.epoch.elapsed().as_nanos() as u64;
+        while let Some(event) = session.poll_event() {
+            let ClientEvent::Media {
+                media_type: MediaType::Video,
+                payload,
+                ..
+            } = event
+            else {
+                continue;
+            };
+            let frame = Frame::video(0, payload);
+            if frame.info.is_sequence_header {
+                continue;
+            }
+            if result.time_to_first_frame.is_none() {
+                result.time_to_first_frame = Some(started.elapsed());
+            }
+            if measuring {
+                result.video_frames += 1;
+                if shared.latency {
+                    if let Some(sent_ns) = stamp::read(&frame.payload) {
+                        if sent_ns >= joined_ns && now_ns >= sent_ns {
+                            result.latencies_ms.push((now_ns - sent_ns) as f32 / 1e6);
+                        }
+                    }
+                }
+            }
+        }
+    }
+}

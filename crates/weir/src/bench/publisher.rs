@@ -1,0 +1,105 @@
+//! A paced publisher: sends an FLV file in real time, looping with continuous timestamps,
+//! stamping each video frame with its send time.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::time::Instant;
+use weir_media::flv_file::FlvTag;
+use weir_media::{Frame, MediaKind};
+use weir_rtmp::session::MediaType;
+
+use super::player::Shared;
+use super::stamp;
+use crate::client::{Client, RtmpUrl};
+
+/// What one publisher did.
+#[derive(Debug, Default)]
+pub struct PublisherResult {
+    /// Frames sent.
+    pub frames: u64,
+    /// Bytes of payload sent.
+    pub bytes: u64,
+    /// Largest delay behind the real-time schedule, in milliseconds.
+    pub max_behind_ms: f64,
+    /// Why publishing stopped early, if it did.
+    pub error: Option<String>,
+}
+
+/// Publishes `tags` to `url` until `shared.stop`.
+pub async fn run(url: RtmpUrl, tags: Arc<Vec<FlvTag>>, shared: Arc<Shared>) -> PublisherResult {
+    let mut result = PublisherResult::default();
+    if let Err(err) = publish(&url, &tags, &shared, &mut result).await {
+        result.error = Some(err);
+    }
+    result
+}
+
+async fn publish(
+    url: &RtmpUrl,
+    tags: &[FlvTag],
+    shared: &Shared,
+    result: &mut PublisherResult,
+) -> Result<(), String> {
+    let mut client = Client::connect(url).await.map_err(|e| e.to_string())?;
+    client
+        .publish(&url.stream)
+        .await
+        .map_err(|e| e.to_string())?;
+    let first = tags.iter().map(|t| t.timestamp).min().unwrap_or(0);
+    let last = tags.iter().map(|t| t.timestamp).max().unwrap_or(0);
+    // One frame interval past the last tag, so the next loop does not repeat a timestamp.
+    let span = u64::from(last.wrapping_sub(first)) + 33;
+    let start = Instant::now();
+    let mut offset = 0u64;
+    let mut pass = 0u64;
+    while !shared.stop.load(Ordering::Relaxed) {
+        for tag in tags {
+            let frame = tag.to_frame();
+            if pass > 0 && (frame.kind == MediaKind::Data || frame.info.is_sequence_header) {
+                continue;
+            }
+            let due_ms = offset + u64::from(tag.timestamp.wrapping_sub(first));
+            let due = start + Duration::from_millis(due_ms);
+            tokio::time::sleep_until(due).await;
+            let behind = Instant::now().saturating_duration_since(due).as_secs_f64() * 1e3;
+            result.max_behind_ms = result.max_behind_ms.max(behind);
+            if shared.stop.load(Ordering::Relaxed) {
+                break;
+            }
+            let timestamp = due_ms as u32;
+            let sent = match frame.kind {
+                MediaKind::Video => {
+                    let payload = if frame.info.is_sequence_header {
+                        frame.payload.clone()
+                    } else {
+                        let now_ns = shared.epoch.elapsed().as_nanos() as u64;
+                        stamp::write(&frame.payload, frame.info.header_len.max(5), now_ns)
+                            .unwrap_or_else(|| frame.payload.clone())
+                    };
+                    let bytes = payload.len();
+                    client
+                        .send_media(MediaType::Video, timestamp, payload)
+                        .await
+                        .map(|()| bytes)
+                }
+                MediaKind::Audio => client
+                    .send_media(MediaType::Audio, timestamp, frame.payload.clone())
+                    .await
+                    .map(|()| frame.payload.len()),
+                MediaKind::Data => client
+                    .send_frame(&Frame { timestamp, ..frame.clone() })
+                    .await
+                    .map(|()| frame.payload.len()),
+            };
+            let bytes = sent.map_err(|e| e.to_string())?;
+            result.frames += 1;
+            result.bytes += bytes as u64;
+        }
+        offset += span;
+        pass += 1;
+    }
+    let _ = client.close().await;
+    Ok(())
+}
