@@ -14,9 +14,11 @@
 
 pub mod clients;
 pub mod fixtures;
+pub mod logs;
 pub mod nginx;
 pub mod probe;
 pub mod process;
+pub mod raw_client;
 pub mod tools;
 
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpListener, TcpStream};
@@ -31,6 +33,7 @@ pub use clients::{
 };
 #[allow(unused_imports)]
 pub use fixtures::{fixture, Fixture, FixtureKind};
+#[allow(unused_imports)]
 pub use nginx::NginxRtmp;
 #[allow(unused_imports)]
 pub use probe::{probe_file, Expect, MediaReport};
