@@ -12,212 +12,34 @@
 
 mod common;
 
-use std::future::Future;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use bytes::{BufMut, Bytes, BytesMut};
-use rand::rngs::StdRng;
-use rand::{RngCore, SeedableRng};
 use tokio::task::JoinSet;
 use weir::{Config, Server};
-use weir_rtmp::amf0::{self, Value};
+use weir_rtmp::amf0::Value;
 use weir_rtmp::chunk::ChunkMessage;
 use weir_rtmp::command::{Command, Status};
 use weir_rtmp::message::{Message, TYPE_AUDIO, TYPE_VIDEO};
 
+use common::bad_bytes::{
+    avc_keyframe, avc_sequence_header, deeply_nested_connect, partial_message, put_basic_header,
+    put_fmt0_header, random_bytes,
+};
 use common::fixtures::{HEIGHT, WIDTH};
 use common::logs::Logs;
 use common::raw_client::{is_unpublish_notice, Closed, RawClient};
+use common::verdict::{
+    close_from_client, collect, connected, expect_closed, print_table, spawn_case, Expected,
+    Outcome, HANDSHAKE_TIMEOUT, LOG_WAIT, PROMPT_CLOSE,
+};
 use common::{ffmpeg_play_to_flv, ffmpeg_publish, fixture, rtmp_url, Expect, Ffmpeg, FixtureKind};
 
-/// Handshake (and connect) timeout of the servers under test.
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(2);
-/// How long after its bad bytes a connection must be closed when no timeout is involved.
-const PROMPT_CLOSE: Duration = Duration::from_millis(1500);
-/// Allowance over a timeout for the close to be seen.
-const TIMEOUT_MARGIN: Duration = Duration::from_millis(1500);
-/// How long to wait for the close log line once the socket is closed (it is written just
-/// after the socket is shut down).
-const LOG_WAIT: Duration = Duration::from_secs(3);
 /// `max_message_size` of the server in the live-stream test.
 const SMALL_MAX_MESSAGE: u32 = 1 << 20;
 /// Seconds of media the player of `live/good` records (the fixture lasts 6 s).
 const PLAY_SECONDS: f64 = 4.5;
-
-/// What the server did with one bad input.
-struct Outcome {
-    name: &'static str,
-    reaction: String,
-    reason: String,
-    elapsed: Duration,
-}
-
-type CaseResult = Result<Outcome, String>;
-
-/// What a case expects from the server.
-enum Expected {
-    /// Closed within [`PROMPT_CLOSE`] of `since`, with a reason containing one of these.
-    Prompt(&'static [&'static str]),
-    /// Closed by a timeout: at `HANDSHAKE_TIMEOUT` (± margin) after the connection started.
-    Timeout(&'static str),
-}
-
-/// Waits for the server to close `client`, checks the log line and the time.
-async fn expect_closed(
-    name: &'static str,
-    mut client: RawClient,
-    logs: &Logs,
-    mark: usize,
-    since: Instant,
-    expected: Expected,
-) -> CaseResult {
-    let (bound, reasons): (Instant, Vec<&str>) = match &expected {
-        Expected::Prompt(reasons) => (since + PROMPT_CLOSE, reasons.to_vec()),
-        Expected::Timeout(reason) => (
-            client.started() + HANDSHAKE_TIMEOUT + TIMEOUT_MARGIN,
-            vec![*reason],
-        ),
-    };
-    let left = bound.saturating_duration_since(Instant::now());
-    let (closed, at, _) = client
-        .wait_closed(left)
-        .await
-        .map_err(|e| format!("{name}: not closed in time: {e}"))?;
-    let elapsed = at - client.started();
-    if let Expected::Timeout(_) = expected {
-        if elapsed + Duration::from_millis(100) < HANDSHAKE_TIMEOUT {
-            return Err(format!(
-                "{name}: closed after {elapsed:?}, before the {HANDSHAKE_TIMEOUT:?} timeout"
-            ));
-        }
-    }
-    let reason = close_reason(name, logs, mark, client.port()).await?;
-    if !reasons.iter().any(|r| reason.contains(r)) {
-        return Err(format!(
-            "{name}: close reason {reason:?} is none of {reasons:?}"
-        ));
-    }
-    Ok(Outcome {
-        name,
-        reaction: format!("closed ({closed:?})"),
-        reason,
-        elapsed,
-    })
-}
-
-/// The logged close reason for `port`, or an error naming the case.
-async fn close_reason(name: &str, logs: &Logs, mark: usize, port: u16) -> Result<String, String> {
-    logs.close_reason(mark, port, LOG_WAIT)
-        .await
-        .ok_or_else(|| {
-            format!(
-            "{name}: no \"rtmp connection closed\" line with peer=127.0.0.1:{port} and a reason; \
-             log since the case started:\n{}",
-            logs.lines_since(mark).join("\n")
-        )
-        })
-}
-
-/// Closes our side (FIN) of a connection the server kept open and checks it then closes its
-/// side with "peer closed the connection".
-async fn close_from_client(
-    name: &'static str,
-    mut client: RawClient,
-    logs: &Logs,
-    mark: usize,
-    reaction: String,
-) -> CaseResult {
-    let _ = client.shutdown_write().await;
-    let since = Instant::now();
-    let mut outcome = expect_closed(
-        name,
-        client,
-        logs,
-        mark,
-        since,
-        Expected::Prompt(&["peer closed the connection"]),
-    )
-    .await?;
-    outcome.reaction = reaction;
-    Ok(outcome)
-}
-
-/// Seeded random bytes.
-fn random_bytes(seed: u64, len: usize) -> Vec<u8> {
-    let mut bytes = vec![0u8; len];
-    StdRng::seed_from_u64(seed).fill_bytes(&mut bytes);
-    bytes
-}
-
-/// A chunk basic header for `fmt` and `csid` (1, 2 or 3 bytes).
-fn put_basic_header(out: &mut BytesMut, fmt: u8, csid: u32) {
-    match csid {
-        2..=63 => out.put_u8(fmt << 6 | csid as u8),
-        64..=319 => {
-            out.put_u8(fmt << 6);
-            out.put_u8((csid - 64) as u8);
-        }
-        _ => {
-            out.put_u8(fmt << 6 | 1);
-            out.put_u16_le((csid - 64) as u16);
-        }
-    }
-}
-
-/// A fmt 0 chunk header declaring a message of `length` bytes.
-fn put_fmt0_header(out: &mut BytesMut, csid: u32, length: u32, type_id: u8, stream_id: u32) {
-    put_basic_header(out, 0, csid);
-    out.put_uint(0, 3);
-    out.put_uint(u64::from(length), 3);
-    out.put_u8(type_id);
-    out.put_u32_le(stream_id);
-}
-
-/// The first `chunks` chunks of a `length`-byte message split at `chunk_size`.
-fn partial_message(csid: u32, length: u32, chunk_size: usize, chunks: usize) -> BytesMut {
-    let mut out = BytesMut::with_capacity(chunks * (chunk_size + 1) + 12);
-    put_fmt0_header(&mut out, csid, length, TYPE_VIDEO, 1);
-    for i in 0..chunks {
-        if i > 0 {
-            put_basic_header(&mut out, 3, csid);
-        }
-        out.put_bytes(0x17, chunk_size);
-    }
-    out
-}
-
-/// A connect command whose command object nests `depth` containers (objects or strict
-/// arrays) inside each other.
-fn deeply_nested_connect(depth: usize, strict_arrays: bool) -> Bytes {
-    let mut out = Vec::with_capacity(depth * 7 + 32);
-    amf0::encode(&Value::from("connect"), &mut out);
-    amf0::encode(&Value::from(1.0), &mut out);
-    for _ in 0..depth {
-        if strict_arrays {
-            out.push(0x0A);
-            out.extend_from_slice(&1u32.to_be_bytes());
-        } else {
-            out.push(0x03);
-            out.extend_from_slice(&[0x00, 0x01, b'a']);
-        }
-    }
-    out.push(0x05);
-    if !strict_arrays {
-        for _ in 0..depth {
-            out.extend_from_slice(&[0x00, 0x00, 0x09]);
-        }
-    }
-    Bytes::from(out)
-}
-
-/// A connected client (handshake + `connect` to `live`), for cases that break later.
-async fn connected(addr: SocketAddr) -> Result<RawClient, String> {
-    let mut client = RawClient::connect(addr).await;
-    client.handshake().await?;
-    client.connect_app("live").await?;
-    Ok(client)
-}
 
 // ---- the cases -------------------------------------------------------------------------
 
@@ -227,7 +49,7 @@ async fn pre_handshake(
     logs: Logs,
     bytes: Vec<u8>,
     expected: Expected,
-) -> CaseResult {
+) -> Result<Outcome, String> {
     let mark = logs.mark();
     let mut client = RawClient::connect(addr).await;
     let _ = client.send_raw(&bytes).await;
@@ -235,7 +57,7 @@ async fn pre_handshake(
     expect_closed(name, client, &logs, mark, since, expected).await
 }
 
-async fn garbage_after_handshake(addr: SocketAddr, logs: Logs) -> CaseResult {
+async fn garbage_after_handshake(addr: SocketAddr, logs: Logs) -> Result<Outcome, String> {
     let name = "4 KiB random bytes after the handshake";
     let mark = logs.mark();
     let mut client = RawClient::connect(addr).await;
@@ -256,7 +78,7 @@ async fn garbage_after_handshake(addr: SocketAddr, logs: Logs) -> CaseResult {
     .await
 }
 
-async fn truncated_handshake_then_close(addr: SocketAddr, logs: Logs) -> CaseResult {
+async fn truncated_handshake_then_close(addr: SocketAddr, logs: Logs) -> Result<Outcome, String> {
     let name = "C0 + half of C1, then FIN";
     let mark = logs.mark();
     let mut client = RawClient::connect(addr).await;
@@ -276,7 +98,7 @@ async fn truncated_handshake_then_close(addr: SocketAddr, logs: Logs) -> CaseRes
     .await
 }
 
-async fn handshake_never_finished(addr: SocketAddr, logs: Logs) -> CaseResult {
+async fn handshake_never_finished(addr: SocketAddr, logs: Logs) -> Result<Outcome, String> {
     let name = "C0+C1, reads S0+S1+S2, never sends C2";
     let mark = logs.mark();
     let mut client = RawClient::connect(addr).await;
@@ -295,7 +117,7 @@ async fn handshake_never_finished(addr: SocketAddr, logs: Logs) -> CaseResult {
     .await
 }
 
-async fn no_connect_after_handshake(addr: SocketAddr, logs: Logs) -> CaseResult {
+async fn no_connect_after_handshake(addr: SocketAddr, logs: Logs) -> Result<Outcome, String> {
     let name = "handshake, then no connect";
     let mark = logs.mark();
     let mut client = RawClient::connect(addr).await;
@@ -321,7 +143,7 @@ async fn set_chunk_size_rejected(
     logs: Logs,
     size: u32,
     reason: &'static [&'static str],
-) -> CaseResult {
+) -> Result<Outcome, String> {
     let mark = logs.mark();
     let mut client = RawClient::connect(addr).await;
     client
@@ -334,7 +156,7 @@ async fn set_chunk_size_rejected(
 }
 
 /// 0x7FFFFFFF is legal (bit 31 clear): the server clamps it to 0xFFFFFF and goes on.
-async fn set_chunk_size_enormous(addr: SocketAddr, logs: Logs) -> CaseResult {
+async fn set_chunk_size_enormous(addr: SocketAddr, logs: Logs) -> Result<Outcome, String> {
     let name = "Set Chunk Size 0x7FFFFFFF, then connect + createStream";
     let mark = logs.mark();
     let mut client = RawClient::connect(addr).await;
@@ -384,7 +206,7 @@ async fn set_chunk_size_enormous(addr: SocketAddr, logs: Logs) -> CaseResult {
     .await
 }
 
-async fn message_over_limit(addr: SocketAddr, logs: Logs) -> CaseResult {
+async fn message_over_limit(addr: SocketAddr, logs: Logs) -> Result<Outcome, String> {
     let name = "message header declaring 2 MiB (limit 1 MiB)";
     let mark = logs.mark();
     let mut client = RawClient::connect(addr).await;
@@ -408,7 +230,7 @@ async fn message_over_limit(addr: SocketAddr, logs: Logs) -> CaseResult {
     .await
 }
 
-async fn many_chunk_streams(addr: SocketAddr, logs: Logs) -> CaseResult {
+async fn many_chunk_streams(addr: SocketAddr, logs: Logs) -> Result<Outcome, String> {
     let name = "partial messages on chunk streams 3..5000";
     let mark = logs.mark();
     let mut client = RawClient::connect(addr).await;
@@ -438,7 +260,7 @@ async fn deeply_nested_amf(
     addr: SocketAddr,
     logs: Logs,
     strict_arrays: bool,
-) -> CaseResult {
+) -> Result<Outcome, String> {
     let mark = logs.mark();
     let mut client = RawClient::connect(addr).await;
     client
@@ -460,7 +282,7 @@ async fn deeply_nested_amf(
     .await
 }
 
-async fn connect_object_is_a_number(addr: SocketAddr, logs: Logs) -> CaseResult {
+async fn connect_object_is_a_number(addr: SocketAddr, logs: Logs) -> Result<Outcome, String> {
     let name = "connect whose command object is a number";
     let mark = logs.mark();
     let mut client = RawClient::connect(addr).await;
@@ -489,7 +311,7 @@ async fn stream_command_with_wrong_name(
     command: &'static str,
     stream_name: Value,
     reason: &'static [&'static str],
-) -> CaseResult {
+) -> Result<Outcome, String> {
     let mark = logs.mark();
     let mut client = connected(addr).await.map_err(|e| format!("{name}: {e}"))?;
     let stream_id = client
@@ -502,7 +324,7 @@ async fn stream_command_with_wrong_name(
     expect_closed(name, client, &logs, mark, since, Expected::Prompt(reason)).await
 }
 
-async fn unknown_command(addr: SocketAddr, logs: Logs) -> CaseResult {
+async fn unknown_command(addr: SocketAddr, logs: Logs) -> Result<Outcome, String> {
     let name = "unknown command with a transaction id";
     let mark = logs.mark();
     let mut client = connected(addr).await.map_err(|e| format!("{name}: {e}"))?;
@@ -538,34 +360,8 @@ async fn unknown_command(addr: SocketAddr, logs: Logs) -> CaseResult {
     .await
 }
 
-/// A minimal AVC sequence header (FLV video tag body).
-fn avc_sequence_header() -> Bytes {
-    let sps = [
-        0x67, 0x42, 0xC0, 0x1E, 0xDA, 0x02, 0x80, 0xBF, 0xE5, 0x84, 0x00,
-    ];
-    let pps = [0x68, 0xCE, 0x3C, 0x80];
-    let mut body = vec![
-        0x17, 0x00, 0x00, 0x00, 0x00, 0x01, 0x42, 0xC0, 0x1E, 0xFF, 0xE1,
-    ];
-    body.extend_from_slice(&(sps.len() as u16).to_be_bytes());
-    body.extend_from_slice(&sps);
-    body.push(0x01);
-    body.extend_from_slice(&(pps.len() as u16).to_be_bytes());
-    body.extend_from_slice(&pps);
-    Bytes::from(body)
-}
-
-/// A keyframe FLV video tag body with one small IDR NAL unit.
-fn avc_keyframe() -> Bytes {
-    let nal = [0x65, 0x88, 0x84, 0x00, 0x33, 0xFF];
-    let mut body = vec![0x17, 0x01, 0x00, 0x00, 0x00];
-    body.extend_from_slice(&(nal.len() as u32).to_be_bytes());
-    body.extend_from_slice(&nal);
-    Bytes::from(body)
-}
-
 /// A publisher that turns to garbage mid-stream is closed; its viewer is told.
-async fn publisher_sends_garbage(addr: SocketAddr, logs: Logs) -> CaseResult {
+async fn publisher_sends_garbage(addr: SocketAddr, logs: Logs) -> Result<Outcome, String> {
     let name = "publisher sends random bytes mid-stream";
     let mark = logs.mark();
     let mut publisher = connected(addr).await.map_err(|e| format!("{name}: {e}"))?;
@@ -652,13 +448,6 @@ async fn publisher_sends_garbage(addr: SocketAddr, logs: Logs) -> CaseResult {
 }
 
 // ---- running them ----------------------------------------------------------------------
-
-fn spawn_case(
-    set: &mut JoinSet<CaseResult>,
-    case: impl Future<Output = CaseResult> + Send + 'static,
-) {
-    set.spawn(case);
-}
 
 /// Runs every attack on `addr` in parallel; returns the outcomes and the failures.
 async fn run_attacks(addr: SocketAddr, logs: &Logs) -> (Vec<Outcome>, Vec<String>) {
@@ -815,33 +604,6 @@ async fn run_attacks(addr: SocketAddr, logs: &Logs) -> (Vec<Outcome>, Vec<String
     collect(set).await
 }
 
-async fn collect(mut set: JoinSet<CaseResult>) -> (Vec<Outcome>, Vec<String>) {
-    let mut outcomes = Vec::new();
-    let mut failures = Vec::new();
-    while let Some(joined) = set.join_next().await {
-        match joined {
-            Ok(Ok(outcome)) => outcomes.push(outcome),
-            Ok(Err(failure)) => failures.push(failure),
-            Err(panic) => failures.push(format!("a case panicked: {panic}")),
-        }
-    }
-    outcomes.sort_by_key(|o| o.elapsed);
-    (outcomes, failures)
-}
-
-fn print_table(title: &str, outcomes: &[Outcome]) {
-    eprintln!("{title}:");
-    for o in outcomes {
-        eprintln!(
-            "  {:<52} | {:<70} | {:<60} | {:>6.0} ms",
-            o.name,
-            o.reaction,
-            o.reason,
-            o.elapsed.as_secs_f64() * 1000.0
-        );
-    }
-}
-
 fn config(max_message_size: u32) -> Config {
     let mut config = Config::default();
     config.rtmp.addr = "127.0.0.1:0".parse().expect("loopback address");
@@ -964,7 +726,7 @@ async fn default_limits_bound_huge_messages() {
     );
 }
 
-async fn whole_huge_message(addr: SocketAddr, logs: Logs) -> CaseResult {
+async fn whole_huge_message(addr: SocketAddr, logs: Logs) -> Result<Outcome, String> {
     let name = "one 0xFFFFFF-byte video message, then createStream";
     let mark = logs.mark();
     let mut client = connected(addr).await.map_err(|e| format!("{name}: {e}"))?;
@@ -1001,7 +763,7 @@ async fn whole_huge_message(addr: SocketAddr, logs: Logs) -> CaseResult {
     .await
 }
 
-async fn trickled_huge_message(addr: SocketAddr, logs: Logs) -> CaseResult {
+async fn trickled_huge_message(addr: SocketAddr, logs: Logs) -> Result<Outcome, String> {
     let name = "0xFFFFFF declared, 64 KiB trickled, then FIN";
     let mark = logs.mark();
     let mut client = connected(addr).await.map_err(|e| format!("{name}: {e}"))?;
@@ -1044,7 +806,7 @@ async fn trickled_huge_message(addr: SocketAddr, logs: Logs) -> CaseResult {
     .await
 }
 
-async fn huge_message_then_silence(addr: SocketAddr, logs: Logs) -> CaseResult {
+async fn huge_message_then_silence(addr: SocketAddr, logs: Logs) -> Result<Outcome, String> {
     let name = "0xFFFFFF declared before connect, then silence";
     let mark = logs.mark();
     let mut client = RawClient::connect(addr).await;
@@ -1066,7 +828,7 @@ async fn huge_message_then_silence(addr: SocketAddr, logs: Logs) -> CaseResult {
     .await
 }
 
-async fn huge_partial_messages(addr: SocketAddr, logs: Logs) -> CaseResult {
+async fn huge_partial_messages(addr: SocketAddr, logs: Logs) -> Result<Outcome, String> {
     let name = "three nearly complete 0xFFFFFF messages";
     let mark = logs.mark();
     let mut client = connected(addr).await.map_err(|e| format!("{name}: {e}"))?;

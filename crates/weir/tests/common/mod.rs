@@ -12,6 +12,7 @@
 
 #![allow(dead_code)]
 
+pub mod bad_bytes;
 pub mod clients;
 pub mod fixtures;
 pub mod logs;
@@ -20,6 +21,7 @@ pub mod probe;
 pub mod process;
 pub mod raw_client;
 pub mod tools;
+pub mod verdict;
 
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
