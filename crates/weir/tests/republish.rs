@@ -261,8 +261,10 @@ async fn our_client_publishes_ffmpeg_plays() {
             realtime: true,
             looping: false,
         };
+        let started = Instant::now();
         let stats = client.publish_tags(&tags, options).await;
-        client.close().await.map(|()| stats)
+        let elapsed = started.elapsed();
+        client.close().await.map(|()| (stats, elapsed))
     });
 
     // A second publisher of the same key is refused with the server's status.
@@ -284,8 +286,16 @@ async fn our_client_publishes_ffmpeg_plays() {
         &Expect::h264_aac(WIDTH, HEIGHT).min_seconds(2.8),
         "ffmpeg play of our client's stream via weir",
     );
-    let stats = publisher.await.unwrap().unwrap().unwrap();
-    eprintln!("our publisher sent {stats:?}");
+    let (stats, elapsed) = publisher.await.unwrap().unwrap();
+    let stats = stats.unwrap();
+    eprintln!("our publisher sent {stats:?} in {elapsed:?}");
+    // Paced by timestamp: the last tag (5990 ms) goes out 5.99 s after the first.
+    let paced = elapsed.as_secs_f64() * 1000.0 - f64::from(stats.last_timestamp);
+    assert!(
+        (0.0..100.0).contains(&paced),
+        "pacing off by {paced:.1} ms: {elapsed:?} for {} ms of media",
+        stats.last_timestamp
+    );
     assert_eq!((stats.video, stats.loops), (video_tags, 1), "{stats:?}");
     server.shutdown().await;
 }
