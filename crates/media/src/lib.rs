@@ -6,6 +6,7 @@
 pub mod aac;
 pub mod avc;
 pub mod flv;
+pub mod flv_file;
 pub mod frame;
 pub mod gop;
 pub mod rebase;
@@ -15,6 +16,7 @@ pub use avc::{AvcDecoderConfig, AvcError, SequenceParameterSet};
 pub use flv::{
     AudioPacket, AudioTagHeader, Codec, FlvError, VideoFrameType, VideoPacket, VideoTagHeader,
 };
+pub use flv_file::{FlvFileError, FlvReader, FlvTag};
 pub use frame::{Frame, FrameInfo, MediaKind};
 pub use gop::{GopCache, GopLimits};
 pub use rebase::TimestampRebaser;
