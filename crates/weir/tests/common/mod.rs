@@ -17,6 +17,7 @@ pub mod fixtures;
 pub mod nginx;
 pub mod probe;
 pub mod process;
+pub mod server;
 pub mod tools;
 
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpListener, TcpStream};
@@ -31,9 +32,12 @@ pub use clients::{
 };
 #[allow(unused_imports)]
 pub use fixtures::{fixture, Fixture, FixtureKind};
+#[allow(unused_imports)]
 pub use nginx::NginxRtmp;
 #[allow(unused_imports)]
 pub use probe::{probe_file, Expect, MediaReport};
+#[allow(unused_imports)]
+pub use server::WeirServer;
 
 /// `rtmp://{addr}/{app}/{stream}`.
 pub fn rtmp_url(addr: SocketAddr, app: &str, stream: &str) -> String {
