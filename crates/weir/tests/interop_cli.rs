@@ -117,6 +117,14 @@ fn binary_prints_real_port_serves_a_publisher_and_stops_on_sigterm() {
     );
     assert!(ended.contains("live/cli"), "{ended}");
 
+    // A player waiting for an unpublished key must not hold up the shutdown.
+    let mut cmd = Command::new(common::tools::rtmpdump());
+    cmd.args(["-v", "-r", &format!("{base}/waiting"), "-o"])
+        .arg(dir.file("waiting.flv"));
+    let mut waiting = ChildGuard::spawn("rtmpdump-waiting", cmd, dir.path());
+    let play = wait_for_line(&mut weir, "play started", Duration::from_secs(10));
+    assert!(play.contains("live/waiting"), "{play}");
+
     sigterm(&mut weir);
     let started = Instant::now();
     let status = weir.wait_timeout(Duration::from_secs(8));
@@ -134,8 +142,18 @@ fn binary_prints_real_port_serves_a_publisher_and_stops_on_sigterm() {
         "weir exit status after SIGTERM\n{}",
         weir.diagnostics()
     );
+    assert!(
+        waiting.wait_timeout(Duration::from_secs(5)).is_some(),
+        "the waiting rtmpdump was not disconnected by the shutdown\n{}",
+        waiting.diagnostics()
+    );
     let log = output(&weir);
     assert!(log.contains("shutting down"), "no shutdown line\n{log}");
+    assert!(
+        log.lines()
+            .any(|l| l.contains("live/waiting") && l.contains("server shutting down")),
+        "the waiting player's end was not logged with the shutdown reason\n{log}"
+    );
     assert!(log.contains("stopped"), "no stopped line\n{log}");
 }
 
