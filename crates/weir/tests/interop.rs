@@ -573,3 +573,44 @@ fn second_publisher_on_a_live_key_is_rejected() {
     first.wait_finished(FINISH);
     weir.shutdown();
 }
+
+/// Case 5b: without a GOP cache (`streams.gop_cache = false`, and likewise when a GOP outgrows
+/// `streams.gop_max_bytes` / `gop_max_duration_ms`), a player joining mid-GOP must wait for
+/// the next keyframe instead of starting with undecodable inter frames.
+#[test]
+fn late_joiner_without_gop_cache_starts_at_the_next_keyframe() {
+    let dir = TestDir::new("interop-late-nocache");
+    let mut config = weir::Config::default();
+    config.rtmp.addr = "127.0.0.1:0".parse().expect("loopback addr");
+    config.streams.gop_cache = false;
+    let weir = WeirServer::start_with(config, dir.path());
+    let url = weir.url("nocache");
+    let mut publisher = ffmpeg_publish(
+        Ffmpeg::Debian,
+        &url,
+        fixture(FixtureKind::H264Baseline),
+        true,
+        dir.path(),
+    );
+    publisher.wait_started(START);
+    let joined_at = publisher.wait_media_seconds(3.3, START);
+    eprintln!("player joins at {joined_at:.2} s of media");
+
+    // Panics if the first video frame on disk is not a keyframe.
+    let (ttff, dumped) = rtmpdump_time_to_keyframe(&url, 5.0, dir.path());
+    eprintln!("no GOP cache: rtmpdump time to first (key)frame {ttff:?}");
+    assert!(
+        ttff < Duration::from_secs(2),
+        "waited {ttff:?} for the next keyframe (bound 2 s; keyframes are 1 s apart)"
+    );
+    dumped.assert_matches(
+        &Expect::h264_aac(WIDTH, HEIGHT).min_seconds(1.5),
+        "rtmpdump without GOP cache",
+    );
+    // From the keyframe at 4 s to the end at 6 s.
+    assert_counts(&dumped, "rtmpdump without GOP cache", 1.8, 2.2);
+    assert_starts_near_zero(&dumped, "rtmpdump without GOP cache");
+
+    publisher.wait_finished(FINISH);
+    weir.shutdown();
+}
