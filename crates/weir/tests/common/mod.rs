@@ -20,6 +20,7 @@ pub mod nginx;
 pub mod probe;
 pub mod process;
 pub mod raw_client;
+pub mod server;
 pub mod tools;
 pub mod verdict;
 
@@ -39,6 +40,8 @@ pub use fixtures::{fixture, Fixture, FixtureKind};
 pub use nginx::NginxRtmp;
 #[allow(unused_imports)]
 pub use probe::{probe_file, Expect, MediaReport};
+#[allow(unused_imports)]
+pub use server::WeirServer;
 
 /// `rtmp://{addr}/{app}/{stream}`.
 pub fn rtmp_url(addr: SocketAddr, app: &str, stream: &str) -> String {
