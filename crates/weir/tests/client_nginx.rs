@@ -89,7 +89,7 @@ async fn our_client_plays_what_ffmpeg_publishes() {
     // arrived must be complete: 30 fps video and 44.1 kHz AAC over the received span.
     assert!(seen.video >= 50, "too few video messages: {seen:?}");
     assert_complete(&seen.video_ts, 1000.0 / 30.0, "video");
-    assert_complete(&seen.audio_ts, 1024_000.0 / 44_100.0, "audio");
+    assert_complete(&seen.audio_ts, 1024.0 * 1000.0 / 44_100.0, "audio");
     let video: Vec<&str> = seen
         .order
         .iter()

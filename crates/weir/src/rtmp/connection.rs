@@ -351,12 +351,12 @@ fn log_publish_end(conn: &Connection, publication: &Publication, reason: &str) {
     info!(
         id = conn.id,
         peer = %conn.peer,
-        stream = publication.publisher.key(),
+        stream = %publication.publisher.key(),
         frames = publication.frames,
         bytes = publication.bytes,
         viewers = publication.publisher.subscriber_count(),
         duration_s = format!("{:.1}", publication.started.elapsed().as_secs_f64()),
-        reason,
+        reason = %reason,
         "publish ended"
     );
 }

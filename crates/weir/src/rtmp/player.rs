@@ -25,6 +25,8 @@ pub(crate) struct Player {
     /// Skip frames until a video keyframe (or any audio frame on an audio-only stream).
     need_keyframe: bool,
     has_video: bool,
+    /// Metadata and sequence headers held while waiting for a keyframe.
+    pending_config: Vec<Frame>,
     /// Last time the player had nothing queued, i.e. was at the live edge.
     caught_up_at: Instant,
     max_lag: Duration,
@@ -49,6 +51,7 @@ impl Player {
             rebaser: TimestampRebaser::new(),
             need_keyframe: false,
             has_video: false,
+            pending_config: Vec::new(),
             caught_up_at: now,
             max_lag,
             frames_sent: 0,
@@ -57,17 +60,23 @@ impl Player {
     }
 
     /// Sends the subscribe-time snapshot: metadata and sequence headers stamped with the
-    /// first cached frame's time, then the GOP from its keyframe.
+    /// first cached frame's time, then the GOP from its keyframe. When the cache holds no
+    /// keyframe (GOP cache off, or a GOP over its limits), the player waits for the next
+    /// keyframe and gets the metadata and sequence headers stamped with its time.
     pub(crate) fn start(&mut self, session: &mut ServerSession) {
         let snapshot = self.subscription.take_snapshot();
-        let first_media = snapshot
-            .iter()
-            .find(|f| f.kind != MediaKind::Data && !f.info.is_sequence_header)
-            .map(|f| f.timestamp);
+        let has_keyframe = snapshot.iter().any(is_video_keyframe);
+        let has_video = snapshot.iter().any(|f| f.kind == MediaKind::Video);
+        if has_video && !has_keyframe {
+            self.has_video = true;
+            self.need_keyframe = true;
+            self.pending_config = snapshot.into_iter().filter(is_config).collect();
+            return;
+        }
+        let first_media = snapshot.iter().find(|f| !is_config(f)).map(|f| f.timestamp);
         for frame in snapshot {
-            let is_config = frame.kind == MediaKind::Data || frame.info.is_sequence_header;
             let timestamp = match first_media {
-                Some(ts) if is_config => ts,
+                Some(ts) if is_config(&frame) => ts,
                 _ => frame.timestamp,
             };
             self.send(session, &frame, timestamp);
@@ -78,18 +87,28 @@ impl Player {
     pub(crate) fn handle(&mut self, session: &mut ServerSession, packet: Packet) {
         match packet {
             Packet::Frame(frame) => {
-                if self.need_keyframe && !self.is_resume_point(&frame) {
+                if !self.need_keyframe {
+                    let timestamp = frame.timestamp;
+                    self.send(session, &frame, timestamp);
+                } else if is_config(&frame) {
+                    // Held back until the keyframe, so the viewer's timeline starts there.
+                    self.pending_config.push(frame);
+                } else if self.is_resume_point(&frame) {
+                    self.need_keyframe = false;
+                    for config in std::mem::take(&mut self.pending_config) {
+                        self.send(session, &config, frame.timestamp);
+                    }
+                    let timestamp = frame.timestamp;
+                    self.send(session, &frame, timestamp);
+                } else {
                     self.frames_skipped += 1;
-                    return;
                 }
-                self.need_keyframe = false;
-                let timestamp = frame.timestamp;
-                self.send(session, &frame, timestamp);
             }
             Packet::PublisherLeft => {
                 session.notify_unpublish(self.stream_id);
                 self.rebaser.reset_source();
                 self.has_video = false;
+                self.pending_config.clear();
             }
             Packet::PublisherStarted => session.notify_publish(self.stream_id),
         }
@@ -137,7 +156,7 @@ impl Player {
     fn lagged(&mut self, lost: u64) {
         if !self.need_keyframe {
             warn!(
-                stream = self.subscription.key(),
+                stream = %self.subscription.key(),
                 lost, "viewer too slow: dropped {lost} frames, skipping to the next keyframe"
             );
         }
@@ -145,10 +164,11 @@ impl Player {
         self.need_keyframe = true;
     }
 
+    /// A frame a waiting player may start on (config frames are handled before this).
     fn is_resume_point(&self, frame: &Frame) -> bool {
         match frame.kind {
-            MediaKind::Video => frame.info.is_keyframe || frame.info.is_sequence_header,
-            MediaKind::Audio => !self.has_video || frame.info.is_sequence_header,
+            MediaKind::Video => is_video_keyframe(frame),
+            MediaKind::Audio => !self.has_video,
             MediaKind::Data => true,
         }
     }
@@ -172,13 +192,23 @@ impl Player {
     /// Logs the end of playback.
     pub(crate) fn log_end(&self, peer: &str, started: Instant, reason: &str) {
         info!(
-            peer,
-            stream = self.subscription.key(),
+            peer = %peer,
+            stream = %self.subscription.key(),
             frames = self.frames_sent,
             skipped = self.frames_skipped,
             duration_s = format!("{:.1}", started.elapsed().as_secs_f64()),
-            reason,
+            reason = %reason,
             "play ended"
         );
     }
+}
+
+/// Metadata and sequence headers: what a decoder needs before the first picture.
+fn is_config(frame: &Frame) -> bool {
+    frame.kind == MediaKind::Data || frame.info.is_sequence_header
+}
+
+/// A coded video keyframe (not a sequence header).
+fn is_video_keyframe(frame: &Frame) -> bool {
+    frame.kind == MediaKind::Video && frame.info.is_keyframe && !frame.info.is_sequence_header
 }

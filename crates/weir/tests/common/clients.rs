@@ -106,6 +106,38 @@ impl Publisher {
         }
     }
 
+    /// How much media ffmpeg has sent so far, in seconds (the last `out_time_us` of its
+    /// progress report); `None` for other publishers or before the first report.
+    pub fn media_seconds(&self) -> Option<f64> {
+        let progress = self.progress.as_ref()?;
+        let text = std::fs::read_to_string(progress).unwrap_or_default();
+        text.lines()
+            .rev()
+            .filter_map(|l| l.strip_prefix("out_time_us="))
+            .filter_map(|n| n.trim().parse::<i64>().ok())
+            .find(|us| *us >= 0)
+            .map(|us| us as f64 / 1e6)
+    }
+
+    /// Waits until ffmpeg has sent at least `seconds` of media ([`Publisher::media_seconds`]);
+    /// returns the value reached. Panics if it exits first or `timeout` passes.
+    pub fn wait_media_seconds(&mut self, seconds: f64, timeout: Duration) -> f64 {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(t) = self.media_seconds().filter(|t| *t >= seconds) {
+                return t;
+            }
+            assert!(
+                self.child.is_running() && Instant::now() < deadline,
+                "{} did not reach {seconds} s of media within {timeout:?} (at {:?})\n{}",
+                self.child.name(),
+                self.media_seconds(),
+                self.child.diagnostics()
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
     /// Waits for the publisher to finish on its own with status 0; panics otherwise.
     pub fn wait_finished(&mut self, timeout: Duration) {
         self.child.expect_success(timeout);

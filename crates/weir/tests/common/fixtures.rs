@@ -219,3 +219,97 @@ fn verify(kind: FixtureKind, path: &Path, report: &MediaReport) {
         report.summary()
     );
 }
+
+/// Width of [`small_fixture`].
+pub const SMALL_WIDTH: u32 = 320;
+/// Height of [`small_fixture`].
+pub const SMALL_HEIGHT: u32 = 180;
+/// Length of [`small_fixture`] in seconds (longer than the others, so it outlives them).
+pub const SMALL_SECONDS: u32 = 9;
+
+/// A second, distinguishable stream: H.264 Baseline 320x180 30 fps (1 s GOP) + AAC 44.1 kHz
+/// stereo, [`SMALL_SECONDS`] long, timestamps from 0. Generated and cached like [`fixture`],
+/// and checked for size, frame count and keyframe spacing.
+pub fn small_fixture() -> &'static Fixture {
+    static SMALL: OnceLock<Fixture> = OnceLock::new();
+    SMALL.get_or_init(|| {
+        let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("weir-fixtures");
+        std::fs::create_dir_all(&dir).expect("create fixture dir");
+        let stem =
+            format!("h264-baseline-aac-{SMALL_WIDTH}x{SMALL_HEIGHT}-{FPS}fps-{SMALL_SECONDS}s-v1");
+        let path = dir.join(format!("{stem}.flv"));
+        let logs = TestDir::new("fixture-small");
+        if !path.is_file() {
+            let tmp = dir.join(format!("{stem}.{}.tmp.flv", std::process::id()));
+            let mut cmd = Command::new(tools::ffmpeg());
+            cmd.args(["-hide_banner", "-nostdin", "-loglevel", "error", "-y"])
+                .args(["-f", "lavfi", "-i"])
+                .arg(format!(
+                    "testsrc2=size={SMALL_WIDTH}x{SMALL_HEIGHT}:rate={FPS}"
+                ))
+                .args(["-f", "lavfi", "-i"])
+                .arg(format!("sine=frequency=880:sample_rate={SAMPLE_RATE}"))
+                .arg("-t")
+                .arg(SMALL_SECONDS.to_string())
+                .args([
+                    "-c:v", "libx264", "-preset", "veryfast", "-pix_fmt", "yuv420p",
+                ])
+                .args([
+                    "-profile:v",
+                    "baseline",
+                    "-bf",
+                    "0",
+                    "-g",
+                    "30",
+                    "-keyint_min",
+                    "30",
+                ])
+                .args([
+                    "-sc_threshold",
+                    "0",
+                    "-c:a",
+                    "aac",
+                    "-b:a",
+                    "64k",
+                    "-ac",
+                    "2",
+                ])
+                .args(["-ar", &SAMPLE_RATE.to_string(), "-f", "flv"])
+                .arg(&tmp);
+            let (status, _, stderr) =
+                process::run("ffmpeg-fixture", cmd, logs.path(), Duration::from_secs(60));
+            assert!(
+                status.success(),
+                "generating the small fixture failed ({status}):\n{stderr}"
+            );
+            std::fs::rename(&tmp, &path).expect("move fixture into place");
+        }
+        let report = probe::probe_file(&path, logs.path());
+        let frames = (SMALL_SECONDS * FPS) as usize;
+        let mut bad = report.check(&Expect::h264_aac(SMALL_WIDTH, SMALL_HEIGHT));
+        if report.video_frames() != frames {
+            bad.push(format!(
+                "{} video frames, want {frames}",
+                report.video_frames()
+            ));
+        }
+        if report.video_keyframes() != SMALL_SECONDS as usize {
+            bad.push(format!(
+                "{} keyframes, want one per second",
+                report.video_keyframes()
+            ));
+        }
+        assert!(
+            bad.is_empty(),
+            "small fixture {} is wrong (delete it to regenerate):\n  - {}\n{}",
+            path.display(),
+            bad.join("\n  - "),
+            report.summary()
+        );
+        Fixture {
+            kind: FixtureKind::H264Baseline,
+            path,
+            report,
+        }
+    })
+}

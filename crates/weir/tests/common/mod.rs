@@ -12,12 +12,17 @@
 
 #![allow(dead_code)]
 
+pub mod bad_bytes;
 pub mod clients;
 pub mod fixtures;
+pub mod logs;
 pub mod nginx;
 pub mod probe;
 pub mod process;
+pub mod raw_client;
+pub mod server;
 pub mod tools;
+pub mod verdict;
 
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -31,9 +36,12 @@ pub use clients::{
 };
 #[allow(unused_imports)]
 pub use fixtures::{fixture, Fixture, FixtureKind};
+#[allow(unused_imports)]
 pub use nginx::NginxRtmp;
 #[allow(unused_imports)]
 pub use probe::{probe_file, Expect, MediaReport};
+#[allow(unused_imports)]
+pub use server::WeirServer;
 
 /// `rtmp://{addr}/{app}/{stream}`.
 pub fn rtmp_url(addr: SocketAddr, app: &str, stream: &str) -> String {
