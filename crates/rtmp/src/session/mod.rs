@@ -112,4 +112,8 @@ pub(crate) fn parse_data_message(
 }
 
 #[cfg(test)]
+mod control_tests;
+#[cfg(test)]
+mod golden_tests;
+#[cfg(test)]
 mod tests;

@@ -300,6 +300,12 @@ impl ServerSession {
         self.wire.received()
     }
 
+    /// Starts the received-bytes counter at `bytes` (tests of the 2^32 acknowledgement wrap).
+    #[cfg(test)]
+    pub(crate) fn start_byte_count_at(&mut self, bytes: u64) {
+        self.wire.start_byte_count_at(bytes);
+    }
+
     /// The last byte count the peer acknowledged (wrapping at 2^32).
     pub fn peer_acknowledged(&self) -> u32 {
         self.wire.peer_acknowledged()

@@ -58,6 +58,14 @@ impl Wire {
         }
     }
 
+    /// Starts the byte counter at `bytes`, as if that many had been received and acknowledged
+    /// (tests of the 2^32 wrap).
+    #[cfg(test)]
+    pub(crate) fn start_byte_count_at(&mut self, bytes: u64) {
+        self.received = bytes;
+        self.acknowledged = bytes;
+    }
+
     /// Total bytes received.
     pub(crate) fn received(&self) -> u64 {
         self.received
