@@ -96,6 +96,9 @@ pub struct StreamsConfig {
     pub viewer_queue_frames: usize,
     /// Seconds a viewer may stay behind the live edge before it is disconnected.
     pub max_viewer_lag_secs: u64,
+    /// Milliseconds a viewer's writes may be held to merge frames into fewer, larger writes
+    /// (0 writes every frame at once). Bounds the latency this adds.
+    pub write_coalesce_ms: u64,
 }
 
 impl Default for StreamsConfig {
@@ -106,6 +109,7 @@ impl Default for StreamsConfig {
             gop_max_duration_ms: 10_000,
             viewer_queue_frames: 1024,
             max_viewer_lag_secs: 5,
+            write_coalesce_ms: 0,
         }
     }
 }
@@ -214,6 +218,9 @@ impl Config {
         if self.streams.viewer_queue_frames < 16 {
             return invalid("streams.viewer_queue_frames", "must be at least 16");
         }
+        if self.streams.write_coalesce_ms > 1000 {
+            return invalid("streams.write_coalesce_ms", "must be at most 1000");
+        }
         if self.streams.max_viewer_lag_secs == 0 {
             return invalid("streams.max_viewer_lag_secs", "must be at least 1");
         }
@@ -306,6 +313,11 @@ impl Config {
             "Seconds a viewer may stay behind before it is disconnected.",
             "max_viewer_lag_secs",
             streams.max_viewer_lag_secs.to_string(),
+        );
+        line(
+            "Milliseconds a viewer's writes may be held to merge frames (0 = write at once).",
+            "write_coalesce_ms",
+            streams.write_coalesce_ms.to_string(),
         );
         line("", "[log]", String::new());
         line(

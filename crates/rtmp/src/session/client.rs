@@ -171,6 +171,17 @@ impl ClientSession {
     /// Feeds bytes read from the socket.
     pub fn handle_input(&mut self, data: &[u8]) -> Result<(), SessionError> {
         self.input.extend_from_slice(data);
+        self.handle_buffered_input()
+    }
+
+    /// The session's input buffer. Read socket bytes straight into it and then call
+    /// [`Self::handle_buffered_input`]: that saves copying every byte once.
+    pub fn input_buffer(&mut self) -> &mut BytesMut {
+        &mut self.input
+    }
+
+    /// Processes what was read into [`Self::input_buffer`].
+    pub fn handle_buffered_input(&mut self) -> Result<(), SessionError> {
         loop {
             if self.phase == Phase::Handshake {
                 let before = self.input.len();

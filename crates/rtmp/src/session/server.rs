@@ -232,6 +232,30 @@ impl ServerSession {
             self.last_input = now;
         }
         self.input.extend_from_slice(data);
+        self.after_input()
+    }
+
+    /// Like [`Self::handle_input`], but takes the bytes out of `data` (leaving it empty, with
+    /// capacity to read into again) and copies nothing when no partial chunk is buffered.
+    pub fn handle_input_buf(
+        &mut self,
+        now: Instant,
+        data: &mut BytesMut,
+    ) -> Result<(), SessionError> {
+        if data.is_empty() {
+            return Ok(());
+        }
+        self.last_input = now;
+        if self.input.is_empty() {
+            std::mem::swap(&mut self.input, data);
+        } else {
+            self.input.extend_from_slice(data);
+            data.clear();
+        }
+        self.after_input()
+    }
+
+    fn after_input(&mut self) -> Result<(), SessionError> {
         self.process()?;
         // While a request waits for the application, input piles up; bound it. Otherwise the
         // buffer holds at most one partial chunk, which the chunk decoder's limits bound.

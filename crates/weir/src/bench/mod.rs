@@ -132,6 +132,7 @@ pub async fn run(options: BenchOptions) -> anyhow::Result<Report> {
     let shared = Arc::new(Shared {
         measuring: false.into(),
         stop: false.into(),
+        stop_signal: tokio::sync::watch::channel(false).0,
         epoch: Instant::now(),
         latency: true,
     });
@@ -186,6 +187,7 @@ pub async fn run(options: BenchOptions) -> anyhow::Result<Report> {
     report.server_rss_after = pid.and_then(procstat::rss_bytes);
     report.server_peak_rss = pid.and_then(procstat::peak_rss_bytes);
     shared.stop.store(true, Ordering::Relaxed);
+    shared.stop_signal.send_replace(true);
 
     let mut results = Vec::with_capacity(total);
     while let Some(joined) = players.join_next().await {

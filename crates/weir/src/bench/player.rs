@@ -7,7 +7,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::BytesMut;
 use rand::RngCore;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -38,6 +37,8 @@ pub struct Shared {
     pub measuring: AtomicBool,
     /// Players stop when this turns true.
     pub stop: AtomicBool,
+    /// Wakes waiting players when the run stops.
+    pub stop_signal: tokio::sync::watch::Sender<bool>,
     /// Time origin of the frame stamps.
     pub epoch: Instant,
     /// Collect latency samples.
@@ -75,7 +76,7 @@ async fn play(
     let mut session = ClientSession::new(config, random, 0);
     session.play(&url.stream);
     let joined_ns = shared.epoch.elapsed().as_nanos() as u64;
-    let mut buf = BytesMut::with_capacity(if idle { 512 } else { 64 * 1024 });
+    let mut stop = shared.stop_signal.subscribe();
     loop {
         while let Some(bytes) = session.poll_transmit() {
             socket
@@ -86,21 +87,23 @@ async fn play(
         if shared.stop.load(Ordering::Relaxed) {
             return Ok(());
         }
-        buf.clear();
-        let read =
-            tokio::time::timeout(Duration::from_millis(500), socket.read_buf(&mut buf)).await;
+        let input = session.input_buffer();
+        input.reserve(if idle { 512 } else { 64 * 1024 });
+        let read = tokio::select! {
+            read = socket.read_buf(input) => read,
+            _ = stop.changed() => return Ok(()),
+        };
         let n = match read {
-            Err(_) => continue,
-            Ok(Ok(0)) => return Err("server closed the connection".into()),
-            Ok(Ok(n)) => n,
-            Ok(Err(err)) => return Err(format!("read: {err}")),
+            Ok(0) => return Err("server closed the connection".into()),
+            Ok(n) => n,
+            Err(err) => return Err(format!("read: {err}")),
         };
         let measuring = shared.measuring.load(Ordering::Relaxed);
         if measuring {
             result.bytes += n as u64;
         }
         session
-            .handle_input(&buf[..n])
+            .handle_buffered_input()
             .map_err(|err| format!("session: {err}"))?;
         let now_ns = shared.epoch.elapsed().as_nanos() as u64;
         while let Some(event) = session.poll_event() {

@@ -97,6 +97,11 @@ pub(crate) async fn run(
     let mut buf = BytesMut::new();
     debug!(id = conn.id, peer = %peer, "rtmp connection accepted");
 
+    // Deadline-bounded write coalescing for players: media is written at once when the last
+    // write is older than `coalesce`, otherwise at most `coalesce` after the last write.
+    let coalesce = std::time::Duration::from_millis(context.config.streams.write_coalesce_ms);
+    let mut last_flush = started.checked_sub(coalesce).unwrap_or(started);
+    let mut flush_due: Option<Instant> = None;
     let end = loop {
         let deadline = session.poll_timeout();
         let sleep = async {
@@ -105,16 +110,24 @@ pub(crate) async fn run(
                 None => std::future::pending().await,
             }
         };
+        let flush_timer = async {
+            match flush_due {
+                Some(at) => tokio::time::sleep_until(at.into()).await,
+                None => std::future::pending().await,
+            }
+        };
+        let mut from_player = false;
         let step: Result<(), End> = tokio::select! {
             read = read_some(&mut reader, &mut buf, !conn.publications.is_empty()) => match read {
                 Ok(0) => Err(End::PeerClosed),
                 Ok(_) => session
-                    .handle_input(Instant::now(), &buf.split())
+                    .handle_input_buf(Instant::now(), &mut buf)
                     .map_err(End::Session)
                     .and_then(|()| conn.handle_events(&mut session)),
                 Err(err) => Err(End::Io(err)),
             },
             received = recv_packet(&mut conn.player), if conn.player.is_some() => {
+                from_player = true;
                 match conn.player.as_mut() {
                     Some(player) => player
                         .handle_recv(&mut session, received, Instant::now())
@@ -123,11 +136,23 @@ pub(crate) async fn run(
                 }
             }
             () = sleep => session.handle_timeout(Instant::now()).map_err(End::Session),
+            () = flush_timer => Ok(()),
             _ = shutdown.changed() => Err(End::Shutdown),
         };
-        let flushed = flush(&mut session, &mut writer, &context).await;
-        if let Err(end) = step.and(flushed) {
+        if let Err(end) = step {
+            // Send what is queued (a rejection, a status) before closing.
+            let _ = flush(&mut session, &mut writer, &context).await;
             break end;
+        }
+        let now = Instant::now();
+        if !from_player || now >= last_flush + coalesce {
+            if let Err(end) = flush(&mut session, &mut writer, &context).await {
+                break end;
+            }
+            last_flush = now;
+            flush_due = None;
+        } else if flush_due.is_none() {
+            flush_due = Some(last_flush + coalesce);
         }
         if session.is_closing() {
             break End::Rejected;
