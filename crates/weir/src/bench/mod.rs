@@ -163,7 +163,11 @@ pub async fn run(options: BenchOptions) -> anyhow::Result<Report> {
         } else {
             ("bench-idle".to_owned(), true)
         };
-        players.spawn(player::run(base.with_stream(&stream), Arc::clone(&shared), idle));
+        players.spawn(player::run(
+            base.with_stream(&stream),
+            Arc::clone(&shared),
+            idle,
+        ));
         if (i + 1) % options.connect_batch.max(1) == 0 {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
@@ -246,8 +250,7 @@ fn summarise(
             ttff.push(t.as_secs_f64() * 1e3);
         }
         latency.extend(result.latencies_ms.iter().map(|&ms| f64::from(ms)));
-        if result.disconnect.is_none() && player_fps >= options.held_fraction * report.source_fps
-        {
+        if result.disconnect.is_none() && player_fps >= options.held_fraction * report.source_fps {
             report.players_held += 1;
         }
     }

@@ -87,7 +87,8 @@ async fn play(
             return Ok(());
         }
         buf.clear();
-        let read = tokio::time::timeout(Duration::from_millis(500), socket.read_buf(&mut buf)).await;
+        let read =
+            tokio::time::timeout(Duration::from_millis(500), socket.read_buf(&mut buf)).await;
         let n = match read {
             Err(_) => continue,
             Ok(Ok(0)) => return Err("server closed the connection".into()),
