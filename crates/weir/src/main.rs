@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use tracing::{error, info};
+use tracing::{error, info, warn};
 use tracing_subscriber::EnvFilter;
 use weir::{Config, Server};
 
@@ -73,6 +73,14 @@ fn run(config: Config) -> ExitCode {
     let filter =
         EnvFilter::try_from_env("WEIR_LOG").unwrap_or_else(|_| EnvFilter::new(&config.log.level));
     tracing_subscriber::fmt().with_env_filter(filter).init();
+    // Every viewer is a socket: take the hard limit on open files instead of the usual 1024.
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(limit) if limit < 4096 => {
+            warn!("open-file limit is {limit}: at most about {limit} viewers; raise it with ulimit -n")
+        }
+        Ok(_) => {}
+        Err(err) => warn!("cannot raise the open-file limit: {err}"),
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
