@@ -163,7 +163,11 @@ pub async fn run(options: BenchOptions) -> anyhow::Result<Report> {
         } else {
             ("bench-idle".to_owned(), true)
         };
-        players.spawn(player::run(base.with_stream(&stream), Arc::clone(&shared), idle));
+        players.spawn(player::run(
+            base.with_stream(&stream),
+            Arc::clone(&shared),
+            idle,
+        ));
         if (i + 1) % options.connect_batch.max(1) == 0 {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
@@ -183,19 +187,51 @@ pub async fn run(options: BenchOptions) -> anyhow::Result<Report> {
     report.server_peak_rss = pid.and_then(procstat::peak_rss_bytes);
     shared.stop.store(true, Ordering::Relaxed);
 
+    // Players notice `stop` within their 500 ms read timeout; one blocked writing to a server
+    // that stopped reading would otherwise hang the run, so it counts as a disconnect.
     let mut results = Vec::with_capacity(total);
-    while let Some(joined) = players.join_next().await {
-        results.push(joined?);
+    let drain_deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        match tokio::time::timeout_at(drain_deadline, players.join_next()).await {
+            Ok(None) => break,
+            Ok(Some(joined)) => results.push(joined?),
+            Err(_) => {
+                for _ in 0..players.len() {
+                    results.push(PlayerResult {
+                        disconnect: Some("blocked at the end of the run".into()),
+                        ..PlayerResult::default()
+                    });
+                }
+                players.abort_all();
+                break;
+            }
+        }
     }
-    while let Some(joined) = publishers.join_next().await {
-        let result: PublisherResult = joined?;
-        report.publisher_max_behind_ms = report.publisher_max_behind_ms.max(result.max_behind_ms);
-        if let Some(err) = result.error {
-            report.publisher_errors.push(err);
+    // A publisher blocked on a server that stopped reading would otherwise hang the run.
+    let drain_deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        match tokio::time::timeout_at(drain_deadline, publishers.join_next()).await {
+            Ok(None) => break,
+            Ok(Some(joined)) => {
+                let result: PublisherResult = joined?;
+                report.publisher_max_behind_ms =
+                    report.publisher_max_behind_ms.max(result.max_behind_ms);
+                if let Some(err) = result.error {
+                    report.publisher_errors.push(err);
+                }
+            }
+            Err(_) => {
+                let stuck = publishers.len();
+                publishers.abort_all();
+                report.publisher_errors.push(format!(
+                    "{stuck} publisher(s) blocked at the end of the run"
+                ));
+                break;
+            }
         }
     }
 
-    summarise(&mut report, &results, options.players, window, &options);
+    summarise(&mut report, &results, window, &options);
     if let (Some(before), Some(after)) = (cpu_before, cpu_after) {
         let cpu = after - before;
         report.server_cpu_s = Some(cpu);
@@ -215,19 +251,14 @@ pub async fn run(options: BenchOptions) -> anyhow::Result<Report> {
     Ok(report)
 }
 
-fn summarise(
-    report: &mut Report,
-    results: &[PlayerResult],
-    active_players: usize,
-    window: f64,
-    options: &BenchOptions,
-) {
+fn summarise(report: &mut Report, results: &[PlayerResult], window: f64, options: &BenchOptions) {
     let mut fps = Vec::new();
     let mut kbps = Vec::new();
     let mut ttff = Vec::new();
     let mut latency = Vec::new();
     let mut reasons: Vec<(String, usize)> = Vec::new();
-    for (i, result) in results.iter().enumerate() {
+    // Results arrive in completion order, so idle players are told apart by their flag.
+    for result in results {
         report.bytes_delivered += result.bytes;
         if let Some(reason) = &result.disconnect {
             report.disconnects += 1;
@@ -236,7 +267,7 @@ fn summarise(
                 None => reasons.push((reason.clone(), 1)),
             }
         }
-        if i >= active_players {
+        if result.idle {
             continue;
         }
         let player_fps = result.video_frames as f64 / window;
@@ -246,8 +277,7 @@ fn summarise(
             ttff.push(t.as_secs_f64() * 1e3);
         }
         latency.extend(result.latencies_ms.iter().map(|&ms| f64::from(ms)));
-        if result.disconnect.is_none() && player_fps >= options.held_fraction * report.source_fps
-        {
+        if result.disconnect.is_none() && player_fps >= options.held_fraction * report.source_fps {
             report.players_held += 1;
         }
     }

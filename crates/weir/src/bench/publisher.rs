@@ -89,7 +89,10 @@ async fn publish(
                     .await
                     .map(|()| frame.payload.len()),
                 MediaKind::Data => client
-                    .send_frame(&Frame { timestamp, ..frame.clone() })
+                    .send_frame(&Frame {
+                        timestamp,
+                        ..frame.clone()
+                    })
                     .await
                     .map(|()| frame.payload.len()),
             };
