@@ -189,19 +189,51 @@ pub async fn run(options: BenchOptions) -> anyhow::Result<Report> {
     shared.stop.store(true, Ordering::Relaxed);
     shared.stop_signal.send_replace(true);
 
+    // Players notice `stop` within their 500 ms read timeout; one blocked writing to a server
+    // that stopped reading would otherwise hang the run, so it counts as a disconnect.
     let mut results = Vec::with_capacity(total);
-    while let Some(joined) = players.join_next().await {
-        results.push(joined?);
+    let drain_deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        match tokio::time::timeout_at(drain_deadline, players.join_next()).await {
+            Ok(None) => break,
+            Ok(Some(joined)) => results.push(joined?),
+            Err(_) => {
+                for _ in 0..players.len() {
+                    results.push(PlayerResult {
+                        disconnect: Some("blocked at the end of the run".into()),
+                        ..PlayerResult::default()
+                    });
+                }
+                players.abort_all();
+                break;
+            }
+        }
     }
-    while let Some(joined) = publishers.join_next().await {
-        let result: PublisherResult = joined?;
-        report.publisher_max_behind_ms = report.publisher_max_behind_ms.max(result.max_behind_ms);
-        if let Some(err) = result.error {
-            report.publisher_errors.push(err);
+    // A publisher blocked on a server that stopped reading would otherwise hang the run.
+    let drain_deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        match tokio::time::timeout_at(drain_deadline, publishers.join_next()).await {
+            Ok(None) => break,
+            Ok(Some(joined)) => {
+                let result: PublisherResult = joined?;
+                report.publisher_max_behind_ms =
+                    report.publisher_max_behind_ms.max(result.max_behind_ms);
+                if let Some(err) = result.error {
+                    report.publisher_errors.push(err);
+                }
+            }
+            Err(_) => {
+                let stuck = publishers.len();
+                publishers.abort_all();
+                report.publisher_errors.push(format!(
+                    "{stuck} publisher(s) blocked at the end of the run"
+                ));
+                break;
+            }
         }
     }
 
-    summarise(&mut report, &results, options.players, window, &options);
+    summarise(&mut report, &results, window, &options);
     if let (Some(before), Some(after)) = (cpu_before, cpu_after) {
         let cpu = after - before;
         report.server_cpu_s = Some(cpu);
@@ -221,19 +253,14 @@ pub async fn run(options: BenchOptions) -> anyhow::Result<Report> {
     Ok(report)
 }
 
-fn summarise(
-    report: &mut Report,
-    results: &[PlayerResult],
-    active_players: usize,
-    window: f64,
-    options: &BenchOptions,
-) {
+fn summarise(report: &mut Report, results: &[PlayerResult], window: f64, options: &BenchOptions) {
     let mut fps = Vec::new();
     let mut kbps = Vec::new();
     let mut ttff = Vec::new();
     let mut latency = Vec::new();
     let mut reasons: Vec<(String, usize)> = Vec::new();
-    for (i, result) in results.iter().enumerate() {
+    // Results arrive in completion order, so idle players are told apart by their flag.
+    for result in results {
         report.bytes_delivered += result.bytes;
         if let Some(reason) = &result.disconnect {
             report.disconnects += 1;
@@ -242,7 +269,7 @@ fn summarise(
                 None => reasons.push((reason.clone(), 1)),
             }
         }
-        if i >= active_players {
+        if result.idle {
             continue;
         }
         let player_fps = result.video_frames as f64 / window;

@@ -29,6 +29,8 @@ pub struct PlayerResult {
     pub latencies_ms: Vec<f32>,
     /// Why the connection ended before the run did, if it did.
     pub disconnect: Option<String>,
+    /// An idle player (waits on an unpublished stream; not counted in fps or latency).
+    pub idle: bool,
 }
 
 /// Flags the load tool shares with every player.
@@ -48,7 +50,10 @@ pub struct Shared {
 /// Plays `url` until `shared.stop`; `idle` players never expect media (they wait on a stream
 /// that is not published).
 pub async fn run(url: RtmpUrl, shared: Arc<Shared>, idle: bool) -> PlayerResult {
-    let mut result = PlayerResult::default();
+    let mut result = PlayerResult {
+        idle,
+        ..PlayerResult::default()
+    };
     let started = Instant::now();
     if let Err(err) = play(&url, &shared, idle, started, &mut result).await {
         if !shared.stop.load(Ordering::Relaxed) {

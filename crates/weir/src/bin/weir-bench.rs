@@ -5,8 +5,11 @@
 use clap::Parser;
 use weir::bench::{self, BenchOptions};
 
+/// weir-bench: RTMP load tool. Publishes an FLV file in real time to {url}/bench-N, opens
+/// players, and prints a JSON report (players held, fps, kbit/s, time to first frame,
+/// server-added latency, disconnects, and the server's CPU and memory given --server-pid).
 #[derive(Parser, Debug)]
-#[command(version, about)]
+#[command(version)]
 struct Cli {
     #[command(flatten)]
     options: BenchOptions,
