@@ -96,8 +96,8 @@ pub struct StreamsConfig {
     pub viewer_queue_frames: usize,
     /// Seconds a viewer may stay behind the live edge before it is disconnected.
     pub max_viewer_lag_secs: u64,
-    /// Milliseconds a viewer's writes may be held to merge frames into fewer, larger writes
-    /// (0 writes every frame at once). Bounds the latency this adds.
+    /// Milliseconds audio and metadata may wait to go out with the next video frame, saving a
+    /// write per audio frame (video is always written at once; 0 writes everything at once).
     pub write_coalesce_ms: u64,
 }
 
@@ -109,7 +109,7 @@ impl Default for StreamsConfig {
             gop_max_duration_ms: 10_000,
             viewer_queue_frames: 1024,
             max_viewer_lag_secs: 5,
-            write_coalesce_ms: 0,
+            write_coalesce_ms: 40,
         }
     }
 }
@@ -315,7 +315,7 @@ impl Config {
             streams.max_viewer_lag_secs.to_string(),
         );
         line(
-            "Milliseconds a viewer's writes may be held to merge frames (0 = write at once).",
+            "Milliseconds audio may wait to ride with the next video frame (0 = write at once).",
             "write_coalesce_ms",
             streams.write_coalesce_ms.to_string(),
         );

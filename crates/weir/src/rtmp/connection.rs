@@ -97,10 +97,10 @@ pub(crate) async fn run(
     let mut buf = BytesMut::new();
     debug!(id = conn.id, peer = %peer, "rtmp connection accepted");
 
-    // Deadline-bounded write coalescing for players: media is written at once when the last
-    // write is older than `coalesce`, otherwise at most `coalesce` after the last write.
+    // Deadline-bounded write coalescing for players: video goes out at once, together with
+    // whatever waits; audio and metadata wait at most `coalesce` for the next video frame, so
+    // the small audio frames between two pictures cost no write of their own.
     let coalesce = std::time::Duration::from_millis(context.config.streams.write_coalesce_ms);
-    let mut last_flush = started.checked_sub(coalesce).unwrap_or(started);
     let mut flush_due: Option<Instant> = None;
     let end = loop {
         let deadline = session.poll_timeout();
@@ -145,15 +145,17 @@ pub(crate) async fn run(
             break end;
         }
         let now = Instant::now();
-        if !from_player || now >= last_flush + coalesce {
-            if let Err(end) = flush(&mut session, &mut writer, &context).await {
-                break end;
+        let video_queued = conn.player.as_mut().is_some_and(Player::take_video_queued);
+        if from_player && !video_queued && !coalesce.is_zero() {
+            let due = *flush_due.get_or_insert(now + coalesce);
+            if now < due {
+                continue;
             }
-            last_flush = now;
-            flush_due = None;
-        } else if flush_due.is_none() {
-            flush_due = Some(last_flush + coalesce);
         }
+        if let Err(end) = flush(&mut session, &mut writer, &context).await {
+            break end;
+        }
+        flush_due = None;
         if session.is_closing() {
             break End::Rejected;
         }

@@ -25,6 +25,8 @@ pub(crate) struct Player {
     /// Skip frames until a video keyframe (or any audio frame on an audio-only stream).
     need_keyframe: bool,
     has_video: bool,
+    /// A video frame was queued since the driver last asked.
+    video_queued: bool,
     /// Metadata and sequence headers held while waiting for a keyframe.
     pending_config: Vec<Frame>,
     /// Last time the player had nothing queued, i.e. was at the live edge.
@@ -52,6 +54,7 @@ impl Player {
             need_keyframe: false,
             has_video: false,
             pending_config: Vec::new(),
+            video_queued: false,
             caught_up_at: now,
             max_lag,
             frames_sent: 0,
@@ -148,6 +151,11 @@ impl Player {
         Ok(())
     }
 
+    /// Whether a video frame was queued since the last call.
+    pub(crate) fn take_video_queued(&mut self) -> bool {
+        std::mem::take(&mut self.video_queued)
+    }
+
     /// Drops frames until the next keyframe (after a pause, for instance).
     pub(crate) fn skip_to_keyframe(&mut self) {
         self.need_keyframe = true;
@@ -183,6 +191,7 @@ impl Player {
             }
             MediaKind::Video => {
                 self.has_video = true;
+                self.video_queued = true;
                 session.send_media(self.stream_id, MediaType::Video, timestamp, payload);
             }
         }
