@@ -26,7 +26,7 @@
 
 use std::collections::HashMap;
 
-use bytes::{Buf, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 
 use super::{ChunkMessage, DEFAULT_CHUNK_SIZE, MAX_CHUNK_SIZE, MAX_MESSAGE_LENGTH};
 
@@ -156,8 +156,9 @@ impl ChunkDecoder {
     /// Consumes complete chunks from the front of `input` and returns at most one complete
     /// message per call; `Ok(None)` means more bytes are needed.
     ///
-    /// Bytes of an incomplete chunk are left in `input`. A message that fits in one chunk is
-    /// split off `input` without copying; longer messages are reassembled.
+    /// Bytes of an incomplete chunk are left in `input`. Every payload gets its own buffer: a
+    /// message that fits in one chunk is copied out (splitting it off `input` would let a small
+    /// frame held in a GOP cache pin the whole read buffer), longer ones are reassembled.
     pub fn decode(&mut self, input: &mut BytesMut) -> Result<Option<ChunkMessage>, ChunkError> {
         loop {
             match self.decode_chunk(input)? {
@@ -259,7 +260,8 @@ impl ChunkDecoder {
             .state
             .apply(&header, length, extended, received.is_none());
         if single_chunk {
-            let payload = input.split_to(chunk_len).freeze();
+            let payload = Bytes::copy_from_slice(&input[..chunk_len]);
+            input.advance(chunk_len);
             return Ok(Step::Complete(stream.state.message(csid, payload)));
         }
         let chunk = input.split_to(chunk_len);
@@ -691,12 +693,21 @@ mod tests {
     }
 
     #[test]
-    fn single_chunk_payload_is_not_copied() {
+    fn single_chunk_payload_does_not_pin_the_input_buffer() {
         let mut decoder = ChunkDecoder::new(DecoderLimits::default());
         let mut buf = hex("04 000000 000003 09 01000000 aabbcc");
-        let start = buf.as_ptr() as usize;
+        buf.reserve(64 * 1024);
+        let (start, end) = (
+            buf.as_ptr() as usize,
+            buf.as_ptr() as usize + buf.capacity(),
+        );
         let got = decoder.decode(&mut buf).unwrap().unwrap();
-        assert_eq!(got.payload.as_ptr() as usize, start + 12);
+        assert_eq!(got.payload.as_ref(), &[0xAA, 0xBB, 0xCC]);
+        let at = got.payload.as_ptr() as usize;
+        assert!(
+            !(start..end).contains(&at),
+            "payload points into the read buffer"
+        );
     }
 
     #[test]
