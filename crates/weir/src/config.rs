@@ -99,6 +99,10 @@ pub struct StreamsConfig {
     /// Milliseconds audio and metadata may wait to go out with the next video frame, saving a
     /// write per audio frame (video is always written at once; 0 writes everything at once).
     pub write_coalesce_ms: u64,
+    /// Milliseconds video may wait too, merging several pictures into one write (like SRS's
+    /// merged writes): less CPU per viewer, this much more latency. 0 (default) writes each
+    /// picture at once.
+    pub video_coalesce_ms: u64,
 }
 
 impl Default for StreamsConfig {
@@ -110,6 +114,7 @@ impl Default for StreamsConfig {
             viewer_queue_frames: 1024,
             max_viewer_lag_secs: 5,
             write_coalesce_ms: 40,
+            video_coalesce_ms: 0,
         }
     }
 }
@@ -218,6 +223,9 @@ impl Config {
         if self.streams.viewer_queue_frames < 16 {
             return invalid("streams.viewer_queue_frames", "must be at least 16");
         }
+        if self.streams.video_coalesce_ms > 1000 {
+            return invalid("streams.video_coalesce_ms", "must be at most 1000");
+        }
         if self.streams.write_coalesce_ms > 1000 {
             return invalid("streams.write_coalesce_ms", "must be at most 1000");
         }
@@ -319,6 +327,7 @@ impl Config {
             "write_coalesce_ms",
             streams.write_coalesce_ms.to_string(),
         );
+        line("Milliseconds video may wait to merge pictures into one write (0 = at once; adds latency).", "video_coalesce_ms", streams.video_coalesce_ms.to_string());
         line("", "[log]", String::new());
         line(
             "tracing filter: info, debug, weir=debug, ...",

@@ -101,6 +101,8 @@ pub(crate) async fn run(
     // whatever waits; audio and metadata wait at most `coalesce` for the next video frame, so
     // the small audio frames between two pictures cost no write of their own.
     let coalesce = std::time::Duration::from_millis(context.config.streams.write_coalesce_ms);
+    // Optional SRS-style merged writes: video too may wait, trading latency for CPU.
+    let video_coalesce = std::time::Duration::from_millis(context.config.streams.video_coalesce_ms);
     let mut flush_due: Option<Instant> = None;
     let end = loop {
         let deadline = session.poll_timeout();
@@ -146,8 +148,14 @@ pub(crate) async fn run(
         }
         let now = Instant::now();
         let video_queued = conn.player.as_mut().is_some_and(Player::take_video_queued);
-        if from_player && !video_queued && !coalesce.is_zero() {
-            let due = *flush_due.get_or_insert(now + coalesce);
+        let hold = if video_queued {
+            video_coalesce
+        } else {
+            coalesce
+        };
+        if from_player && !hold.is_zero() {
+            // The deadline is set by the first frame held: nothing waits longer than `hold`.
+            let due = *flush_due.get_or_insert(now + hold);
             if now < due {
                 continue;
             }
