@@ -162,7 +162,7 @@ impl GopCache {
         self.frames.is_empty()
     }
 
-    /// Payload bytes in the GOP part.
+    /// Bytes the GOP part counts against its limit: payloads plus [`FRAME_OVERHEAD`] per frame.
     pub fn bytes(&self) -> usize {
         self.bytes
     }
@@ -177,7 +177,7 @@ impl GopCache {
             return;
         }
         self.frames.push_back(frame.clone());
-        self.bytes += frame.payload.len();
+        self.bytes += cost(frame);
         if self.video_seen
             && (self.bytes > self.limits.max_bytes || self.span() > self.limits.max_duration_ms)
         {
@@ -190,7 +190,7 @@ impl GopCache {
         while self.frames.len() > 1 && (self.span() > window || self.bytes > self.limits.max_bytes)
         {
             if let Some(old) = self.frames.pop_front() {
-                self.bytes -= old.payload.len();
+                self.bytes -= cost(&old);
             }
         }
         if self.bytes > self.limits.max_bytes {
@@ -236,6 +236,15 @@ fn store_header(headers: &mut Vec<Frame>, frame: &Frame) -> bool {
             false
         }
     }
+}
+
+/// Bookkeeping bytes charged per cached frame besides its payload, so that a flood of tiny
+/// frames is bounded by `max_bytes` too (a cached frame costs about this much memory).
+pub const FRAME_OVERHEAD: usize = 64;
+
+/// What a cached frame counts against [`GopLimits::max_bytes`].
+fn cost(frame: &Frame) -> usize {
+    frame.payload.len() + FRAME_OVERHEAD
 }
 
 #[cfg(test)]
@@ -298,7 +307,7 @@ mod tests {
                 (MediaKind::Video, 2033)
             ]
         );
-        assert_eq!((gop.len(), gop.bytes()), (3, 15));
+        assert_eq!((gop.len(), gop.bytes()), (3, 15 + 3 * FRAME_OVERHEAD));
         assert_eq!(gop.metadata(), Some(&meta()));
         assert_eq!(gop.video_sequence_header(), Some(&avc_header()));
         assert_eq!(gop.audio_sequence_header(), Some(&aac_header()));
@@ -340,12 +349,12 @@ mod tests {
     #[test]
     fn byte_limit_drops_gop() {
         let mut gop = GopCache::new(GopLimits {
-            max_bytes: 12,
+            max_bytes: 12 + 2 * FRAME_OVERHEAD,
             max_duration_ms: 10_000,
         });
         gop.push(&key(0));
         gop.push(&inter(33));
-        assert_eq!(gop.bytes(), 12);
+        assert_eq!(gop.bytes(), 12 + 2 * FRAME_OVERHEAD);
         gop.push(&audio(40));
         assert_eq!((gop.len(), gop.bytes()), (0, 0));
     }
@@ -440,5 +449,23 @@ mod tests {
         gop.clear();
         assert!(gop.snapshot().is_empty());
         assert_eq!(gop.limits(), GopLimits::default());
+    }
+
+    #[test]
+    fn a_flood_of_tiny_frames_is_bounded_by_max_bytes() {
+        let limits = GopLimits {
+            max_bytes: 64 * 1024,
+            max_duration_ms: 10_000,
+        };
+        let mut gop = GopCache::new(limits);
+        gop.push(&key(0));
+        for _ in 0..100_000 {
+            gop.push(&audio(0));
+        }
+        assert!(
+            gop.len() <= limits.max_bytes / FRAME_OVERHEAD,
+            "{} frames cached",
+            gop.len()
+        );
     }
 }

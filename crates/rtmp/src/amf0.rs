@@ -165,12 +165,21 @@ pub enum Amf0Error {
 
 /// Decodes one value from the front of `input` and advances it past the value.
 pub fn decode(input: &mut &[u8], limits: &Limits) -> Result<Value, Amf0Error> {
-    Decoder { limits, values: 0 }.value(input, 0)
+    Decoder {
+        limits,
+        values: 0,
+        amf3_bytes: 0,
+    }
+    .value(input, 0)
 }
 
 /// Decodes values until `input` is empty (a command or data message body).
 pub fn decode_all(mut input: &[u8], limits: &Limits) -> Result<Vec<Value>, Amf0Error> {
-    let mut decoder = Decoder { limits, values: 0 };
+    let mut decoder = Decoder {
+        limits,
+        values: 0,
+        amf3_bytes: 0,
+    };
     let mut values = Vec::new();
     while !input.is_empty() {
         values.push(decoder.value(&mut input, 0)?);
@@ -342,6 +351,9 @@ enum Item {
 struct Decoder<'l> {
     limits: &'l Limits,
     values: usize,
+    /// String bytes AMF3 values have built so far: one budget for the whole call, so that
+    /// many small AMF3 values full of references cannot each spend a fresh one.
+    amf3_bytes: usize,
 }
 
 impl Decoder<'_> {
@@ -438,8 +450,10 @@ impl Decoder<'_> {
         let mut limits = self.limits.amf3();
         limits.max_depth = limits.max_depth.saturating_sub(depth);
         limits.max_values = limits.max_values.saturating_sub(self.values);
-        let (value, values) = amf3::decode_counted(input, &limits)?;
+        limits.max_decoded_bytes = limits.max_decoded_bytes.saturating_sub(self.amf3_bytes);
+        let (value, values, bytes) = amf3::decode_counted(input, &limits)?;
         self.values += values;
+        self.amf3_bytes += bytes;
         Ok(value)
     }
 
@@ -887,5 +901,47 @@ mod tests {
             let bytes = encoded(&values);
             prop_assert_eq!(decode_all(&bytes, &Limits::default()), Ok(values));
         }
+    }
+
+    /// A small message of AMF3 values whose string references each copy a 16 KB string.
+    fn avmplus_reference_bomb(values: usize, copies: u32) -> Vec<u8> {
+        fn u29(out: &mut Vec<u8>, value: u32) {
+            match value {
+                0..=0x7F => out.push(value as u8),
+                0x80..=0x3FFF => out.extend([(value >> 7) as u8 | 0x80, value as u8 & 0x7F]),
+                _ => out.extend([
+                    (value >> 14) as u8 | 0x80,
+                    (value >> 7) as u8 | 0x80,
+                    value as u8 & 0x7F,
+                ]),
+            }
+        }
+        let mut body = b"\x02\x00\x0aonMetaData\x0a".to_vec();
+        body.extend_from_slice(&(values as u32).to_be_bytes());
+        for _ in 0..values {
+            body.extend([0x11, 0x09]);
+            u29(&mut body, (copies + 1) << 1 | 1);
+            body.push(0x01);
+            body.push(0x06);
+            u29(&mut body, 16_000 << 1 | 1);
+            body.extend(std::iter::repeat_n(b'x', 16_000));
+            for _ in 0..copies {
+                body.extend([0x06, 0x00]);
+            }
+        }
+        body
+    }
+
+    #[test]
+    fn amf3_references_share_one_byte_budget_per_call() {
+        // 16 values × 500 references × 16 KB would build 128 MB from 272 KB of input.
+        let body = avmplus_reference_bomb(16, 500);
+        assert!(body.len() < 300_000);
+        assert!(matches!(
+            decode_all(&body, &Limits::default()),
+            Err(Amf0Error::Amf3(amf3::Amf3Error::TooManyBytes(_)))
+        ));
+        // A single value within the budget still decodes.
+        assert!(decode_all(&avmplus_reference_bomb(1, 100), &Limits::default()).is_ok());
     }
 }

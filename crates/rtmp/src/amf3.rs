@@ -166,7 +166,7 @@ pub enum Amf3Error {
 
 /// Decodes one AMF3 value from the front of `input` and advances it past the value.
 pub fn decode(input: &mut &[u8], limits: &Limits) -> Result<Value, Amf3Error> {
-    decode_counted(input, limits).map(|(value, _)| value)
+    decode_counted(input, limits).map(|(value, _, _)| value)
 }
 
 /// Encodes `value` at the end of `out`, inline (without references).
@@ -248,7 +248,7 @@ pub fn encode(value: &Value, out: &mut Vec<u8>) {
 pub(crate) fn decode_counted(
     input: &mut &[u8],
     limits: &Limits,
-) -> Result<(Value, usize), Amf3Error> {
+) -> Result<(Value, usize, usize), Amf3Error> {
     let mut decoder = Decoder {
         limits,
         strings: Vec::new(),
@@ -258,7 +258,7 @@ pub(crate) fn decode_counted(
         bytes: 0,
     };
     let value = decoder.value(input, 0)?;
-    Ok((value, decoder.values))
+    Ok((value, decoder.values, decoder.bytes))
 }
 
 /// Class name, sealed member names and dynamic flag shared by objects of one class.

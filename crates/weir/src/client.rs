@@ -513,9 +513,13 @@ impl Client {
         self.backlog.push_back(event);
     }
 
+    /// Writes what the session queued; a peer that stops reading fails the write after the
+    /// client's timeout instead of blocking forever.
     async fn flush(&mut self) -> Result<(), ClientError> {
         while let Some(bytes) = self.session.poll_transmit() {
-            self.socket.write_all(&bytes).await?;
+            tokio::time::timeout(self.timeout, self.socket.write_all(&bytes))
+                .await
+                .map_err(|_| ClientError::Timeout("write"))??;
         }
         Ok(())
     }

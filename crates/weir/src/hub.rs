@@ -120,7 +120,11 @@ impl Hub {
     /// Removes a stream nobody uses any more.
     fn release(&self, stream: &Arc<Stream>) {
         let mut streams = self.streams();
-        let unused = stream.lock().publisher.is_none() && stream.ring.receiver_count() == 0;
+        // Under the map lock, where `stream()` hands out clones: two references (the map's
+        // and the caller's) mean nobody is between `stream()` and publish/subscribe.
+        let unused = Arc::strong_count(stream) <= 2
+            && stream.lock().publisher.is_none()
+            && stream.ring.receiver_count() == 0;
         if unused {
             if let Some(current) = streams.get(&stream.key) {
                 if Arc::ptr_eq(current, stream) {

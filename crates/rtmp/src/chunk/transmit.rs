@@ -13,6 +13,9 @@ use std::io::IoSlice;
 
 use bytes::{Bytes, BytesMut};
 
+/// Allocation size of the scratch buffer that holds headers and small messages.
+const SCRATCH_BLOCK: usize = 4096;
+
 /// Payloads up to this size are copied into the scratch buffer instead of being shared.
 const COPY_THRESHOLD: usize = 256;
 
@@ -106,6 +109,11 @@ impl TransmitQueue {
 
     /// Queues a copy of `bytes`.
     pub fn push_copy(&mut self, bytes: &[u8]) {
+        if self.scratch.capacity() - self.scratch.len() < bytes.len() {
+            // Grow in blocks: after a flush the scratch has no room left, and a fresh
+            // allocation per header would be one per frame per viewer.
+            self.scratch.reserve(bytes.len().max(SCRATCH_BLOCK));
+        }
         self.scratch.extend_from_slice(bytes);
         self.len += bytes.len();
     }
@@ -119,8 +127,7 @@ impl TransmitQueue {
         chunk_size: usize,
         continuation: Continuation,
     ) {
-        self.scratch.extend_from_slice(header);
-        self.len += header.len();
+        self.push_copy(header);
         if payload.len() <= COPY_THRESHOLD {
             let mut pieces = payload.chunks(chunk_size);
             if let Some(first) = pieces.next() {

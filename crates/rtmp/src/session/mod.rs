@@ -97,6 +97,13 @@ pub(crate) fn parse_data_message(
             if rest.first().and_then(Value::as_str) == Some("onMetaData") {
                 let mut out = Vec::with_capacity(body.len());
                 amf0::encode_all(rest, &mut out);
+                if out.len() > crate::chunk::MAX_MESSAGE_LENGTH as usize {
+                    // AMF3 references can make the re-encoded form longer than any message.
+                    return Ok(DataMessage::Other(format!(
+                        "onMetaData of {} bytes once re-encoded, over the message limit",
+                        out.len()
+                    )));
+                }
                 Ok(DataMessage::Metadata(Bytes::from(out)))
             } else {
                 Ok(DataMessage::Other(format!(

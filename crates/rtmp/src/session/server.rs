@@ -745,8 +745,12 @@ impl ServerSession {
                     );
                     return Ok(());
                 }
-                let id = self.next_stream_id;
-                self.next_stream_id = self.next_stream_id.wrapping_add(1).max(1);
+                // Ids a client chose itself (publish without createStream) stay taken.
+                let mut id = self.next_stream_id;
+                while self.streams.contains_key(&id) {
+                    id = id.wrapping_add(1).max(1);
+                }
+                self.next_stream_id = id.wrapping_add(1).max(1);
                 self.streams.insert(id, StreamState::Created);
                 self.wire.send_command(
                     0,

@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use socket2::SockRef;
+use socket2::{SockRef, TcpKeepalive};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinSet;
@@ -99,6 +99,15 @@ fn tune_socket(socket: &TcpStream, config: &Config, peer: SocketAddr) {
         warn!(%peer, "cannot set TCP_NODELAY: {err}");
     }
     let sock = SockRef::from(socket);
+    // A viewer waiting on an unpublished stream is never written to; keepalive finds peers
+    // that vanished without a FIN (NAT timeouts, pulled cables) in about a minute.
+    let keepalive = TcpKeepalive::new()
+        .with_time(std::time::Duration::from_secs(30))
+        .with_interval(std::time::Duration::from_secs(10))
+        .with_retries(3);
+    if let Err(err) = sock.set_tcp_keepalive(&keepalive) {
+        warn!(%peer, "cannot enable TCP keepalive: {err}");
+    }
     if config.rtmp.send_buffer_bytes > 0 {
         if let Err(err) = sock.set_send_buffer_size(config.rtmp.send_buffer_bytes) {
             warn!(%peer, "cannot set the send buffer size: {err}");

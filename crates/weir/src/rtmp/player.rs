@@ -94,7 +94,13 @@ impl Player {
                     let timestamp = frame.timestamp;
                     self.send(session, &frame, timestamp);
                 } else if is_config(&frame) {
-                    // Held back until the keyframe, so the viewer's timeline starts there.
+                    // Held back until the keyframe, so the viewer's timeline starts there; only
+                    // the latest of each kind (metadata, video or audio header per track).
+                    if frame.kind == MediaKind::Video {
+                        self.has_video = true;
+                    }
+                    self.pending_config
+                        .retain(|held| !same_config_slot(held, &frame));
                     self.pending_config.push(frame);
                 } else if self.is_resume_point(&frame) {
                     self.need_keyframe = false;
@@ -112,6 +118,8 @@ impl Player {
                 self.rebaser.reset_source();
                 self.has_video = false;
                 self.pending_config.clear();
+                // The next publisher's stream starts at its first keyframe.
+                self.need_keyframe = true;
             }
             Packet::PublisherStarted => session.notify_publish(self.stream_id),
         }
@@ -220,4 +228,56 @@ fn is_config(frame: &Frame) -> bool {
 /// A coded video keyframe (not a sequence header).
 fn is_video_keyframe(frame: &Frame) -> bool {
     frame.kind == MediaKind::Video && frame.info.is_keyframe && !frame.info.is_sequence_header
+}
+
+/// Whether two config frames fill the same slot (a newer one replaces an older one).
+fn same_config_slot(a: &Frame, b: &Frame) -> bool {
+    a.kind == b.kind
+        && a.info.track_id == b.info.track_id
+        && a.info.is_metadata == b.info.is_metadata
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use weir_rtmp::session::ServerConfig;
+
+    use super::*;
+    use crate::config::StreamsConfig;
+    use crate::hub::Hub;
+
+    #[test]
+    fn waiting_player_holds_only_the_latest_config_of_each_kind() {
+        let hub = Arc::new(Hub::new(StreamsConfig::default()));
+        let now = Instant::now();
+        let mut session = ServerSession::new(ServerConfig::default(), now, [0; 1528]);
+        let mut player = Player::new(1, hub.subscribe("live/a"), Duration::from_secs(5), now);
+        player.skip_to_keyframe();
+        let metadata = Bytes::from_static(b"\x02\x00\x0aonMetaData\x05");
+        let avc_header = Bytes::from_static(&[0x17, 0x00, 0, 0, 0, 0x01, 0x64]);
+        let aac_header = Bytes::from_static(&[0xAF, 0x00, 0x12, 0x10]);
+        for ts in 0..10_000 {
+            for frame in [
+                Frame::data(ts, metadata.clone()),
+                Frame::video(ts, avc_header.clone()),
+                Frame::audio(ts, aac_header.clone()),
+            ] {
+                player.handle(&mut session, Packet::Frame(frame));
+            }
+        }
+        assert_eq!(player.pending_config.len(), 3);
+        assert!(player.pending_config.iter().all(|f| f.timestamp == 9_999));
+        // Audio does not end the wait once the stream is known to have video.
+        let audio = Frame::audio(10_000, Bytes::from_static(&[0xAF, 0x01, 0x21]));
+        player.handle(&mut session, Packet::Frame(audio));
+        assert!(player.need_keyframe);
+        let key = Frame::video(
+            10_001,
+            Bytes::from_static(&[0x17, 0x01, 0, 0, 0, 0, 0, 0, 1, 0x65]),
+        );
+        player.handle(&mut session, Packet::Frame(key));
+        assert!(!player.need_keyframe);
+        assert!(player.pending_config.is_empty());
+    }
 }
