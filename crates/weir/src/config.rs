@@ -96,8 +96,9 @@ pub struct StreamsConfig {
     pub viewer_queue_frames: usize,
     /// Seconds a viewer may stay behind the live edge before it is disconnected.
     pub max_viewer_lag_secs: u64,
-    /// Milliseconds audio and metadata may wait to go out with the next video frame, saving a
-    /// write per audio frame (video is always written at once; 0 writes everything at once).
+    /// Milliseconds audio may wait to go out with the next video frame: the hub sends it
+    /// together with that frame and each viewer writes them at once, so a viewer wakes and
+    /// writes once per picture (video is never held; 0 sends everything at once).
     pub write_coalesce_ms: u64,
     /// Milliseconds video may wait too, merging several pictures into one write (like SRS's
     /// merged writes): less CPU per viewer, this much more latency. 0 (default) writes each

@@ -23,6 +23,9 @@ use crate::config::StreamsConfig;
 pub enum Packet {
     /// A media or metadata frame.
     Frame(Frame),
+    /// Audio frames that waited for the next video frame, then that frame, in order: one
+    /// wake-up of every subscriber instead of one per audio frame.
+    Batch(Arc<[Frame]>),
     /// The publisher started (a subscriber that waited is told so).
     PublisherStarted,
     /// The publisher left; the stream stays, waiting for the next one.
@@ -40,6 +43,30 @@ pub enum PublishError {
 struct StreamState {
     publisher: Option<u64>,
     gop: GopCache,
+    /// Audio frames waiting to travel with the next video frame.
+    held: Vec<Frame>,
+    /// The current publisher has sent video.
+    has_video: bool,
+}
+
+impl StreamState {
+    /// Caches and broadcasts `frames` as one packet.
+    fn release(&mut self, ring: &broadcast::Sender<Packet>, frames: Vec<Frame>, gop_cache: bool) {
+        for frame in &frames {
+            if gop_cache
+                || frame.info.is_sequence_header
+                || frame.kind == weir_media::MediaKind::Data
+            {
+                self.gop.push(frame);
+            }
+        }
+        let packet = match <[Frame; 1]>::try_from(frames) {
+            Ok([frame]) => Packet::Frame(frame),
+            Err(frames) => Packet::Batch(frames.into()),
+        };
+        // An error only means nobody is subscribed.
+        let _ = ring.send(packet);
+    }
 }
 
 /// One live stream.
@@ -105,6 +132,8 @@ impl Hub {
                 Arc::new(Stream {
                     key: key.to_owned(),
                     state: Mutex::new(StreamState {
+                        held: Vec::new(),
+                        has_video: false,
                         publisher: None,
                         gop: GopCache::new(GopLimits {
                             max_bytes: self.config.gop_max_bytes,
@@ -149,12 +178,15 @@ impl Hub {
             }
             state.publisher = Some(id);
             state.gop.clear();
+            state.held.clear();
+            state.has_video = false;
             let _ = stream.ring.send(Packet::PublisherStarted);
         }
         Ok(Publisher {
             hub: Arc::clone(self),
             stream,
             gop_cache: self.config.gop_cache,
+            audio_hold_ms: self.config.write_coalesce_ms.min(u64::from(u32::MAX)) as u32,
         })
     }
 
@@ -198,6 +230,8 @@ pub struct Publisher {
     hub: Arc<Hub>,
     stream: Arc<Stream>,
     gop_cache: bool,
+    /// Media time audio may wait for the next video frame (`streams.write_coalesce_ms`).
+    audio_hold_ms: u32,
 }
 
 impl Publisher {
@@ -207,16 +241,34 @@ impl Publisher {
     }
 
     /// Sends a frame to the cache and every subscriber. Never waits for a subscriber.
+    ///
+    /// On a stream with video, audio frames wait (at most `streams.write_coalesce_ms` of media
+    /// time) and go out together with the next video frame, so subscribers wake once per
+    /// picture rather than once per frame. Audio-only streams send every frame at once.
     pub fn send(&self, frame: Frame) {
+        use weir_media::MediaKind;
         let mut state = self.stream.lock();
-        if self.gop_cache
-            || frame.info.is_sequence_header
-            || frame.kind == weir_media::MediaKind::Data
-        {
-            state.gop.push(&frame);
+        if frame.kind == MediaKind::Video {
+            state.has_video = true;
         }
-        // An error only means nobody is subscribed.
-        let _ = self.stream.ring.send(Packet::Frame(frame));
+        let holdable = frame.kind == MediaKind::Audio
+            && !frame.info.is_sequence_header
+            && state.has_video
+            && self.audio_hold_ms > 0;
+        if holdable {
+            let waited = state
+                .held
+                .first()
+                .map_or(0, |first| frame.timestamp.wrapping_sub(first.timestamp));
+            // A timestamp going backwards reads as a huge wait and releases at once.
+            if waited < self.audio_hold_ms {
+                state.held.push(frame);
+                return;
+            }
+        }
+        let mut frames = std::mem::take(&mut state.held);
+        frames.push(frame);
+        state.release(&self.stream.ring, frames, self.gop_cache);
     }
 
     /// Current number of subscribers.
@@ -229,6 +281,11 @@ impl Drop for Publisher {
     fn drop(&mut self) {
         {
             let mut state = self.stream.lock();
+            let held = std::mem::take(&mut state.held);
+            if !held.is_empty() {
+                // The last audio frames still go to the subscribers before the goodbye.
+                state.release(&self.stream.ring, held, false);
+            }
             state.publisher = None;
             state.gop.clear();
             let _ = self.stream.ring.send(Packet::PublisherLeft);
@@ -374,5 +431,49 @@ mod tests {
         );
         drop(sub);
         assert_eq!(hub.stream_count(), 0);
+    }
+
+    #[tokio::test]
+    async fn audio_waits_for_the_next_video_frame_and_travels_with_it() {
+        let hub = hub();
+        let publisher = hub.publish("live/a").unwrap();
+        let mut sub = hub.subscribe("live/a");
+        let audio = |ts| Frame::audio(ts, Bytes::from_static(&[0xAF, 0x01, 0x21]));
+        publisher.send(keyframe(0));
+        publisher.send(audio(10));
+        publisher.send(audio(33));
+        // Audio waits: nothing new for the subscriber, and a joiner's snapshot lacks it too.
+        let mut snapshot = hub.subscribe("live/a");
+        let cached: Vec<u32> = snapshot
+            .take_snapshot()
+            .iter()
+            .map(|f| f.timestamp)
+            .collect();
+        assert_eq!(cached, vec![0]);
+        publisher.send(interframe(40));
+        let mut got = Vec::new();
+        while let Ok(packet) = sub.try_recv() {
+            match packet {
+                Packet::Frame(f) => got.push(vec![f.timestamp]),
+                Packet::Batch(frames) => got.push(frames.iter().map(|f| f.timestamp).collect()),
+                _ => {}
+            }
+        }
+        assert_eq!(got, vec![vec![0], vec![10, 33, 40]]);
+        // The joiner gets the batch live, once.
+        let mut joiner_got = Vec::new();
+        while let Ok(Packet::Batch(frames)) = snapshot.try_recv() {
+            joiner_got.extend(frames.iter().map(|f| f.timestamp));
+        }
+        assert_eq!(joiner_got, vec![10, 33, 40]);
+        // Audio never waits longer than the hold (40 ms of media time).
+        publisher.send(audio(50));
+        publisher.send(audio(95));
+        assert!(matches!(sub.try_recv(), Ok(Packet::Batch(frames)) if frames.len() == 2));
+        // Held audio is delivered before the publisher's goodbye.
+        publisher.send(audio(100));
+        drop(publisher);
+        assert!(matches!(sub.try_recv(), Ok(Packet::Frame(f)) if f.timestamp == 100));
+        assert!(matches!(sub.try_recv(), Ok(Packet::PublisherLeft)));
     }
 }

@@ -89,28 +89,10 @@ impl Player {
     /// Handles one packet from the hub.
     pub(crate) fn handle(&mut self, session: &mut ServerSession, packet: Packet) {
         match packet {
-            Packet::Frame(frame) => {
-                if !self.need_keyframe {
-                    let timestamp = frame.timestamp;
-                    self.send(session, &frame, timestamp);
-                } else if is_config(&frame) {
-                    // Held back until the keyframe, so the viewer's timeline starts there; only
-                    // the latest of each kind (metadata, video or audio header per track).
-                    if frame.kind == MediaKind::Video {
-                        self.has_video = true;
-                    }
-                    self.pending_config
-                        .retain(|held| !same_config_slot(held, &frame));
-                    self.pending_config.push(frame);
-                } else if self.is_resume_point(&frame) {
-                    self.need_keyframe = false;
-                    for config in std::mem::take(&mut self.pending_config) {
-                        self.send(session, &config, frame.timestamp);
-                    }
-                    let timestamp = frame.timestamp;
-                    self.send(session, &frame, timestamp);
-                } else {
-                    self.frames_skipped += 1;
+            Packet::Frame(frame) => self.handle_frame(session, frame),
+            Packet::Batch(frames) => {
+                for frame in frames.iter() {
+                    self.handle_frame(session, frame.clone());
                 }
             }
             Packet::PublisherLeft => {
@@ -122,6 +104,32 @@ impl Player {
                 self.need_keyframe = true;
             }
             Packet::PublisherStarted => session.notify_publish(self.stream_id),
+        }
+    }
+
+    /// Handles one frame: forwards it, or holds or skips it while waiting for a keyframe.
+    fn handle_frame(&mut self, session: &mut ServerSession, frame: Frame) {
+        if !self.need_keyframe {
+            let timestamp = frame.timestamp;
+            self.send(session, &frame, timestamp);
+        } else if is_config(&frame) {
+            // Held back until the keyframe, so the viewer's timeline starts there; only the
+            // latest of each kind (metadata, video or audio header per track).
+            if frame.kind == MediaKind::Video {
+                self.has_video = true;
+            }
+            self.pending_config
+                .retain(|held| !same_config_slot(held, &frame));
+            self.pending_config.push(frame);
+        } else if self.is_resume_point(&frame) {
+            self.need_keyframe = false;
+            for config in std::mem::take(&mut self.pending_config) {
+                self.send(session, &config, frame.timestamp);
+            }
+            let timestamp = frame.timestamp;
+            self.send(session, &frame, timestamp);
+        } else {
+            self.frames_skipped += 1;
         }
     }
 
