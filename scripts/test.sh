@@ -14,6 +14,8 @@ echo "== cargo clippy"
 cargo clippy --workspace --all-targets -- -D warnings
 echo "== cargo test"
 cargo test --workspace
+echo "== the README's run command resolves the server binary"
+cargo run --quiet -- config > /dev/null
 
 fuzz_seconds="${WEIR_FUZZ_SECONDS:-15}"
 if [ "$fuzz_seconds" != "0" ]; then
