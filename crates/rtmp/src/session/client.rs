@@ -6,14 +6,12 @@ use bytes::{Bytes, BytesMut};
 use tracing::debug;
 
 use super::wire::{Wire, AUDIO_CHUNK_STREAM, VIDEO_CHUNK_STREAM};
-use super::{MediaType, SessionError};
+use super::{aggregate_messages, MediaType, SessionError};
 use crate::amf0::{self, Value};
 use crate::chunk::{ChunkMessage, DecoderLimits, TransmitQueue};
 use crate::command::{code, Command, Status, StatusLevel};
 use crate::handshake::ClientHandshake;
-use crate::message::{
-    self, split_aggregate, Message, UserControl, TYPE_AUDIO, TYPE_DATA_AMF0, TYPE_VIDEO,
-};
+use crate::message::{self, Message, UserControl, TYPE_AUDIO, TYPE_VIDEO};
 
 /// Settings of a client session.
 #[derive(Clone, Debug)]
@@ -354,22 +352,9 @@ impl ClientSession {
                 Ok(())
             }
             Message::Aggregate(body) => {
-                let (parts, _) = split_aggregate(chunk.timestamp, &body);
-                for part in parts {
-                    let media_type = match part.type_id {
-                        TYPE_AUDIO => MediaType::Audio,
-                        TYPE_VIDEO => MediaType::Video,
-                        TYPE_DATA_AMF0 => {
-                            self.events.push_back(ClientEvent::Data {
-                                stream_id: chunk.stream_id,
-                                timestamp: part.timestamp,
-                                payload: part.payload,
-                            });
-                            continue;
-                        }
-                        _ => continue,
-                    };
-                    self.media(chunk.stream_id, media_type, part.timestamp, part.payload);
+                let (parts, _) = aggregate_messages(&chunk, &body);
+                for (sub, message) in parts {
+                    self.handle_message(sub, message)?;
                 }
                 Ok(())
             }

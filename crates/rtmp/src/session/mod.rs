@@ -19,10 +19,10 @@ pub use server::{
 };
 
 use crate::amf0::{self, Value};
-use crate::chunk::ChunkError;
+use crate::chunk::{ChunkError, ChunkMessage};
 use crate::command::CommandError;
 use crate::handshake::HandshakeError;
-use crate::message::MessageError;
+use crate::message::{split_aggregate, Message, MessageError};
 
 /// Audio or video, the two media message types.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -71,6 +71,39 @@ pub fn split_stream_name(raw: &str) -> (String, Option<String>) {
         None => (raw, None),
     };
     (name.trim().trim_matches('/').to_owned(), query)
+}
+
+/// The sub-messages of an aggregate message (spec 7.1.6) as the messages they carry, on the
+/// aggregate's chunk and message stream, and whether the body was cut short. Only audio,
+/// video and data messages are kept: a nested aggregate or a control message inside one has
+/// no meaning and is dropped (which also keeps the caller from recursing).
+pub(crate) fn aggregate_messages(
+    chunk: &ChunkMessage,
+    body: &Bytes,
+) -> (Vec<(ChunkMessage, Message)>, bool) {
+    let (parts, truncated) = split_aggregate(chunk.timestamp, body);
+    let messages = parts
+        .into_iter()
+        .filter_map(|part| {
+            let sub = ChunkMessage {
+                chunk_stream_id: chunk.chunk_stream_id,
+                timestamp: part.timestamp,
+                type_id: part.type_id,
+                stream_id: chunk.stream_id,
+                payload: part.payload,
+            };
+            match Message::parse(&sub) {
+                Ok(message @ (Message::Audio(_) | Message::Video(_) | Message::Data(_))) => {
+                    Some((sub, message))
+                }
+                _ => {
+                    tracing::debug!(type_id = sub.type_id, "ignored aggregate sub-message");
+                    None
+                }
+            }
+        })
+        .collect();
+    (messages, truncated)
 }
 
 /// What a publisher's data message means to the server.

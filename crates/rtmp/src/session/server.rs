@@ -7,15 +7,14 @@ use bytes::{Bytes, BytesMut};
 use tracing::{debug, warn};
 
 use super::wire::{Wire, AUDIO_CHUNK_STREAM, VIDEO_CHUNK_STREAM};
-use super::{parse_data_message, split_stream_name, DataMessage, MediaType, SessionError};
+use super::{
+    aggregate_messages, parse_data_message, split_stream_name, DataMessage, MediaType, SessionError,
+};
 use crate::amf0::{self, Value};
 use crate::chunk::{ChunkMessage, DecoderLimits, TransmitQueue};
 use crate::command::{self, code, Command, StatusLevel};
 use crate::handshake::ServerHandshake;
-use crate::message::{
-    self, split_aggregate, BandwidthLimit, Message, UserControl, TYPE_AUDIO, TYPE_DATA_AMF0,
-    TYPE_VIDEO,
-};
+use crate::message::{self, BandwidthLimit, Message, UserControl, TYPE_AUDIO, TYPE_VIDEO};
 
 /// Settings of a server session. `Default` gives values that work with OBS, FFmpeg, librtmp
 /// and GStreamer.
@@ -646,7 +645,7 @@ impl ServerSession {
                 Ok(())
             }
             Message::Aggregate(body) => {
-                let (parts, truncated) = split_aggregate(chunk.timestamp, &body);
+                let (parts, truncated) = aggregate_messages(&chunk, &body);
                 if truncated {
                     warn!(
                         stream_id = chunk.stream_id,
@@ -654,23 +653,8 @@ impl ServerSession {
                         parts.len()
                     );
                 }
-                for part in parts {
-                    match part.type_id {
-                        TYPE_AUDIO => self.media(
-                            chunk.stream_id,
-                            MediaType::Audio,
-                            part.timestamp,
-                            part.payload,
-                        ),
-                        TYPE_VIDEO => self.media(
-                            chunk.stream_id,
-                            MediaType::Video,
-                            part.timestamp,
-                            part.payload,
-                        ),
-                        TYPE_DATA_AMF0 => self.data(chunk.stream_id, part.timestamp, &part.payload),
-                        other => debug!("ignored aggregate sub-message of type {other}"),
-                    }
+                for (sub, message) in parts {
+                    self.handle_message(sub, message)?;
                 }
                 Ok(())
             }
