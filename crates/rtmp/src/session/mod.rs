@@ -156,4 +156,6 @@ mod control_tests;
 #[cfg(test)]
 mod golden_tests;
 #[cfg(test)]
+mod request_tests;
+#[cfg(test)]
 mod tests;

@@ -30,6 +30,10 @@ pub struct ServerConfig {
     pub handshake_timeout: Duration,
     /// A connection that is not playing anything and sends nothing for this long is closed.
     pub idle_timeout: Duration,
+    /// Time the application has to answer a publish or play request; after it the session
+    /// refuses the request itself and reports [`ServerEvent::RequestTimedOut`]. (A pending
+    /// connect is bounded by `handshake_timeout`.)
+    pub request_timeout: Duration,
     /// Message streams (createStream) one connection may hold.
     pub max_message_streams: usize,
     /// Bytes buffered from the peer while the application decides on a request.
@@ -48,6 +52,7 @@ impl Default for ServerConfig {
             peer_bandwidth: 2_500_000,
             handshake_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(30),
+            request_timeout: Duration::from_secs(10),
             max_message_streams: 16,
             max_pending_input: 4 << 20,
             decoder_limits: DecoderLimits::default(),
@@ -160,6 +165,13 @@ pub enum ServerEvent {
         /// True when paused.
         paused: bool,
     },
+    /// A publish or play request was not answered within `request_timeout`: the session
+    /// refused it (`NetStream.Publish.Denied` / `NetStream.Play.Failed`); a later accept or
+    /// reject of it does nothing.
+    RequestTimedOut {
+        /// Message stream of the request.
+        stream_id: u32,
+    },
 }
 
 /// Where a message stream stands.
@@ -195,8 +207,10 @@ pub struct ServerSession {
     wire: Wire,
     input: BytesMut,
     events: VecDeque<ServerEvent>,
-    /// A publish or play the application has not answered yet: (stream id, transaction id).
+    /// A publish or play the application has not answered yet (its message stream).
     pending_stream: Option<u32>,
+    /// When the pending publish or play is refused if still unanswered.
+    request_deadline: Instant,
     streams: BTreeMap<u32, StreamState>,
     next_stream_id: u32,
     object_encoding: f64,
@@ -216,6 +230,7 @@ impl ServerSession {
             input: BytesMut::new(),
             events: VecDeque::new(),
             pending_stream: None,
+            request_deadline: now,
             streams: BTreeMap::new(),
             next_stream_id: 1,
             object_encoding: 0.0,
@@ -268,6 +283,12 @@ impl ServerSession {
 
     /// Checks deadlines; call it at (or after) [`Self::poll_timeout`].
     pub fn handle_timeout(&mut self, now: Instant) -> Result<(), SessionError> {
+        if let Some(stream_id) = self.pending_stream {
+            if now >= self.request_deadline {
+                self.expire_request(stream_id);
+                return self.process();
+            }
+        }
         match self.phase {
             Phase::Handshake if now >= self.deadline => Err(SessionError::Timeout("handshake")),
             Phase::AwaitingConnect | Phase::ConnectPending { .. } if now >= self.deadline => {
@@ -282,12 +303,17 @@ impl ServerSession {
 
     /// When [`Self::handle_timeout`] must next be called.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        match self.phase {
+        let phase = match self.phase {
             Phase::Handshake | Phase::AwaitingConnect | Phase::ConnectPending { .. } => {
                 Some(self.deadline)
             }
             Phase::Connected if !self.is_playing() => Some(self.idle_deadline()),
             _ => None,
+        };
+        match (self.pending_stream, phase) {
+            (Some(_), Some(at)) => Some(at.min(self.request_deadline)),
+            (Some(_), None) => Some(self.request_deadline),
+            (None, phase) => phase,
         }
     }
 
@@ -486,6 +512,15 @@ impl ServerSession {
         self.process()
     }
 
+    /// Refuses a pending play by policy with `NetStream.Play.Failed` (error level).
+    pub fn deny_play(&mut self, stream_id: u32, description: &str) -> Result<(), SessionError> {
+        if self.take_pending(stream_id, &StreamState::PlayPending) {
+            self.streams.insert(stream_id, StreamState::Created);
+            self.send_status(stream_id, StatusLevel::Error, code::PLAY_FAILED, description);
+        }
+        self.process()
+    }
+
     /// Sends metadata (`["onMetaData", {...}]`) to a playing stream.
     pub fn send_metadata(&mut self, stream_id: u32, timestamp: u32, payload: Bytes) {
         if matches!(
@@ -577,6 +612,29 @@ impl ServerSession {
 
     fn idle_deadline(&self) -> Instant {
         self.last_input + self.config.idle_timeout
+    }
+
+    /// Refuses an unanswered publish or play by itself and tells the application.
+    fn expire_request(&mut self, stream_id: u32) {
+        self.pending_stream = None;
+        match self.streams.get(&stream_id) {
+            Some(StreamState::PublishPending) => self.send_status(
+                stream_id,
+                StatusLevel::Error,
+                code::PUBLISH_DENIED,
+                "the server did not decide on the publish in time",
+            ),
+            Some(StreamState::PlayPending) => self.send_status(
+                stream_id,
+                StatusLevel::Error,
+                code::PLAY_FAILED,
+                "the server did not decide on the play in time",
+            ),
+            _ => return,
+        }
+        self.streams.insert(stream_id, StreamState::Created);
+        self.events
+            .push_back(ServerEvent::RequestTimedOut { stream_id });
     }
 
     fn take_pending(&mut self, stream_id: u32, expected: &StreamState) -> bool {
@@ -946,6 +1004,7 @@ impl ServerSession {
         }
         self.streams.insert(stream_id, StreamState::PublishPending);
         self.pending_stream = Some(stream_id);
+        self.request_deadline = self.last_input + self.config.request_timeout;
         self.events
             .push_back(ServerEvent::PublishRequested(PublishRequest {
                 stream_id,
@@ -985,6 +1044,7 @@ impl ServerSession {
         }
         self.streams.insert(stream_id, StreamState::PlayPending);
         self.pending_stream = Some(stream_id);
+        self.request_deadline = self.last_input + self.config.request_timeout;
         self.events
             .push_back(ServerEvent::PlayRequested(PlayRequest {
                 stream_id,

@@ -1,0 +1,117 @@
+//! Publish and play requests the application answers late, or never: the session's deadline.
+
+use std::time::{Duration, Instant};
+
+use super::*;
+use crate::command::{code, StatusLevel};
+
+/// Moves bytes between the two sessions until neither has anything to send; returns the
+/// server's events.
+fn pump(now: Instant, client: &mut ClientSession, server: &mut ServerSession) -> Vec<ServerEvent> {
+    let mut events = Vec::new();
+    loop {
+        let mut moved = false;
+        while let Some(bytes) = client.poll_transmit() {
+            moved = true;
+            server.handle_input(now, &bytes).unwrap();
+        }
+        while let Some(event) = server.poll_event() {
+            if matches!(event, ServerEvent::ConnectRequested(_)) {
+                server.accept_connect().unwrap();
+            }
+            events.push(event);
+        }
+        while let Some(bytes) = server.poll_transmit() {
+            moved = true;
+            client.handle_input(&bytes).unwrap();
+        }
+        if !moved {
+            return events;
+        }
+    }
+}
+
+fn pair(now: Instant) -> (ClientSession, ServerSession) {
+    let config = ServerConfig {
+        request_timeout: Duration::from_secs(3),
+        ..ServerConfig::default()
+    };
+    let client = ClientSession::new(ClientConfig::new("127.0.0.1:1935", "live"), [7; 1528], 0);
+    (client, ServerSession::new(config, now, [9; 1528]))
+}
+
+fn error_statuses(client: &mut ClientSession) -> Vec<String> {
+    let mut codes = Vec::new();
+    while let Some(event) = client.poll_event() {
+        if let ClientEvent::Status { status, .. } = event {
+            if status.level == StatusLevel::Error {
+                codes.push(status.code);
+            }
+        }
+    }
+    codes
+}
+
+#[test]
+fn unanswered_publish_is_denied_at_the_deadline_and_media_never_surfaces() {
+    let start = Instant::now();
+    let (mut client, mut server) = pair(start);
+    client.publish("key");
+    let events = pump(start, &mut client, &mut server);
+    let stream_id = match events.last() {
+        Some(ServerEvent::PublishRequested(request)) => request.stream_id,
+        other => panic!("expected a publish request, got {other:?}"),
+    };
+    assert_eq!(server.poll_timeout(), Some(start + Duration::from_secs(3)));
+    // Media sent before any answer waits in the session, not in events.
+    client.send_media(MediaType::Video, 0, bytes::Bytes::from_static(&[0x17, 1, 0, 0, 0]));
+    let later = start + Duration::from_secs(2);
+    assert!(pump(later, &mut client, &mut server).is_empty());
+    server.handle_timeout(later).unwrap();
+    assert!(server.poll_event().is_none(), "no expiry before the deadline");
+    let deadline = start + Duration::from_secs(3);
+    server.handle_timeout(deadline).unwrap();
+    let events: Vec<_> = std::iter::from_fn(|| server.poll_event()).collect();
+    assert_eq!(events, vec![ServerEvent::RequestTimedOut { stream_id }]);
+    // The late answer does nothing; the buffered media is dropped, not published.
+    server.accept_publish(stream_id).unwrap();
+    assert!(pump(deadline, &mut client, &mut server)
+        .iter()
+        .all(|e| !matches!(e, ServerEvent::Media { .. })));
+    assert_eq!(error_statuses(&mut client), vec![code::PUBLISH_DENIED]);
+}
+
+#[test]
+fn unanswered_play_fails_at_the_deadline_and_a_denied_play_fails_at_once() {
+    let start = Instant::now();
+    let (mut client, mut server) = pair(start);
+    client.play("key");
+    let events = pump(start, &mut client, &mut server);
+    let Some(ServerEvent::PlayRequested(request)) = events.last() else {
+        panic!("expected a play request, got {events:?}");
+    };
+    let stream_id = request.stream_id;
+    // A play keeps no idle deadline, but a pending one has its request deadline.
+    assert_eq!(server.poll_timeout(), Some(start + Duration::from_secs(3)));
+    server
+        .handle_timeout(start + Duration::from_secs(3))
+        .unwrap();
+    assert_eq!(
+        server.poll_event(),
+        Some(ServerEvent::RequestTimedOut { stream_id })
+    );
+    pump(start, &mut client, &mut server);
+    assert_eq!(error_statuses(&mut client), vec![code::PLAY_FAILED]);
+
+    let (mut client, mut server) = pair(start);
+    client.play("key");
+    let events = pump(start, &mut client, &mut server);
+    let Some(ServerEvent::PlayRequested(request)) = events.last() else {
+        panic!("expected a play request, got {events:?}");
+    };
+    server.deny_play(request.stream_id, "not allowed").unwrap();
+    pump(start, &mut client, &mut server);
+    assert_eq!(error_statuses(&mut client), vec![code::PLAY_FAILED]);
+    // A refused play leaves only the idle deadline of a connection doing nothing.
+    assert_eq!(server.poll_timeout(), Some(start + Duration::from_secs(30)));
+}
