@@ -38,6 +38,9 @@ pub struct RtmpConfig {
     pub idle_timeout_secs: u64,
     /// Seconds a write to a client may block before the client is disconnected.
     pub write_timeout_secs: u64,
+    /// Seconds the access policy may take to decide on a publish or play before the request
+    /// is refused.
+    pub request_timeout_secs: u64,
     /// Largest RTMP message accepted, in bytes (at most 16777215).
     pub max_message_size: u32,
     /// Most chunk streams one connection may use at once.
@@ -57,6 +60,7 @@ impl Default for RtmpConfig {
             handshake_timeout_secs: 10,
             idle_timeout_secs: 30,
             write_timeout_secs: 10,
+            request_timeout_secs: 10,
             max_message_size: 0xFF_FFFF,
             max_chunk_streams: 64,
             send_buffer_bytes: 0,
@@ -74,6 +78,11 @@ impl RtmpConfig {
     /// The idle timeout as a duration.
     pub fn idle_timeout(&self) -> Duration {
         Duration::from_secs(self.idle_timeout_secs)
+    }
+
+    /// The policy decision timeout as a duration.
+    pub fn request_timeout(&self) -> Duration {
+        Duration::from_secs(self.request_timeout_secs)
     }
 
     /// The write timeout as a duration.
@@ -221,6 +230,9 @@ impl Config {
         if rtmp.write_timeout_secs == 0 {
             return invalid("rtmp.write_timeout_secs", "must be at least 1");
         }
+        if rtmp.request_timeout_secs == 0 {
+            return invalid("rtmp.request_timeout_secs", "must be at least 1");
+        }
         if self.streams.viewer_queue_frames < 16 {
             return invalid("streams.viewer_queue_frames", "must be at least 16");
         }
@@ -236,108 +248,112 @@ impl Config {
         Ok(())
     }
 
-    /// The effective configuration as commented TOML, ready to save as `weir.toml`.
+    /// The effective configuration as commented TOML, ready to save as `weir.toml`: the
+    /// values are serialized from `self`, the comments come from [`KEYS`].
     pub fn to_commented_toml(&self) -> String {
         let mut out = String::from(
             "# weir configuration. Every key is optional; these are the values in effect.\n",
         );
-        let rtmp = &self.rtmp;
-        let streams = &self.streams;
-        let mut line = |comment: &str, key: &str, value: String| {
-            let _ = writeln!(out, "# {comment}\n{key} = {value}");
+        let values = match toml::Value::try_from(self) {
+            Ok(toml::Value::Table(table)) => table,
+            _ => return out,
         };
-        line("", "[rtmp]", String::new());
-        line(
-            "Address and port of the RTMP listener.",
-            "addr",
-            format!("\"{}\"", rtmp.addr),
-        );
-        line(
-            "Outbound chunk size announced to every client.",
-            "chunk_size",
-            rtmp.chunk_size.to_string(),
-        );
-        line(
-            "Connections held at once.",
-            "max_connections",
-            rtmp.max_connections.to_string(),
-        );
-        line(
-            "Seconds from accept to a complete connect command.",
-            "handshake_timeout_secs",
-            rtmp.handshake_timeout_secs.to_string(),
-        );
-        line(
-            "Seconds a publisher may send nothing before it is closed.",
-            "idle_timeout_secs",
-            rtmp.idle_timeout_secs.to_string(),
-        );
-        line(
-            "Seconds a write to a client may block before it is disconnected.",
-            "write_timeout_secs",
-            rtmp.write_timeout_secs.to_string(),
-        );
-        line(
-            "Largest RTMP message accepted, in bytes (at most 16777215).",
-            "max_message_size",
-            rtmp.max_message_size.to_string(),
-        );
-        line(
-            "Most chunk streams one connection may use at once.",
-            "max_chunk_streams",
-            rtmp.max_chunk_streams.to_string(),
-        );
-        line(
-            "Socket send buffer in bytes; 0 = kernel autotuning.",
-            "send_buffer_bytes",
-            rtmp.send_buffer_bytes.to_string(),
-        );
-        line(
-            "Socket receive buffer in bytes; 0 = kernel autotuning.",
-            "recv_buffer_bytes",
-            rtmp.recv_buffer_bytes.to_string(),
-        );
-        line("", "[streams]", String::new());
-        line(
-            "Keep the current GOP so new viewers start at once on a keyframe.",
-            "gop_cache",
-            streams.gop_cache.to_string(),
-        );
-        line(
-            "Largest GOP kept, in bytes.",
-            "gop_max_bytes",
-            streams.gop_max_bytes.to_string(),
-        );
-        line(
-            "Longest GOP kept, in milliseconds.",
-            "gop_max_duration_ms",
-            streams.gop_max_duration_ms.to_string(),
-        );
-        line(
-            "Frames queued per viewer; a viewer further behind skips to the next keyframe.",
-            "viewer_queue_frames",
-            streams.viewer_queue_frames.to_string(),
-        );
-        line(
-            "Seconds a viewer may stay behind before it is disconnected.",
-            "max_viewer_lag_secs",
-            streams.max_viewer_lag_secs.to_string(),
-        );
-        line(
-            "Milliseconds audio may wait to ride with the next video frame (0 = write at once).",
-            "write_coalesce_ms",
-            streams.write_coalesce_ms.to_string(),
-        );
-        line("Milliseconds video may wait to merge pictures into one write (0 = at once; adds latency).", "video_coalesce_ms", streams.video_coalesce_ms.to_string());
-        line("", "[log]", String::new());
-        line(
-            "tracing filter: info, debug, weir=debug, ...",
-            "level",
-            format!("\"{}\"", self.log.level),
-        );
-        out.replace("# \n", "\n").replace(" = \n", "\n")
+        for (key, doc) in KEYS {
+            let Some((section, name)) = key.split_once('.') else {
+                let _ = writeln!(out, "\n# {doc}\n[{key}]");
+                continue;
+            };
+            let value = values
+                .get(section)
+                .and_then(|table| table.get(name))
+                .map_or_else(String::new, ToString::to_string);
+            let _ = writeln!(out, "# {doc}\n{name} = {value}");
+        }
+        out
     }
 }
+
+/// Every section and key of the configuration with its description, in the order
+/// `weir config` prints them: the one description the commented output is built from (a test
+/// checks that it lists exactly the keys the config has).
+pub const KEYS: &[(&str, &str)] = &[
+    ("rtmp", "The RTMP listener and protocol limits."),
+    ("rtmp.addr", "Address and port of the RTMP listener."),
+    (
+        "rtmp.chunk_size",
+        "Outbound chunk size announced to every client.",
+    ),
+    (
+        "rtmp.max_connections",
+        "Connections held at once; more are refused with a log line.",
+    ),
+    (
+        "rtmp.handshake_timeout_secs",
+        "Seconds from accept to a complete connect command.",
+    ),
+    (
+        "rtmp.idle_timeout_secs",
+        "Seconds a publisher (or a connection doing nothing) may send nothing before it is closed.",
+    ),
+    (
+        "rtmp.write_timeout_secs",
+        "Seconds a write to a client may block before it is disconnected.",
+    ),
+    (
+        "rtmp.request_timeout_secs",
+        "Seconds the access policy may take to decide on a publish or play before it is refused.",
+    ),
+    (
+        "rtmp.max_message_size",
+        "Largest RTMP message accepted, in bytes (at most 16777215).",
+    ),
+    (
+        "rtmp.max_chunk_streams",
+        "Most chunk streams one connection may use at once.",
+    ),
+    (
+        "rtmp.send_buffer_bytes",
+        "Socket send buffer in bytes; 0 = kernel autotuning.",
+    ),
+    (
+        "rtmp.recv_buffer_bytes",
+        "Socket receive buffer in bytes; 0 = kernel autotuning.",
+    ),
+    (
+        "streams",
+        "Per-stream buffering: GOP cache and viewer queues.",
+    ),
+    (
+        "streams.gop_cache",
+        "Keep the current GOP so new viewers start at once on a keyframe.",
+    ),
+    (
+        "streams.gop_max_bytes",
+        "Largest GOP kept, in bytes; a longer one is dropped until the next keyframe.",
+    ),
+    (
+        "streams.gop_max_duration_ms",
+        "Longest GOP kept, in milliseconds.",
+    ),
+    (
+        "streams.viewer_queue_frames",
+        "Frames queued per viewer; a viewer further behind skips to the next keyframe.",
+    ),
+    (
+        "streams.max_viewer_lag_secs",
+        "Seconds a viewer may stay behind the live edge before it is disconnected.",
+    ),
+    (
+        "streams.write_coalesce_ms",
+        "Milliseconds audio may wait to ride with the next video frame (0 = write at once).",
+    ),
+    (
+        "streams.video_coalesce_ms",
+        "Milliseconds video may wait to merge pictures into one write (0 = at once; adds latency).",
+    ),
+    ("log", "Logging."),
+    ("log.level", "tracing filter: info, debug, weir=debug, ..."),
+];
 
 #[cfg(test)]
 mod tests {
@@ -357,6 +373,33 @@ mod tests {
         let text = config.to_commented_toml();
         assert!(text.contains("# Outbound chunk size"));
         assert_eq!(Config::from_toml(&text).unwrap(), config);
+    }
+
+    #[test]
+    fn key_table_lists_exactly_the_config_keys() {
+        let toml::Value::Table(values) = toml::Value::try_from(Config::default()).unwrap() else {
+            panic!("config is not a table");
+        };
+        let mut serialized = Vec::new();
+        for (section, table) in &values {
+            serialized.push(section.clone());
+            for key in table.as_table().unwrap().keys() {
+                serialized.push(format!("{section}.{key}"));
+            }
+        }
+        let mut documented: Vec<String> = KEYS.iter().map(|(k, _)| (*k).to_owned()).collect();
+        serialized.sort();
+        documented.sort();
+        assert_eq!(serialized, documented);
+    }
+
+    #[test]
+    fn readme_documents_every_key() {
+        let readme = include_str!("../../../README.md");
+        for (key, _) in KEYS.iter().filter(|(k, _)| k.contains('.')) {
+            let name = key.rsplit('.').next().unwrap();
+            assert!(readme.contains(name), "README.md does not document {key}");
+        }
     }
 
     #[test]

@@ -11,12 +11,16 @@
 //! skip to the next keyframe; the publisher never waits for anyone.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
 
 use tokio::sync::broadcast;
 use weir_media::{Frame, GopCache, GopLimits};
 
 use crate::config::StreamsConfig;
+use crate::registry::Protocol;
+use crate::stats::{IngestCounters, StreamStats};
 
 /// What travels from a publisher to its subscribers.
 #[derive(Clone, Debug)]
@@ -42,6 +46,8 @@ pub enum PublishError {
 
 struct StreamState {
     publisher: Option<u64>,
+    /// What the current publisher sent.
+    ingest: Option<IngestCounters>,
     gop: GopCache,
     /// Audio frames waiting to travel with the next video frame.
     held: Vec<Frame>,
@@ -74,6 +80,11 @@ pub struct Stream {
     key: String,
     state: Mutex<StreamState>,
     ring: broadcast::Sender<Packet>,
+    /// Viewers by protocol ([`Protocol::index`]).
+    viewers: [AtomicUsize; Protocol::ALL.len()],
+    /// What viewers reported writing.
+    bytes_out: AtomicU64,
+    frames_out: AtomicU64,
 }
 
 impl Stream {
@@ -97,6 +108,32 @@ impl Stream {
     /// Subscribers currently attached.
     pub fn subscriber_count(&self) -> usize {
         self.ring.receiver_count()
+    }
+
+    /// A snapshot of the stream's state and counters.
+    pub fn stats(&self) -> StreamStats {
+        let now = Instant::now();
+        let state = self.lock();
+        let ingest = state.ingest.as_ref();
+        let count = |f: fn(&IngestCounters) -> u64| ingest.map_or(0, f);
+        StreamStats {
+            path: self.key.clone(),
+            published: state.publisher.is_some(),
+            publisher_since: ingest.map(|i| i.since),
+            bytes_in: count(|i| i.bytes),
+            video_frames_in: count(|i| i.video_frames),
+            audio_frames_in: count(|i| i.audio_frames),
+            keyframes_in: count(|i| i.keyframes),
+            bitrate_1s: ingest.map_or(0, |i| i.meter.bits_per_second(now, Duration::from_secs(1))),
+            bitrate_10s: ingest
+                .map_or(0, |i| i.meter.bits_per_second(now, Duration::from_secs(10))),
+            bytes_out: self.bytes_out.load(Ordering::Relaxed),
+            frames_out: self.frames_out.load(Ordering::Relaxed),
+            viewers: Protocol::ALL
+                .iter()
+                .map(|p| (*p, self.viewers[p.index()].load(Ordering::Relaxed)))
+                .collect(),
+        }
     }
 }
 
@@ -132,6 +169,7 @@ impl Hub {
                 Arc::new(Stream {
                     key: key.to_owned(),
                     state: Mutex::new(StreamState {
+                        ingest: None,
                         held: Vec::new(),
                         has_video: false,
                         publisher: None,
@@ -141,6 +179,9 @@ impl Hub {
                         }),
                     }),
                     ring,
+                    viewers: Default::default(),
+                    bytes_out: AtomicU64::new(0),
+                    frames_out: AtomicU64::new(0),
                 })
             })
             .clone()
@@ -177,6 +218,7 @@ impl Hub {
                 return Err(PublishError::AlreadyPublishing(key.to_owned()));
             }
             state.publisher = Some(id);
+            state.ingest = Some(IngestCounters::new(Instant::now()));
             state.gop.clear();
             state.held.clear();
             state.has_video = false;
@@ -190,9 +232,22 @@ impl Hub {
         })
     }
 
-    /// Attaches a subscriber to `key` (the stream need not be published yet).
+    /// Attaches a subscriber to `key` (the stream need not be published yet). It is not
+    /// counted as a viewer: outputs with viewers use [`Hub::subscribe_viewer`].
     pub fn subscribe(self: &Arc<Self>, key: &str) -> Subscription {
+        self.subscribe_as(key, None)
+    }
+
+    /// Attaches a viewer (counted by protocol in the stream's stats) to `key`.
+    pub fn subscribe_viewer(self: &Arc<Self>, key: &str, protocol: Protocol) -> Subscription {
+        self.subscribe_as(key, Some(protocol))
+    }
+
+    fn subscribe_as(self: &Arc<Self>, key: &str, protocol: Option<Protocol>) -> Subscription {
         let stream = self.stream(key);
+        if let Some(protocol) = protocol {
+            stream.viewers[protocol.index()].fetch_add(1, Ordering::Relaxed);
+        }
         let (snapshot, receiver, published) = {
             let state = stream.lock();
             (
@@ -207,7 +262,22 @@ impl Hub {
             receiver: Some(receiver),
             snapshot,
             published,
+            protocol,
         }
+    }
+
+    /// A snapshot of one stream by `app/name`.
+    pub fn stream_stats(&self, key: &str) -> Option<StreamStats> {
+        let stream = self.streams().get(key).cloned()?;
+        Some(stream.stats())
+    }
+
+    /// Snapshots of every stream (published or with waiting viewers), ordered by key.
+    pub fn stats(&self) -> Vec<StreamStats> {
+        let streams: Vec<Arc<Stream>> = self.streams().values().cloned().collect();
+        let mut stats: Vec<StreamStats> = streams.iter().map(|s| s.stats()).collect();
+        stats.sort_by(|a, b| a.path.cmp(&b.path));
+        stats
     }
 
     /// Number of streams (published or with waiting subscribers).
@@ -246,8 +316,16 @@ impl Publisher {
     /// time) and go out together with the next video frame, so subscribers wake once per
     /// picture rather than once per frame. Audio-only streams send every frame at once.
     pub fn send(&self, frame: Frame) {
+        self.send_at(frame, Instant::now());
+    }
+
+    /// [`Publisher::send`] for a frame received at `now` (counted in the stream's stats).
+    pub fn send_at(&self, frame: Frame, now: Instant) {
         use weir_media::MediaKind;
         let mut state = self.stream.lock();
+        if let Some(ingest) = state.ingest.as_mut() {
+            ingest.count(&frame, now);
+        }
         if frame.kind == MediaKind::Video {
             state.has_video = true;
         }
@@ -275,6 +353,11 @@ impl Publisher {
     pub fn subscriber_count(&self) -> usize {
         self.stream.subscriber_count()
     }
+
+    /// The stream's state and counters.
+    pub fn stats(&self) -> StreamStats {
+        self.stream.stats()
+    }
 }
 
 impl Drop for Publisher {
@@ -287,6 +370,7 @@ impl Drop for Publisher {
                 state.release(&self.stream.ring, held, false);
             }
             state.publisher = None;
+            state.ingest = None;
             state.gop.clear();
             let _ = self.stream.ring.send(Packet::PublisherLeft);
         }
@@ -301,9 +385,18 @@ pub struct Subscription {
     receiver: Option<broadcast::Receiver<Packet>>,
     snapshot: Vec<Frame>,
     published: bool,
+    /// Set for viewers, counted in the stream's stats.
+    protocol: Option<Protocol>,
 }
 
 impl Subscription {
+    /// Adds what this subscriber delivered to the stream's output counters (report in
+    /// batches: these counters are shared by every viewer of the stream).
+    pub fn record_output(&self, frames: u64, bytes: u64) {
+        self.stream.frames_out.fetch_add(frames, Ordering::Relaxed);
+        self.stream.bytes_out.fetch_add(bytes, Ordering::Relaxed);
+    }
+
     /// The stream's key.
     pub fn key(&self) -> &str {
         &self.stream.key
@@ -339,6 +432,9 @@ impl Subscription {
 
 impl Drop for Subscription {
     fn drop(&mut self) {
+        if let Some(protocol) = self.protocol {
+            self.stream.viewers[protocol.index()].fetch_sub(1, Ordering::Relaxed);
+        }
         self.receiver = None;
         self.hub.release(&self.stream);
     }

@@ -1,7 +1,9 @@
-//! weir, the application: listeners, connection drivers, the stream hub, config and CLI.
+//! weir, the application: listeners, connection drivers, the access policy, the stream hub,
+//! the viewer core every output shares, live stats, the connection registry, config and CLI.
 //!
-//! Start a server in-process with [`Server::start`]; the `weir` binary does exactly that with
-//! the configuration from its command line.
+//! Start a server in-process with [`Server::start`] (or [`Server::start_with_policy`]); the
+//! `weir` binary does exactly that with the configuration from its command line. The design
+//! is described in `docs/ARCHITECTURE.md`.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
@@ -9,8 +11,14 @@ pub mod bench;
 pub mod client;
 pub mod config;
 pub mod hub;
+pub mod policy;
+pub mod registry;
 mod rtmp;
 mod server;
+pub mod stats;
+pub mod stream_key;
+pub mod viewer;
 
 pub use config::Config;
 pub use server::Server;
+pub use stream_key::StreamKey;

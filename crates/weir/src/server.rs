@@ -12,6 +12,8 @@ use tracing::warn;
 
 use crate::config::Config;
 use crate::hub::Hub;
+use crate::policy::{OpenPolicy, Policy};
+use crate::registry::Registry;
 use crate::rtmp;
 
 /// How long shutdown waits for connections to close before giving up on them.
@@ -22,13 +24,23 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 pub struct Server {
     rtmp_addr: SocketAddr,
     hub: Arc<Hub>,
+    registry: Arc<Registry>,
     shutdown: watch::Sender<bool>,
     rtmp_task: JoinHandle<()>,
 }
 
 impl Server {
-    /// Binds every listener and starts serving. Fails if an address cannot be bound.
+    /// Binds every listener and starts serving with the zero-config rules ([`OpenPolicy`]).
+    /// Fails if an address cannot be bound.
     pub async fn start(config: Config) -> anyhow::Result<Server> {
+        Server::start_with_policy(config, Arc::new(OpenPolicy)).await
+    }
+
+    /// Like [`Server::start`], with `policy` deciding every connect, publish and play.
+    pub async fn start_with_policy(
+        config: Config,
+        policy: Arc<dyn Policy>,
+    ) -> anyhow::Result<Server> {
         config.validate()?;
         let listener = TcpListener::bind(config.rtmp.addr).await.with_context(|| {
             format!(
@@ -38,12 +50,20 @@ impl Server {
         })?;
         let rtmp_addr = listener.local_addr()?;
         let hub = Arc::new(Hub::new(config.streams.clone()));
+        let registry = Arc::new(Registry::new());
         let (shutdown, watcher) = watch::channel(false);
-        let context = Arc::new(rtmp::Context::new(config, Arc::clone(&hub)));
-        let rtmp_task = tokio::spawn(rtmp::serve(listener, context, watcher));
+        let transport = rtmp::TcpTransport::new(listener, &config);
+        let context = Arc::new(rtmp::Context::new(
+            config,
+            Arc::clone(&hub),
+            Arc::clone(&registry),
+            policy,
+        ));
+        let rtmp_task = tokio::spawn(rtmp::serve(transport, context, watcher));
         Ok(Server {
             rtmp_addr,
             hub,
+            registry,
             shutdown,
             rtmp_task,
         })
@@ -57,6 +77,11 @@ impl Server {
     /// The stream hub, for inspection.
     pub fn hub(&self) -> &Arc<Hub> {
         &self.hub
+    }
+
+    /// The open connections.
+    pub fn registry(&self) -> &Arc<Registry> {
+        &self.registry
     }
 
     /// Stops accepting, closes every connection and waits (up to a few seconds) for them.

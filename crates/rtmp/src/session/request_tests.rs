@@ -64,11 +64,18 @@ fn unanswered_publish_is_denied_at_the_deadline_and_media_never_surfaces() {
     };
     assert_eq!(server.poll_timeout(), Some(start + Duration::from_secs(3)));
     // Media sent before any answer waits in the session, not in events.
-    client.send_media(MediaType::Video, 0, bytes::Bytes::from_static(&[0x17, 1, 0, 0, 0]));
+    client.send_media(
+        MediaType::Video,
+        0,
+        bytes::Bytes::from_static(&[0x17, 1, 0, 0, 0]),
+    );
     let later = start + Duration::from_secs(2);
     assert!(pump(later, &mut client, &mut server).is_empty());
     server.handle_timeout(later).unwrap();
-    assert!(server.poll_event().is_none(), "no expiry before the deadline");
+    assert!(
+        server.poll_event().is_none(),
+        "no expiry before the deadline"
+    );
     let deadline = start + Duration::from_secs(3);
     server.handle_timeout(deadline).unwrap();
     let events: Vec<_> = std::iter::from_fn(|| server.poll_event()).collect();

@@ -516,7 +516,12 @@ impl ServerSession {
     pub fn deny_play(&mut self, stream_id: u32, description: &str) -> Result<(), SessionError> {
         if self.take_pending(stream_id, &StreamState::PlayPending) {
             self.streams.insert(stream_id, StreamState::Created);
-            self.send_status(stream_id, StatusLevel::Error, code::PLAY_FAILED, description);
+            self.send_status(
+                stream_id,
+                StatusLevel::Error,
+                code::PLAY_FAILED,
+                description,
+            );
         }
         self.process()
     }

@@ -1,23 +1,31 @@
-//! One RTMP connection: socket IO around a sans-IO `ServerSession`, and the bridge between
-//! its events and the hub.
+//! One RTMP connection: a byte stream around a sans-IO `ServerSession`, the policy's answers
+//! to its requests, and the bridge between its events and the hub.
+//!
+//! The driver is generic over the byte stream (TCP, TLS, an in-memory pipe) and reads its
+//! clock through tokio, so tests run it on paused time.
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
-use std::time::Instant;
+use std::task::Poll;
+use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
-use tokio::net::TcpStream;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::watch;
 use tracing::{debug, info, warn};
 use weir_media::Frame;
 use weir_rtmp::session::{MediaType, PublishRejection, ServerEvent, ServerSession, SessionError};
 
 use super::player::Player;
-use super::{next_connection_id, Context};
-use crate::hub::{PublishError, Publisher};
+use super::Context;
+use crate::hub::{Packet, PublishError, Publisher};
+use crate::policy::{self, Answer, Decision, StreamRequest};
+use crate::registry::{ConnectionHandle, Protocol, Role};
+use crate::stream_key::StreamKey;
+use crate::viewer::Lagging;
 
 /// Read buffer of a connection that publishes; others keep a small one, so that thousands of
 /// idle players cost little memory.
@@ -27,23 +35,48 @@ const READ_SIZE: usize = 2 * 1024;
 /// Most pieces handed to one vectored write (Linux's IOV_MAX is 1024).
 const MAX_IO_SLICES: usize = 512;
 
+/// The current time, from tokio's clock (which tests can pause and advance).
+fn now() -> Instant {
+    tokio::time::Instant::now().into_std()
+}
+
 /// A publishing message stream.
 struct Publication {
     publisher: Publisher,
-    started: Instant,
-    frames: u64,
-    bytes: u64,
+    key: StreamKey,
+}
+
+/// A request waiting for the policy.
+struct PendingRequest {
+    request: Request,
+    answer: Pin<Box<dyn Future<Output = Decision> + Send>>,
+    since: Instant,
+}
+
+/// What a pending decision is about.
+enum Request {
+    Connect,
+    Publish {
+        stream_id: u32,
+        key: StreamKey,
+        publish_type: String,
+    },
+    Play {
+        stream_id: u32,
+        key: StreamKey,
+    },
 }
 
 /// Connection-level state the driver keeps beside the session.
 struct Connection {
-    id: u64,
-    peer: String,
+    handle: ConnectionHandle,
+    peer: SocketAddr,
+    protocol: Protocol,
     app: String,
     context: Arc<Context>,
     publications: HashMap<u32, Publication>,
     player: Option<Player>,
-    play_started: Instant,
+    pending: Option<PendingRequest>,
 }
 
 /// Why the connection ended, for the close log line.
@@ -52,8 +85,9 @@ enum End {
     Session(SessionError),
     Io(std::io::Error),
     WriteTimeout,
-    TooSlow(std::time::Duration),
+    Lagging(Lagging),
     Rejected,
+    Closed(String),
     Shutdown,
 }
 
@@ -64,46 +98,54 @@ impl std::fmt::Display for End {
             Self::Session(err) => write!(f, "{err}"),
             Self::Io(err) => write!(f, "socket error: {err}"),
             Self::WriteTimeout => write!(f, "write timed out (rtmp.write_timeout_secs)"),
-            Self::TooSlow(behind) => write!(
-                f,
-                "viewer fell {:.1}s behind the live edge (streams.max_viewer_lag_secs)",
-                behind.as_secs_f64()
-            ),
+            Self::Lagging(lagging) => write!(f, "{lagging}"),
             Self::Rejected => write!(f, "connection rejected"),
+            Self::Closed(reason) => write!(f, "{reason}"),
             Self::Shutdown => write!(f, "server shutting down"),
         }
     }
 }
 
 /// Runs a connection to its end and logs how it ended.
-pub(crate) async fn run(
-    socket: TcpStream,
+pub(crate) async fn run<S>(
+    mut io: S,
     peer: SocketAddr,
+    protocol: Protocol,
     context: Arc<Context>,
     mut shutdown: watch::Receiver<bool>,
-) {
-    let started = Instant::now();
+) where
+    S: AsyncRead + AsyncWrite + Unpin + Send,
+{
+    let started = now();
     let mut conn = Connection {
-        id: next_connection_id(&context),
-        peer: peer.to_string(),
+        handle: context.registry.register(peer, protocol),
+        peer,
+        protocol,
         app: String::new(),
         context: Arc::clone(&context),
         publications: HashMap::new(),
         player: None,
-        play_started: started,
+        pending: None,
     };
     let mut session = ServerSession::new(context.session.clone(), started, random_block());
-    let (mut reader, mut writer) = socket.into_split();
     let mut buf = BytesMut::new();
-    debug!(id = conn.id, peer = %peer, "rtmp connection accepted");
+    debug!(id = conn.id(), %peer, %protocol, "rtmp connection accepted");
 
     // Deadline-bounded write coalescing for players: video goes out at once, together with
     // whatever waits; audio and metadata wait at most `coalesce` for the next video frame, so
     // the small audio frames between two pictures cost no write of their own.
-    let coalesce = std::time::Duration::from_millis(context.config.streams.write_coalesce_ms);
+    let coalesce = Duration::from_millis(context.config.streams.write_coalesce_ms);
     // Optional SRS-style merged writes: video too may wait, trading latency for CPU.
-    let video_coalesce = std::time::Duration::from_millis(context.config.streams.video_coalesce_ms);
+    let video_coalesce = Duration::from_millis(context.config.streams.video_coalesce_ms);
     let mut flush_due: Option<Instant> = None;
+    // Both signals are pinned once, so the loop does not register them again on each turn.
+    let closed = conn.handle.closed();
+    tokio::pin!(closed);
+    let shutdown = async move {
+        // An error means the server is gone: close too.
+        let _ = shutdown.changed().await;
+    };
+    tokio::pin!(shutdown);
     let end = loop {
         let deadline = session.poll_timeout();
         let sleep = async {
@@ -120,33 +162,45 @@ pub(crate) async fn run(
         };
         let mut from_player = false;
         let step: Result<(), End> = tokio::select! {
-            read = read_some(&mut reader, &mut buf, !conn.publications.is_empty()) => match read {
+            read = read_some(&mut io, &mut buf, !conn.publications.is_empty()) => match read {
                 Ok(0) => Err(End::PeerClosed),
-                Ok(_) => session
-                    .handle_input_buf(Instant::now(), &mut buf)
-                    .map_err(End::Session)
-                    .and_then(|()| conn.handle_events(&mut session)),
+                Ok(_) => {
+                    let result = session
+                        .handle_input_buf(now(), &mut buf)
+                        .map_err(End::Session)
+                        .and_then(|()| conn.handle_events(&mut session));
+                    conn.handle.set_bytes_in(session.bytes_received());
+                    result
+                }
                 Err(err) => Err(End::Io(err)),
             },
             received = recv_packet(&mut conn.player), if conn.player.is_some() => {
                 from_player = true;
                 match conn.player.as_mut() {
                     Some(player) => player
-                        .handle_recv(&mut session, received, Instant::now())
-                        .map_err(|slow| End::TooSlow(slow.0)),
+                        .handle_recv(&mut session, received, now())
+                        .map_err(End::Lagging),
                     None => Ok(()),
                 }
             }
-            () = sleep => session.handle_timeout(Instant::now()).map_err(End::Session),
+            decision = wait_for(&mut conn.pending), if conn.pending.is_some() => {
+                conn.decided(&mut session, decision)
+                    .and_then(|()| conn.handle_events(&mut session))
+            }
+            () = sleep => session
+                .handle_timeout(now())
+                .map_err(End::Session)
+                .and_then(|()| conn.handle_events(&mut session)),
             () = flush_timer => Ok(()),
-            _ = shutdown.changed() => Err(End::Shutdown),
+            reason = &mut closed => Err(End::Closed(reason)),
+            () = &mut shutdown => Err(End::Shutdown),
         };
         if let Err(end) = step {
             // Send what is queued (a rejection, a status) before closing.
-            let _ = flush(&mut session, &mut writer, &context).await;
+            let _ = flush(&mut session, &mut io, &mut conn).await;
             break end;
         }
-        let now = Instant::now();
+        let now = now();
         let video_queued = conn.player.as_mut().is_some_and(Player::take_video_queued);
         let hold = if video_queued {
             video_coalesce
@@ -160,7 +214,7 @@ pub(crate) async fn run(
                 continue;
             }
         }
-        if let Err(end) = flush(&mut session, &mut writer, &context).await {
+        if let Err(end) = flush(&mut session, &mut io, &mut conn).await {
             break end;
         }
         flush_due = None;
@@ -168,22 +222,25 @@ pub(crate) async fn run(
             break End::Rejected;
         }
     };
-    let _ = writer.shutdown().await;
+    let _ = io.shutdown().await;
     conn.finish(&end);
+    let info = conn.handle.info();
     info!(
-        id = conn.id,
+        id = conn.id(),
         peer = %peer,
+        %protocol,
         app = %conn.app,
         bytes_in = session.bytes_received(),
-        duration_s = format!("{:.1}", started.elapsed().as_secs_f64()),
+        bytes_out = info.bytes_out,
+        duration_s = format!("{:.1}", now().saturating_duration_since(started).as_secs_f64()),
         reason = %end,
         "rtmp connection closed"
     );
 }
 
 /// Reads whatever is available into `buf`.
-async fn read_some(
-    reader: &mut OwnedReadHalf,
+async fn read_some<S: AsyncRead + Unpin>(
+    io: &mut S,
     buf: &mut BytesMut,
     publishing: bool,
 ) -> std::io::Result<usize> {
@@ -192,14 +249,22 @@ async fn read_some(
     } else {
         READ_SIZE
     });
-    reader.read_buf(buf).await
+    io.read_buf(buf).await
 }
 
 async fn recv_packet(
     player: &mut Option<Player>,
-) -> Result<crate::hub::Packet, tokio::sync::broadcast::error::RecvError> {
+) -> Result<Packet, tokio::sync::broadcast::error::RecvError> {
     match player {
-        Some(player) => player.subscription.recv().await,
+        Some(player) => player.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// The policy's decision on the pending request.
+async fn wait_for(pending: &mut Option<PendingRequest>) -> Decision {
+    match pending {
+        Some(pending) => pending.answer.as_mut().await,
         None => std::future::pending().await,
     }
 }
@@ -207,17 +272,21 @@ async fn recv_packet(
 /// Writes everything the session queued, bounded by the write timeout. A backlog goes out in
 /// one vectored write (up to [`MAX_IO_SLICES`] pieces), payloads straight from the shared
 /// frame buffers.
-async fn flush(
+async fn flush<S: AsyncWrite + Unpin>(
     session: &mut ServerSession,
-    writer: &mut OwnedWriteHalf,
-    context: &Context,
+    io: &mut S,
+    conn: &mut Connection,
 ) -> Result<(), End> {
     let queue = session.transmit_queue();
-    let timeout = context.config.rtmp.write_timeout();
+    if queue.is_empty() {
+        return Ok(());
+    }
+    let timeout = conn.context.config.rtmp.write_timeout();
+    let mut total = 0;
     while !queue.is_empty() {
         let mut slices = Vec::with_capacity(16);
         queue.io_slices(&mut slices, MAX_IO_SLICES);
-        let written = match tokio::time::timeout(timeout, writer.write_vectored(&slices)).await {
+        let written = match tokio::time::timeout(timeout, io.write_vectored(&slices)).await {
             Ok(Ok(0)) => return Err(End::Io(std::io::ErrorKind::WriteZero.into())),
             Ok(Ok(n)) => n,
             Ok(Err(err)) => return Err(End::Io(err)),
@@ -225,100 +294,110 @@ async fn flush(
         };
         drop(slices);
         queue.advance(written);
+        total += written as u64;
+    }
+    flush_io(io, timeout).await?;
+    conn.handle.add_bytes_out(total);
+    if let Some(player) = conn.player.as_mut() {
+        player.wrote(total, now());
     }
     Ok(())
 }
 
+/// Flushes the stream: a TLS stream keeps written bytes in its own buffer until then. TCP's
+/// flush is ready at once, and then no timer is armed.
+async fn flush_io<S: AsyncWrite + Unpin>(io: &mut S, timeout: Duration) -> Result<(), End> {
+    let first = std::future::poll_fn(|cx| Poll::Ready(Pin::new(&mut *io).poll_flush(cx))).await;
+    let result = match first {
+        Poll::Ready(result) => result,
+        Poll::Pending => match tokio::time::timeout(timeout, io.flush()).await {
+            Ok(result) => result,
+            Err(_) => return Err(End::WriteTimeout),
+        },
+    };
+    result.map_err(End::Io)
+}
+
 impl Connection {
+    fn id(&self) -> u64 {
+        self.handle.id()
+    }
+
+    fn client(&self) -> policy::Client {
+        policy::Client {
+            id: self.id(),
+            peer: self.peer,
+            protocol: self.protocol,
+        }
+    }
+
     fn handle_events(&mut self, session: &mut ServerSession) -> Result<(), End> {
         while let Some(event) = session.poll_event() {
             match event {
                 ServerEvent::ConnectRequested(request) => {
                     self.app = request.app.clone();
-                    if request.app.is_empty() {
-                        warn!(id = self.id, peer = %self.peer, "connect rejected: empty app name");
-                        session.reject_connect("application name is empty; use rtmp://HOST/live");
-                        return Err(End::Rejected);
-                    }
                     info!(
-                        id = self.id,
+                        id = self.id(),
                         peer = %self.peer,
                         app = %request.app,
                         tc_url = request.tc_url.as_deref().unwrap_or(""),
                         flash_ver = request.flash_version.as_deref().unwrap_or(""),
                         "rtmp connect"
                     );
-                    session.accept_connect().map_err(End::Session)?;
+                    let request = policy::ConnectRequest {
+                        client: self.client(),
+                        app: request.app,
+                        query: request.query,
+                        tc_url: request.tc_url,
+                        flash_version: request.flash_version,
+                    };
+                    let answer = self.context.policy.connect(&request);
+                    self.ask(session, Request::Connect, answer)?;
                 }
                 ServerEvent::PublishRequested(request) => {
-                    let key = format!("{}/{}", self.app, request.stream_name);
-                    match self.context.hub.publish(&key) {
-                        Ok(publisher) => {
-                            info!(
-                                id = self.id,
-                                peer = %self.peer,
-                                stream = %key,
-                                kind = %request.publish_type,
-                                "publish started"
-                            );
-                            self.publications.insert(
-                                request.stream_id,
-                                Publication {
-                                    publisher,
-                                    started: Instant::now(),
-                                    frames: 0,
-                                    bytes: 0,
-                                },
-                            );
-                            session
-                                .accept_publish(request.stream_id)
-                                .map_err(End::Session)?;
-                        }
-                        Err(PublishError::AlreadyPublishing(_)) => {
-                            warn!(
-                                id = self.id,
-                                peer = %self.peer,
-                                stream = %key,
-                                "publish rejected: stream is already being published (NetStream.Publish.BadName)"
-                            );
-                            session
-                                .reject_publish(
-                                    request.stream_id,
-                                    PublishRejection::BadName,
-                                    &format!("stream {key} is already being published"),
-                                )
-                                .map_err(End::Session)?;
-                        }
-                    }
+                    let key =
+                        StreamKey::new(&self.app, &request.stream_name, request.query.as_deref());
+                    let answer = self.context.policy.publish(&StreamRequest {
+                        client: self.client(),
+                        key: key.clone(),
+                    });
+                    let request = Request::Publish {
+                        stream_id: request.stream_id,
+                        key,
+                        publish_type: request.publish_type,
+                    };
+                    self.ask(session, request, answer)?;
                 }
                 ServerEvent::PlayRequested(request) => {
-                    let key = format!("{}/{}", self.app, request.stream_name);
+                    let key =
+                        StreamKey::new(&self.app, &request.stream_name, request.query.as_deref());
                     if self.player.is_some() {
-                        warn!(id = self.id, stream = %key, "play rejected: this connection already plays a stream");
+                        warn!(id = self.id(), stream = %key, "play rejected: this connection already plays a stream");
                         session
                             .reject_play(request.stream_id, "one stream per connection")
                             .map_err(End::Session)?;
                         continue;
                     }
-                    let subscription = self.context.hub.subscribe(&key);
-                    info!(
-                        id = self.id,
-                        peer = %self.peer,
-                        stream = %key,
-                        live = subscription.was_published(),
-                        "play started"
-                    );
-                    let now = Instant::now();
-                    let max_lag = std::time::Duration::from_secs(
-                        self.context.config.streams.max_viewer_lag_secs,
-                    );
-                    let mut player = Player::new(request.stream_id, subscription, max_lag, now);
-                    session
-                        .accept_play(request.stream_id)
-                        .map_err(End::Session)?;
-                    player.start(session);
-                    self.play_started = now;
-                    self.player = Some(player);
+                    let answer = self.context.policy.play(&StreamRequest {
+                        client: self.client(),
+                        key: key.clone(),
+                    });
+                    let request = Request::Play {
+                        stream_id: request.stream_id,
+                        key,
+                    };
+                    self.ask(session, request, answer)?;
+                }
+                ServerEvent::RequestTimedOut { stream_id } => {
+                    if let Some(pending) = self.pending.take() {
+                        warn!(
+                            id = self.id(),
+                            peer = %self.peer,
+                            stream_id,
+                            waited_s = format!("{:.1}", now().saturating_duration_since(pending.since).as_secs_f64()),
+                            "request refused: no policy decision in time (rtmp.request_timeout_secs)"
+                        );
+                    }
                 }
                 ServerEvent::Media {
                     stream_id,
@@ -327,8 +406,6 @@ impl Connection {
                     payload,
                 } => {
                     if let Some(publication) = self.publications.get_mut(&stream_id) {
-                        publication.frames += 1;
-                        publication.bytes += payload.len() as u64;
                         let frame = match media_type {
                             MediaType::Audio => Frame::audio(timestamp, payload),
                             MediaType::Video => Frame::video(timestamp, payload),
@@ -342,24 +419,26 @@ impl Connection {
                     payload,
                 } => {
                     if let Some(publication) = self.publications.get_mut(&stream_id) {
-                        debug!(stream = publication.publisher.key(), "metadata updated");
+                        debug!(stream = %publication.key, "metadata updated");
                         publication.publisher.send(Frame::data(timestamp, payload));
                     }
                 }
                 ServerEvent::PublishStopped { stream_id } => {
                     if let Some(publication) = self.publications.remove(&stream_id) {
-                        log_publish_end(self, &publication, "publisher stopped");
+                        self.log_publish_end(&publication, "publisher stopped");
+                        self.set_idle_role();
                     }
                 }
                 ServerEvent::PlayStopped { stream_id } => {
                     if self.player.as_ref().map(|p| p.stream_id) == Some(stream_id) {
                         if let Some(player) = self.player.take() {
-                            player.log_end(&self.peer, self.play_started, "player stopped");
+                            player.end(self.id(), &self.peer.to_string(), now(), "player stopped");
+                            self.set_idle_role();
                         }
                     }
                 }
                 ServerEvent::PlayPaused { stream_id, paused } => {
-                    debug!(id = self.id, stream_id, paused, "play paused");
+                    debug!(id = self.id(), stream_id, paused, "play paused");
                     if let Some(player) = self.player.as_mut().filter(|p| p.stream_id == stream_id)
                     {
                         // Frames were dropped while paused: resume on a keyframe.
@@ -371,29 +450,186 @@ impl Connection {
         Ok(())
     }
 
+    /// Applies a ready answer at once; parks a pending one as a branch of the driver loop.
+    fn ask(
+        &mut self,
+        session: &mut ServerSession,
+        request: Request,
+        answer: Answer,
+    ) -> Result<(), End> {
+        match answer {
+            Answer::Ready(decision) => self.decide(session, request, decision),
+            Answer::Pending(answer) => {
+                debug!(id = self.id(), "waiting for the policy's decision");
+                self.pending = Some(PendingRequest {
+                    request,
+                    answer,
+                    since: now(),
+                });
+                Ok(())
+            }
+        }
+    }
+
+    /// The parked request was decided.
+    fn decided(&mut self, session: &mut ServerSession, decision: Decision) -> Result<(), End> {
+        match self.pending.take() {
+            Some(pending) => self.decide(session, pending.request, decision),
+            None => Ok(()),
+        }
+    }
+
+    fn decide(
+        &mut self,
+        session: &mut ServerSession,
+        request: Request,
+        decision: Decision,
+    ) -> Result<(), End> {
+        match (request, decision) {
+            (Request::Connect, Decision::Allow) => {
+                self.handle.set_role(Role::Connected {
+                    app: self.app.clone(),
+                });
+                session.accept_connect().map_err(End::Session)
+            }
+            (Request::Connect, Decision::Deny(why)) => {
+                warn!(id = self.id(), peer = %self.peer, app = %self.app, "connect rejected: {why}");
+                session.reject_connect(&why);
+                Err(End::Rejected)
+            }
+            (
+                Request::Publish {
+                    stream_id,
+                    key,
+                    publish_type,
+                },
+                Decision::Allow,
+            ) => self.start_publish(session, stream_id, key, &publish_type),
+            (Request::Publish { stream_id, key, .. }, Decision::Deny(why)) => {
+                warn!(id = self.id(), peer = %self.peer, stream = %key,
+                    "publish rejected: {why} (NetStream.Publish.Denied)");
+                session
+                    .reject_publish(stream_id, PublishRejection::Denied, &why)
+                    .map_err(End::Session)
+            }
+            (Request::Play { stream_id, key }, Decision::Allow) => {
+                self.start_play(session, stream_id, key)
+            }
+            (Request::Play { stream_id, key }, Decision::Deny(why)) => {
+                warn!(id = self.id(), peer = %self.peer, stream = %key,
+                    "play rejected: {why} (NetStream.Play.Failed)");
+                session.deny_play(stream_id, &why).map_err(End::Session)
+            }
+        }
+    }
+
+    fn start_publish(
+        &mut self,
+        session: &mut ServerSession,
+        stream_id: u32,
+        key: StreamKey,
+        publish_type: &str,
+    ) -> Result<(), End> {
+        match self.context.hub.publish(key.path()) {
+            Ok(publisher) => {
+                info!(
+                    id = self.id(),
+                    peer = %self.peer,
+                    stream = %key,
+                    kind = %publish_type,
+                    "publish started"
+                );
+                self.handle.set_role(Role::Publishing(key.clone()));
+                self.publications
+                    .insert(stream_id, Publication { publisher, key });
+                session.accept_publish(stream_id).map_err(End::Session)
+            }
+            Err(PublishError::AlreadyPublishing(_)) => {
+                warn!(
+                    id = self.id(),
+                    peer = %self.peer,
+                    stream = %key,
+                    "publish rejected: stream is already being published (NetStream.Publish.BadName)"
+                );
+                session
+                    .reject_publish(
+                        stream_id,
+                        PublishRejection::BadName,
+                        &format!("stream {key} is already being published"),
+                    )
+                    .map_err(End::Session)
+            }
+        }
+    }
+
+    fn start_play(
+        &mut self,
+        session: &mut ServerSession,
+        stream_id: u32,
+        key: StreamKey,
+    ) -> Result<(), End> {
+        let subscription = self.context.hub.subscribe_viewer(key.path(), self.protocol);
+        info!(
+            id = self.id(),
+            peer = %self.peer,
+            stream = %key,
+            live = subscription.was_published(),
+            "play started"
+        );
+        let max_lag = Duration::from_secs(self.context.config.streams.max_viewer_lag_secs);
+        self.handle.set_role(Role::Playing(key.clone()));
+        let mut player = Player::new(stream_id, key, subscription, max_lag, now());
+        session.accept_play(stream_id).map_err(End::Session)?;
+        player.start(session);
+        self.player = Some(player);
+        Ok(())
+    }
+
+    fn set_idle_role(&self) {
+        if self.publications.is_empty() && self.player.is_none() {
+            self.handle.set_role(Role::Connected {
+                app: self.app.clone(),
+            });
+        }
+    }
+
     fn finish(&mut self, end: &End) {
         let reason = end.to_string();
         for (_, publication) in std::mem::take(&mut self.publications) {
-            log_publish_end(self, &publication, &reason);
+            self.log_publish_end(&publication, &reason);
         }
         if let Some(player) = self.player.take() {
-            player.log_end(&self.peer, self.play_started, &reason);
+            player.end(self.id(), &self.peer.to_string(), now(), &reason);
         }
     }
-}
 
-fn log_publish_end(conn: &Connection, publication: &Publication, reason: &str) {
-    info!(
-        id = conn.id,
-        peer = %conn.peer,
-        stream = %publication.publisher.key(),
-        frames = publication.frames,
-        bytes = publication.bytes,
-        viewers = publication.publisher.subscriber_count(),
-        duration_s = format!("{:.1}", publication.started.elapsed().as_secs_f64()),
-        reason = %reason,
-        "publish ended"
-    );
+    fn log_publish_end(&self, publication: &Publication, reason: &str) {
+        let stats = publication.publisher.stats();
+        let duration = stats
+            .publisher_since
+            .and_then(|since| since.elapsed().ok())
+            .unwrap_or_default()
+            .as_secs_f64();
+        let kbps = if duration > 0.0 {
+            stats.bytes_in as f64 * 8.0 / duration / 1000.0
+        } else {
+            0.0
+        };
+        info!(
+            id = self.id(),
+            peer = %self.peer,
+            stream = %publication.key,
+            frames = stats.video_frames_in + stats.audio_frames_in,
+            video_frames = stats.video_frames_in,
+            keyframes = stats.keyframes_in,
+            bytes = stats.bytes_in,
+            avg_kbps = format!("{kbps:.0}"),
+            viewers = stats.viewer_count(),
+            duration_s = format!("{duration:.1}"),
+            reason = %reason,
+            "publish ended"
+        );
+    }
 }
 
 /// Fresh randomness for S1 (and S2 in the digest style).

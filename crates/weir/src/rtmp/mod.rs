@@ -1,13 +1,19 @@
-//! The RTMP listener: accepts TCP connections and runs one task per connection.
+//! The RTMP listener: accepts connections from a [`Transport`] and runs one task per
+//! connection, whatever the byte stream underneath (TCP today, TLS next, in-memory pipes in
+//! tests).
 
 mod connection;
 mod player;
 
+use std::future::Future;
+use std::io;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::pin::Pin;
 use std::sync::Arc;
+use std::time::Duration;
 
 use socket2::{SockRef, TcpKeepalive};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinSet;
@@ -17,22 +23,31 @@ use weir_rtmp::session::ServerConfig;
 
 use crate::config::Config;
 use crate::hub::Hub;
+use crate::policy::Policy;
+use crate::registry::{Protocol, Registry};
 
 /// What every connection task shares.
 pub(crate) struct Context {
     pub(crate) config: Config,
     pub(crate) session: ServerConfig,
     pub(crate) hub: Arc<Hub>,
-    pub(crate) next_id: AtomicU64,
+    pub(crate) registry: Arc<Registry>,
+    pub(crate) policy: Arc<dyn Policy>,
 }
 
 impl Context {
-    pub(crate) fn new(config: Config, hub: Arc<Hub>) -> Self {
+    pub(crate) fn new(
+        config: Config,
+        hub: Arc<Hub>,
+        registry: Arc<Registry>,
+        policy: Arc<dyn Policy>,
+    ) -> Self {
         let rtmp = &config.rtmp;
         let session = ServerConfig {
             chunk_size: rtmp.chunk_size,
             handshake_timeout: rtmp.handshake_timeout(),
             idle_timeout: rtmp.idle_timeout(),
+            request_timeout: rtmp.request_timeout(),
             decoder_limits: DecoderLimits {
                 max_message_length: rtmp.max_message_size,
                 max_chunk_streams: rtmp.max_chunk_streams,
@@ -44,42 +59,111 @@ impl Context {
             config,
             session,
             hub,
-            next_id: AtomicU64::new(1),
+            registry,
+            policy,
         }
+    }
+}
+
+/// A source of connections: accepts them (quickly, in the listener loop) and then makes each
+/// one a byte stream (inside the connection's own task, under the handshake timeout: a TLS
+/// handshake goes there).
+pub(crate) trait Transport: Send + 'static {
+    /// An accepted connection before it is established.
+    type Incoming: Send + 'static;
+    /// The established byte stream.
+    type Io: AsyncRead + AsyncWrite + Unpin + Send + 'static;
+
+    /// The next connection and its peer address.
+    fn accept(&mut self) -> impl Future<Output = io::Result<(Self::Incoming, SocketAddr)>> + Send;
+
+    /// Turns an accepted connection into a byte stream.
+    fn establish(
+        &self,
+        incoming: Self::Incoming,
+        peer: SocketAddr,
+    ) -> Pin<Box<dyn Future<Output = io::Result<Self::Io>> + Send>>;
+
+    /// The protocol its connections speak, for logs and stats.
+    fn protocol(&self) -> Protocol;
+}
+
+/// Plain RTMP over TCP.
+pub(crate) struct TcpTransport {
+    listener: TcpListener,
+    config: Arc<Config>,
+}
+
+impl TcpTransport {
+    pub(crate) fn new(listener: TcpListener, config: &Config) -> Self {
+        Self {
+            listener,
+            config: Arc::new(config.clone()),
+        }
+    }
+}
+
+impl Transport for TcpTransport {
+    type Incoming = TcpStream;
+    type Io = TcpStream;
+
+    async fn accept(&mut self) -> io::Result<(TcpStream, SocketAddr)> {
+        self.listener.accept().await
+    }
+
+    fn establish(
+        &self,
+        socket: TcpStream,
+        peer: SocketAddr,
+    ) -> Pin<Box<dyn Future<Output = io::Result<TcpStream>> + Send>> {
+        tune_socket(&socket, &self.config, peer);
+        Box::pin(std::future::ready(Ok(socket)))
+    }
+
+    fn protocol(&self) -> Protocol {
+        Protocol::Rtmp
     }
 }
 
 /// Accepts connections until `shutdown` turns true, then waits for the connection tasks
 /// (each of which sees the same signal and closes).
-pub(crate) async fn serve(
-    listener: TcpListener,
+pub(crate) async fn serve<T: Transport>(
+    mut transport: T,
     context: Arc<Context>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let permits = Arc::new(Semaphore::new(context.config.rtmp.max_connections));
+    let protocol = transport.protocol();
     let mut tasks = JoinSet::new();
     loop {
         tokio::select! {
-            accepted = listener.accept() => {
-                let (socket, peer) = match accepted {
+            accepted = transport.accept() => {
+                let (incoming, peer) = match accepted {
                     Ok(pair) => pair,
                     Err(err) => {
                         // EMFILE and friends: back off briefly instead of spinning.
-                        warn!("rtmp accept failed: {err}");
-                        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                        warn!("{protocol} accept failed: {err}");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
                         continue;
                     }
                 };
                 let Ok(permit) = Arc::clone(&permits).try_acquire_owned() else {
                     warn!(%peer, limit = context.config.rtmp.max_connections,
-                        "refused rtmp connection: connection limit reached (rtmp.max_connections)");
+                        "refused {protocol} connection: connection limit reached (rtmp.max_connections)");
                     continue;
                 };
-                tune_socket(&socket, &context.config, peer);
+                let establish = transport.establish(incoming, peer);
                 let context = Arc::clone(&context);
                 let shutdown = shutdown.clone();
                 tasks.spawn(async move {
-                    connection::run(socket, peer, context, shutdown).await;
+                    let limit = context.config.rtmp.handshake_timeout();
+                    match tokio::time::timeout(limit, establish).await {
+                        Ok(Ok(io)) => connection::run(io, peer, protocol, context, shutdown).await,
+                        Ok(Err(err)) => info!(%peer, %protocol, reason = %err,
+                            "connection closed before rtmp: transport failed"),
+                        Err(_) => info!(%peer, %protocol,
+                            "connection closed before rtmp: transport timed out (rtmp.handshake_timeout_secs)"),
+                    }
                     drop(permit);
                 });
             }
@@ -89,7 +173,7 @@ pub(crate) async fn serve(
     }
     let open = tasks.len();
     if open > 0 {
-        info!("closing {open} rtmp connections");
+        info!("closing {open} {protocol} connections");
     }
     while tasks.join_next().await.is_some() {}
 }
@@ -102,8 +186,8 @@ fn tune_socket(socket: &TcpStream, config: &Config, peer: SocketAddr) {
     // A viewer waiting on an unpublished stream is never written to; keepalive finds peers
     // that vanished without a FIN (NAT timeouts, pulled cables) in about a minute.
     let keepalive = TcpKeepalive::new()
-        .with_time(std::time::Duration::from_secs(30))
-        .with_interval(std::time::Duration::from_secs(10))
+        .with_time(Duration::from_secs(30))
+        .with_interval(Duration::from_secs(10))
         .with_retries(3);
     if let Err(err) = sock.set_tcp_keepalive(&keepalive) {
         warn!(%peer, "cannot enable TCP keepalive: {err}");
@@ -118,9 +202,4 @@ fn tune_socket(socket: &TcpStream, config: &Config, peer: SocketAddr) {
             warn!(%peer, "cannot set the receive buffer size: {err}");
         }
     }
-}
-
-/// A connection id for logs.
-pub(crate) fn next_connection_id(context: &Context) -> u64 {
-    context.next_id.fetch_add(1, Ordering::Relaxed)
 }

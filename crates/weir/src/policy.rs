@@ -1,0 +1,116 @@
+//! Who may connect, publish and play: the [`Policy`] every listener asks.
+//!
+//! A request is a value the connection driver hands to the policy; the answer is either ready
+//! at once ([`Answer::Ready`]) or arrives later ([`Answer::Pending`], a future: a webhook, a
+//! database lookup). While a request waits, the connection's session holds everything the
+//! client sends after it (no media enters the hub, nothing reaches a player), the wait is one
+//! more branch of that connection's loop (other connections never wait for it), and the
+//! session refuses the request by itself when `rtmp.request_timeout_secs` runs out.
+//!
+//! The one-publisher-per-stream rule is the hub's, applied after the policy allowed a publish.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+
+use crate::registry::Protocol;
+use crate::stream_key::StreamKey;
+
+/// The client behind a request.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Client {
+    /// Connection id (as in the logs and the registry).
+    pub id: u64,
+    /// Client address.
+    pub peer: SocketAddr,
+    /// How it connected.
+    pub protocol: Protocol,
+}
+
+/// A `connect` to an application.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConnectRequest {
+    /// Who asks.
+    pub client: Client,
+    /// Application name.
+    pub app: String,
+    /// Query string of the app or tcUrl.
+    pub query: Option<String>,
+    /// The tcUrl, if the client sent one.
+    pub tc_url: Option<String>,
+    /// The client's flashVer (names the encoder or player).
+    pub flash_version: Option<String>,
+}
+
+/// A publish or a play of one stream.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StreamRequest {
+    /// Who asks.
+    pub client: Client,
+    /// The stream, with the query that came with it.
+    pub key: StreamKey,
+}
+
+/// A policy's decision.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Decision {
+    /// Go ahead.
+    Allow,
+    /// Refuse; the text goes to the client's error status and to the log.
+    Deny(String),
+}
+
+/// A decision now, or one that arrives later.
+pub enum Answer {
+    /// Decided already (no allocation, no extra wake-up).
+    Ready(Decision),
+    /// Decided when the future resolves.
+    Pending(Pin<Box<dyn Future<Output = Decision> + Send>>),
+}
+
+impl Answer {
+    /// An answer that comes from `future`.
+    pub fn later(future: impl Future<Output = Decision> + Send + 'static) -> Answer {
+        Answer::Pending(Box::pin(future))
+    }
+}
+
+impl From<Decision> for Answer {
+    fn from(decision: Decision) -> Answer {
+        Answer::Ready(decision)
+    }
+}
+
+/// Decides connects, publishes and plays. Implementations must be cheap to call: anything
+/// slow belongs in the returned future, which only its own connection waits for.
+pub trait Policy: Send + Sync + 'static {
+    /// May this client connect to this application?
+    fn connect(&self, request: &ConnectRequest) -> Answer;
+    /// May this client publish this stream?
+    fn publish(&self, request: &StreamRequest) -> Answer;
+    /// May this client play this stream?
+    fn play(&self, request: &StreamRequest) -> Answer;
+}
+
+/// The zero-config rules: any application name but an empty one, any stream key, anyone may
+/// watch. (One publisher per key still holds: the hub refuses a second one.)
+#[derive(Clone, Copy, Debug, Default)]
+pub struct OpenPolicy;
+
+impl Policy for OpenPolicy {
+    fn connect(&self, request: &ConnectRequest) -> Answer {
+        if request.app.is_empty() {
+            Decision::Deny("application name is empty; use rtmp://HOST/live".to_owned()).into()
+        } else {
+            Decision::Allow.into()
+        }
+    }
+
+    fn publish(&self, _request: &StreamRequest) -> Answer {
+        Decision::Allow.into()
+    }
+
+    fn play(&self, _request: &StreamRequest) -> Answer {
+        Decision::Allow.into()
+    }
+}

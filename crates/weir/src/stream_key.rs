@@ -1,0 +1,80 @@
+//! [`StreamKey`]: which stream a publish or play names, and the query that came with it.
+
+use std::fmt;
+
+/// A stream named by a request: the application (`live`), the stream name (`alice`) and the
+/// query string that came with the name or the connect URL (`token=…`), kept for policies.
+///
+/// The hub knows a stream by its [`StreamKey::path`], `app/name`; the query is never part of
+/// it, so `live/alice?token=1` and `live/alice?token=2` are the same stream.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct StreamKey {
+    app: String,
+    name: String,
+    query: Option<String>,
+    path: String,
+}
+
+impl StreamKey {
+    /// A key for `app/name` with an optional query (without its `?`).
+    pub fn new(app: &str, name: &str, query: Option<&str>) -> StreamKey {
+        StreamKey {
+            app: app.to_owned(),
+            name: name.to_owned(),
+            query: query.filter(|q| !q.is_empty()).map(str::to_owned),
+            path: format!("{app}/{name}"),
+        }
+    }
+
+    /// The application, e.g. `live`.
+    pub fn app(&self) -> &str {
+        &self.app
+    }
+
+    /// The stream name inside the application, e.g. `alice`.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The query string, without its `?`.
+    pub fn query(&self) -> Option<&str> {
+        self.query.as_deref()
+    }
+
+    /// `app/name`: how the hub, the logs and the URLs of other outputs name the stream.
+    pub fn path(&self) -> &str {
+        &self.path
+    }
+
+    /// The first value of `param` in the query (`token` in `?token=abc&x=1` gives `abc`).
+    /// Values are returned as sent, without percent-decoding.
+    pub fn query_param(&self, param: &str) -> Option<&str> {
+        self.query.as_deref()?.split('&').find_map(|pair| {
+            let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+            (key == param).then_some(value)
+        })
+    }
+}
+
+impl fmt::Display for StreamKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.path)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn path_leaves_the_query_out() {
+        let key = StreamKey::new("live", "alice", Some("token=abc&x=1&flag"));
+        assert_eq!(key.path(), "live/alice");
+        assert_eq!(key.to_string(), "live/alice");
+        assert_eq!(key.query_param("token"), Some("abc"));
+        assert_eq!(key.query_param("x"), Some("1"));
+        assert_eq!(key.query_param("flag"), Some(""));
+        assert_eq!(key.query_param("nope"), None);
+        assert_eq!(StreamKey::new("live", "a", Some("")).query(), None);
+    }
+}

@@ -1,0 +1,234 @@
+//! The viewer core without sockets: packets in, frames out.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+use super::*;
+use crate::config::StreamsConfig;
+use crate::hub::Hub;
+
+/// Records what the core delivers.
+#[derive(Default)]
+struct Recorder {
+    /// (kind, is config, viewer timestamp)
+    frames: Vec<(MediaKind, bool, u32)>,
+    left: usize,
+    started: usize,
+    capacity: Option<usize>,
+}
+
+impl ViewerSink for Recorder {
+    fn frame(&mut self, frame: &Frame, timestamp: u32) {
+        self.frames.push((frame.kind, is_config(frame), timestamp));
+    }
+    fn publisher_left(&mut self) {
+        self.left += 1;
+    }
+    fn publisher_started(&mut self) {
+        self.started += 1;
+    }
+    fn is_full(&self) -> bool {
+        self.capacity.is_some_and(|c| self.frames.len() >= c)
+    }
+}
+
+fn metadata(ts: u32) -> Frame {
+    Frame::data(ts, Bytes::from_static(b"\x02\x00\x0aonMetaData\x05"))
+}
+fn avc_header(ts: u32) -> Frame {
+    Frame::video(ts, Bytes::from_static(&[0x17, 0x00, 0, 0, 0, 0x01, 0x64]))
+}
+fn aac_header(ts: u32) -> Frame {
+    Frame::audio(ts, Bytes::from_static(&[0xAF, 0x00, 0x12, 0x10]))
+}
+fn keyframe(ts: u32) -> Frame {
+    Frame::video(
+        ts,
+        Bytes::from_static(&[0x17, 0x01, 0, 0, 0, 0, 0, 0, 1, 0x65]),
+    )
+}
+fn interframe(ts: u32) -> Frame {
+    Frame::video(
+        ts,
+        Bytes::from_static(&[0x27, 0x01, 0, 0, 0, 0, 0, 0, 1, 0x41]),
+    )
+}
+fn audio(ts: u32) -> Frame {
+    Frame::audio(ts, Bytes::from_static(&[0xAF, 0x01, 0x21]))
+}
+
+fn core() -> ViewerCore {
+    ViewerCore::new(
+        LagPolicy::SkipThenDisconnect(Duration::from_secs(5)),
+        Instant::now(),
+    )
+}
+
+#[test]
+fn waiting_viewer_holds_only_the_latest_config_of_each_kind() {
+    let mut core = core();
+    let mut sink = Recorder::default();
+    core.skip_to_keyframe();
+    for ts in 0..10_000 {
+        for frame in [metadata(ts), avc_header(ts), aac_header(ts)] {
+            core.handle_packet(Packet::Frame(frame), &mut sink);
+        }
+    }
+    assert_eq!(core.pending_config.len(), 3);
+    assert!(core.pending_config.iter().all(|f| f.timestamp == 9_999));
+    // Audio does not end the wait once the stream is known to have video.
+    core.handle_packet(Packet::Frame(audio(10_000)), &mut sink);
+    assert!(core.need_keyframe);
+    core.handle_packet(Packet::Frame(keyframe(10_001)), &mut sink);
+    assert!(!core.need_keyframe);
+    assert!(core.pending_config.is_empty());
+    // The held config goes out stamped with the keyframe's time, before it.
+    let kinds: Vec<_> = sink.frames.iter().map(|f| (f.0, f.1)).collect();
+    assert_eq!(
+        kinds,
+        vec![
+            (MediaKind::Data, true),
+            (MediaKind::Video, true),
+            (MediaKind::Audio, true),
+            (MediaKind::Video, false)
+        ]
+    );
+    assert!(sink.frames.windows(2).all(|w| w[0].2 == w[1].2));
+}
+
+#[test]
+fn snapshot_starts_at_zero_with_config_stamped_at_the_first_frame() {
+    let mut core = core();
+    let mut sink = Recorder::default();
+    let snapshot = vec![
+        metadata(0),
+        avc_header(0),
+        aac_header(0),
+        keyframe(50_000),
+        audio(50_010),
+        interframe(50_033),
+    ];
+    core.start(snapshot, &mut sink);
+    let stamps: Vec<u32> = sink.frames.iter().map(|f| f.2).collect();
+    assert_eq!(stamps, vec![0, 0, 0, 0, 10, 33]);
+    core.handle_packet(Packet::Frame(interframe(50_066)), &mut sink);
+    assert_eq!(sink.frames.last().map(|f| f.2), Some(66));
+    assert_eq!(core.frames_sent(), 7);
+}
+
+#[test]
+fn snapshot_without_keyframe_waits_for_one() {
+    let mut core = core();
+    let mut sink = Recorder::default();
+    core.start(vec![metadata(0), avc_header(0), interframe(10)], &mut sink);
+    assert!(sink.frames.is_empty());
+    assert!(core.is_waiting_for_keyframe());
+    core.handle_packet(Packet::Frame(interframe(40)), &mut sink);
+    core.handle_packet(Packet::Frame(keyframe(80)), &mut sink);
+    assert_eq!(sink.frames.len(), 3, "metadata, header, keyframe");
+    assert_eq!(core.frames_skipped(), 1);
+}
+
+#[test]
+fn loss_skips_to_the_next_keyframe_and_the_disconnect_policy_refuses_any_gap() {
+    let mut core = core();
+    let mut sink = Recorder::default();
+    core.start(vec![avc_header(0), keyframe(0)], &mut sink);
+    core.handle_loss(7).unwrap();
+    core.handle_packet(Packet::Frame(interframe(33)), &mut sink);
+    core.handle_packet(Packet::Frame(audio(40)), &mut sink);
+    assert_eq!(sink.frames.len(), 2, "inter frame and audio skipped");
+    core.handle_packet(Packet::Frame(keyframe(66)), &mut sink);
+    assert_eq!(sink.frames.len(), 3);
+    assert_eq!(core.frames_skipped(), 9);
+
+    let mut strict = ViewerCore::new(LagPolicy::Disconnect, Instant::now());
+    assert_eq!(strict.handle_loss(3), Err(Lagging::Lost(3)));
+}
+
+#[test]
+fn lag_policies_disconnect_only_when_asked() {
+    let start = Instant::now();
+    let later = start + Duration::from_secs(6);
+    let viewer = ViewerCore::new(LagPolicy::SkipThenDisconnect(Duration::from_secs(5)), start);
+    assert_eq!(
+        viewer.check_lag(later),
+        Err(Lagging::Behind(Duration::from_secs(6)))
+    );
+    assert!(viewer.check_lag(start + Duration::from_secs(5)).is_ok());
+    let mut caught_up =
+        ViewerCore::new(LagPolicy::SkipThenDisconnect(Duration::from_secs(5)), start);
+    caught_up.caught_up(start + Duration::from_secs(4));
+    assert!(caught_up.check_lag(later).is_ok());
+    let mut recorder = ViewerCore::new(LagPolicy::Skip, start);
+    assert!(recorder
+        .check_lag(start + Duration::from_secs(3600))
+        .is_ok());
+    assert!(recorder.handle_loss(100).is_ok());
+    assert!(recorder.is_waiting_for_keyframe());
+}
+
+#[test]
+fn publisher_change_is_announced_and_the_timeline_continues() {
+    let mut core = core();
+    let mut sink = Recorder::default();
+    core.start(vec![avc_header(0), keyframe(0)], &mut sink);
+    core.handle_packet(Packet::Frame(interframe(1000)), &mut sink);
+    core.handle_packet(Packet::PublisherLeft, &mut sink);
+    core.handle_packet(Packet::PublisherStarted, &mut sink);
+    assert_eq!((sink.left, sink.started), (1, 1));
+    // The new publisher starts its clock at 0, with an inter frame first: skipped.
+    core.handle_packet(Packet::Frame(avc_header(0)), &mut sink);
+    core.handle_packet(Packet::Frame(interframe(0)), &mut sink);
+    core.handle_packet(Packet::Frame(keyframe(33)), &mut sink);
+    let stamps: Vec<u32> = sink.frames.iter().map(|f| f.2).collect();
+    assert_eq!(stamps.len(), 5);
+    assert!(
+        stamps.windows(2).all(|w| w[1] >= w[0]),
+        "timeline never goes back: {stamps:?}"
+    );
+}
+
+#[test]
+fn audio_only_stream_resumes_on_audio() {
+    let mut core = core();
+    let mut sink = Recorder::default();
+    core.start(vec![aac_header(0), audio(0)], &mut sink);
+    core.handle_loss(1).unwrap();
+    core.handle_packet(Packet::Frame(audio(23)), &mut sink);
+    assert_eq!(sink.frames.len(), 3);
+}
+
+#[tokio::test]
+async fn viewer_drains_the_queue_until_the_sink_is_full() {
+    let hub = Arc::new(Hub::new(StreamsConfig {
+        write_coalesce_ms: 0,
+        ..StreamsConfig::default()
+    }));
+    let publisher = hub.publish("live/a").unwrap();
+    publisher.send(avc_header(0));
+    publisher.send(keyframe(0));
+    let now = Instant::now();
+    let mut viewer = Viewer::new(
+        hub.subscribe("live/a"),
+        LagPolicy::SkipThenDisconnect(Duration::from_secs(5)),
+        now,
+    );
+    let mut sink = Recorder {
+        capacity: Some(4),
+        ..Recorder::default()
+    };
+    viewer.start(&mut sink);
+    for ts in 1..=5 {
+        publisher.send(interframe(ts * 33));
+    }
+    let first = viewer.recv().await;
+    viewer.handle_recv(first, &mut sink, now).unwrap();
+    assert_eq!(sink.frames.len(), 4, "stopped when full");
+    sink.capacity = None;
+    let next = viewer.recv().await;
+    viewer.handle_recv(next, &mut sink, now).unwrap();
+    assert_eq!(sink.frames.len(), 7);
+    assert_eq!(viewer.core().frames_sent(), 7);
+}
