@@ -6,7 +6,7 @@
 //! payload copy). A subscriber takes, under the same lock, a snapshot of the cache and a
 //! receiver on the ring, so it gets every frame exactly once: the cached ones, then live.
 //!
-//! Queue policy (DESIGN.md rule 3): the ring holds `viewer_queue_frames` packets. A subscriber
+//! Queue policy (docs/ARCHITECTURE.md, "Queues and the lag policy"): the ring holds `viewer_queue_frames` packets. A subscriber
 //! that falls further behind loses the oldest packets (the receiver reports how many) and must
 //! skip to the next keyframe; the publisher never waits for anyone.
 
@@ -527,6 +527,34 @@ mod tests {
         );
         drop(sub);
         assert_eq!(hub.stream_count(), 0);
+    }
+
+    #[tokio::test]
+    async fn stats_count_ingest_viewers_by_protocol_and_output() {
+        let hub = hub();
+        assert!(hub.stream_stats("live/a").is_none());
+        let publisher = hub.publish("live/a").unwrap();
+        publisher.send(keyframe(0));
+        publisher.send(interframe(40));
+        publisher.send(Frame::audio(41, Bytes::from_static(&[0xAF, 0x01, 0x21])));
+        let viewer = hub.subscribe_viewer("live/a", Protocol::Rtmp);
+        let _internal = hub.subscribe("live/a");
+        viewer.record_output(3, 300);
+        let stats = hub.stream_stats("live/a").unwrap();
+        assert!(stats.published && stats.publisher_since.is_some());
+        assert_eq!(
+            (stats.video_frames_in, stats.audio_frames_in, stats.keyframes_in),
+            (2, 1, 1)
+        );
+        assert_eq!(stats.bytes_in, 10 + 10 + 3);
+        assert_eq!(stats.viewers, vec![(Protocol::Rtmp, 1), (Protocol::Rtmps, 0)]);
+        assert_eq!((stats.frames_out, stats.bytes_out), (3, 300));
+        drop(viewer);
+        drop(publisher);
+        let stats = hub.stats();
+        assert_eq!(stats.len(), 1, "the internal subscriber keeps the stream");
+        assert!(!stats[0].published);
+        assert_eq!((stats[0].viewer_count(), stats[0].bytes_in), (0, 0));
     }
 
     #[tokio::test]

@@ -16,7 +16,7 @@
 //!
 //! [`Viewer`] pairs a core with its [`Subscription`] for the async drivers: it receives one
 //! packet, then takes whatever else is queued until the sink is full, so one write carries
-//! many frames. Nothing here ever slows the publisher (DESIGN.md rule 3).
+//! many frames. Nothing here ever slows the publisher (docs/ARCHITECTURE.md, "Queues and the lag policy").
 
 use std::time::{Duration, Instant};
 

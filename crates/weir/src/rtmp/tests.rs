@@ -1,0 +1,434 @@
+//! The connection driver and the listener loop over in-memory pipes, on paused time: no
+//! sockets, no real sleeps. The client is weir-client over the other end of each pipe.
+
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use tokio::io::{AsyncReadExt, DuplexStream};
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+use weir_client::{Client, ClientError, ClientEvent, ClientOptions, RtmpUrl};
+use weir_media::Frame;
+use weir_rtmp::session::MediaType;
+
+use super::{serve, Context, Transport};
+use crate::config::Config;
+use crate::hub::Hub;
+use crate::policy::{Answer, ConnectRequest, Decision, OpenPolicy, Policy, StreamRequest};
+use crate::registry::{Protocol, Registry, Role};
+
+/// Connections handed over a channel instead of accepted from a socket.
+struct MemoryTransport {
+    incoming: mpsc::Receiver<DuplexStream>,
+}
+
+impl Transport for MemoryTransport {
+    type Incoming = DuplexStream;
+    type Io = DuplexStream;
+
+    async fn accept(&mut self) -> io::Result<(DuplexStream, SocketAddr)> {
+        match self.incoming.recv().await {
+            Some(io) => Ok((io, SocketAddr::from(([127, 0, 0, 1], 40000)))),
+            None => std::future::pending().await,
+        }
+    }
+
+    fn establish(
+        &self,
+        io: DuplexStream,
+        _peer: SocketAddr,
+    ) -> Pin<Box<dyn Future<Output = io::Result<DuplexStream>> + Send>> {
+        Box::pin(std::future::ready(Ok(io)))
+    }
+
+    fn protocol(&self) -> Protocol {
+        Protocol::Rtmp
+    }
+}
+
+/// A server running the real listener loop and drivers over in-memory pipes.
+struct TestServer {
+    hub: Arc<Hub>,
+    registry: Arc<Registry>,
+    dial: mpsc::Sender<DuplexStream>,
+    shutdown: watch::Sender<bool>,
+    task: JoinHandle<()>,
+}
+
+impl TestServer {
+    fn start(config: Config, policy: Arc<dyn Policy>) -> TestServer {
+        let hub = Arc::new(Hub::new(config.streams.clone()));
+        let registry = Arc::new(Registry::new());
+        let context = Arc::new(Context::new(
+            config,
+            Arc::clone(&hub),
+            Arc::clone(&registry),
+            policy,
+        ));
+        let (dial, incoming) = mpsc::channel(16);
+        let (shutdown, watcher) = watch::channel(false);
+        let task = tokio::spawn(serve(MemoryTransport { incoming }, context, watcher));
+        TestServer {
+            hub,
+            registry,
+            dial,
+            shutdown,
+            task,
+        }
+    }
+
+    /// A new connection's client end; `buffer` bounds the bytes in flight each way.
+    async fn pipe(&self, buffer: usize) -> DuplexStream {
+        let (client, server) = tokio::io::duplex(buffer);
+        self.dial.send(server).await.unwrap();
+        client
+    }
+
+    async fn connect(&self) -> Result<Client, ClientError> {
+        let io = self.pipe(1 << 20).await;
+        Client::connect_io(io, &url(), ClientOptions::default()).await
+    }
+}
+
+fn url() -> RtmpUrl {
+    RtmpUrl::parse("rtmp://127.0.0.1/live").unwrap()
+}
+
+fn avc_header() -> Frame {
+    Frame::video(0, Bytes::from_static(&[0x17, 0x00, 0, 0, 0, 0x01, 0x64]))
+}
+
+fn keyframe(ts: u32) -> Frame {
+    Frame::video(
+        ts,
+        Bytes::from_static(&[0x17, 0x01, 0, 0, 0, 0, 0, 0, 1, 0x65]),
+    )
+}
+
+fn interframe(ts: u32) -> Frame {
+    Frame::video(
+        ts,
+        Bytes::from_static(&[0x27, 0x01, 0, 0, 0, 0, 0, 0, 1, 0x41]),
+    )
+}
+
+/// Video timestamps a player receives within `wait`.
+async fn video_timestamps(player: &mut Client, wait: Duration) -> Vec<u32> {
+    let deadline = Instant::now() + wait;
+    let mut stamps = Vec::new();
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match player.next_event(left).await {
+            Ok(Some(ClientEvent::Media {
+                media_type: MediaType::Video,
+                timestamp,
+                ..
+            })) => stamps.push(timestamp),
+            Ok(Some(_)) => {}
+            Ok(None) | Err(_) => return stamps,
+        }
+    }
+}
+
+fn config() -> Config {
+    let mut config = Config::default();
+    config.streams.write_coalesce_ms = 0;
+    config
+}
+
+#[tokio::test(start_paused = true)]
+async fn publish_and_play_in_memory_with_stats_and_registry() {
+    let server = TestServer::start(config(), Arc::new(OpenPolicy));
+    let mut publisher = server.connect().await.unwrap();
+    publisher.publish("cam?token=abc").await.unwrap();
+    publisher.send_frame(&avc_header()).await.unwrap();
+    publisher.send_frame(&keyframe(1000)).await.unwrap();
+    let mut player = server.connect().await.unwrap();
+    player.play("cam").await.unwrap();
+    for ts in [1033, 1066, 1100] {
+        publisher.send_frame(&interframe(ts)).await.unwrap();
+    }
+    // The sequence header, the cached keyframe, then live frames, rebased to start at 0.
+    let stamps = video_timestamps(&mut player, Duration::from_secs(1)).await;
+    assert_eq!(stamps, vec![0, 0, 33, 66, 100]);
+
+    let stats = server.hub.stream_stats("live/cam").expect("stream exists");
+    assert!(stats.published);
+    assert_eq!(stats.video_frames_in, 5);
+    assert_eq!(stats.keyframes_in, 1);
+    assert_eq!(stats.viewers, vec![(Protocol::Rtmp, 1), (Protocol::Rtmps, 0)]);
+    let roles: Vec<String> = server
+        .registry
+        .list()
+        .iter()
+        .map(|c| match &c.role {
+            Role::Publishing(key) | Role::Playing(key) => format!("{} {key}", c.role.as_str()),
+            other => other.as_str().to_owned(),
+        })
+        .collect();
+    assert_eq!(roles, vec!["publisher live/cam", "player live/cam"]);
+    assert!(server.registry.list().iter().all(|c| c.bytes_in > 1536));
+
+    publisher.close().await.unwrap();
+    player.close().await.unwrap();
+    // Both drivers end and leave the registry.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(server.registry.is_empty());
+    assert_eq!(server.hub.stream_count(), 0);
+}
+
+/// Allows everything, but only after `delay`.
+struct SlowPolicy {
+    delay: Duration,
+}
+
+impl Policy for SlowPolicy {
+    fn connect(&self, _request: &ConnectRequest) -> Answer {
+        Decision::Allow.into()
+    }
+
+    fn publish(&self, _request: &StreamRequest) -> Answer {
+        let delay = self.delay;
+        Answer::later(async move {
+            tokio::time::sleep(delay).await;
+            Decision::Allow
+        })
+    }
+
+    fn play(&self, request: &StreamRequest) -> Answer {
+        self.publish(request)
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_decision_after_two_seconds_holds_media_back_until_then() {
+    let server = TestServer::start(
+        config(),
+        Arc::new(SlowPolicy {
+            delay: Duration::from_secs(2),
+        }),
+    );
+    // A subscriber inside the server watches the stream from the start.
+    let mut watcher = server.hub.subscribe("live/slow");
+    let started = Instant::now();
+    let mut publisher = server.connect().await.unwrap();
+    let publish = tokio::spawn(async move {
+        publisher.publish("slow").await.unwrap();
+        let accepted = Instant::now();
+        publisher.send_frame(&avc_header()).await.unwrap();
+        publisher.send_frame(&keyframe(0)).await.unwrap();
+        (publisher, accepted)
+    });
+    // Another connection is not held up by the pending decision.
+    let other = server.connect().await.unwrap();
+    assert!(started.elapsed() < Duration::from_millis(100));
+    drop(other);
+    tokio::time::sleep(Duration::from_millis(1900)).await;
+    assert!(watcher.try_recv().is_err(), "nothing entered the hub yet");
+    assert!(!server.hub.stream_stats("live/slow").unwrap().published);
+    let (mut publisher, accepted) = publish.await.unwrap();
+    assert!(accepted.duration_since(started) >= Duration::from_secs(2));
+
+    // A player's play waits for its own two seconds and receives nothing before.
+    let io = server.pipe(1 << 20).await;
+    let play_started = Instant::now();
+    let mut player = Client::connect_io(io, &url(), ClientOptions::default())
+        .await
+        .unwrap();
+    player.play("slow").await.unwrap();
+    assert!(play_started.elapsed() >= Duration::from_secs(2));
+    publisher.send_frame(&interframe(33)).await.unwrap();
+    let stamps = video_timestamps(&mut player, Duration::from_secs(1)).await;
+    assert_eq!(stamps, vec![0, 0, 33]);
+}
+
+/// Denies what its flags say.
+struct DenyPolicy {
+    connect: bool,
+}
+
+impl Policy for DenyPolicy {
+    fn connect(&self, _request: &ConnectRequest) -> Answer {
+        if self.connect {
+            Decision::Deny("no connections today".into()).into()
+        } else {
+            Decision::Allow.into()
+        }
+    }
+
+    fn publish(&self, request: &StreamRequest) -> Answer {
+        let token = request.key.query_param("token").map(str::to_owned);
+        Answer::later(async move {
+            match token.as_deref() {
+                Some("good") => Decision::Allow,
+                _ => Decision::Deny("bad token".into()),
+            }
+        })
+    }
+
+    fn play(&self, _request: &StreamRequest) -> Answer {
+        Decision::Deny("members only".into()).into()
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_denying_policy_refuses_with_its_reason() {
+    let server = TestServer::start(config(), Arc::new(DenyPolicy { connect: false }));
+    let mut publisher = server.connect().await.unwrap();
+    match publisher.publish("cam?token=bad").await {
+        Err(ClientError::Refused { code, description }) => {
+            assert_eq!(code, "NetStream.Publish.Denied");
+            assert_eq!(description, "bad token");
+        }
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+    assert!(server.hub.stream_stats("live/cam").is_none());
+    let mut publisher = server.connect().await.unwrap();
+    publisher.publish("cam?token=good").await.unwrap();
+    assert!(server.hub.stream_stats("live/cam").unwrap().published);
+
+    let mut player = server.connect().await.unwrap();
+    match player.play("cam").await {
+        Err(ClientError::Refused { code, description }) => {
+            assert_eq!(code, "NetStream.Play.Failed");
+            assert_eq!(description, "members only");
+        }
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+    assert_eq!(server.hub.stream_stats("live/cam").unwrap().viewer_count(), 0);
+
+    let server = TestServer::start(config(), Arc::new(DenyPolicy { connect: true }));
+    assert!(server.connect().await.is_err());
+}
+
+/// Never answers a publish.
+struct SilentPolicy;
+
+impl Policy for SilentPolicy {
+    fn connect(&self, _request: &ConnectRequest) -> Answer {
+        Decision::Allow.into()
+    }
+
+    fn publish(&self, _request: &StreamRequest) -> Answer {
+        Answer::later(std::future::pending())
+    }
+
+    fn play(&self, _request: &StreamRequest) -> Answer {
+        Decision::Allow.into()
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn timeouts_close_silent_clients_and_refuse_undecided_requests() {
+    let mut config = config();
+    config.rtmp.handshake_timeout_secs = 3;
+    config.rtmp.request_timeout_secs = 4;
+    let server = TestServer::start(config, Arc::new(SilentPolicy));
+    // A client that never says anything is closed at the handshake deadline.
+    let mut silent = server.pipe(4096).await;
+    let started = Instant::now();
+    let mut byte = [0u8; 1];
+    assert_eq!(silent.read(&mut byte).await.unwrap(), 0);
+    let waited = started.elapsed();
+    assert!(
+        waited >= Duration::from_secs(3) && waited < Duration::from_millis(3100),
+        "{waited:?}"
+    );
+    // A publish nobody decides is refused at the request deadline.
+    let mut publisher = server.connect().await.unwrap();
+    let started = Instant::now();
+    match publisher.publish("undecided").await {
+        Err(ClientError::Refused { code, .. }) => assert_eq!(code, "NetStream.Publish.Denied"),
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+    let waited = started.elapsed();
+    assert!(
+        waited >= Duration::from_secs(4) && waited < Duration::from_millis(4100),
+        "{waited:?}"
+    );
+    assert!(server.hub.stream_stats("live/undecided").is_none());
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_slow_viewer_is_dropped_and_nobody_else_notices() {
+    let mut config = config();
+    config.streams.viewer_queue_frames = 16;
+    config.streams.max_viewer_lag_secs = 2;
+    let server = TestServer::start(config, Arc::new(OpenPolicy));
+    let mut publisher = server.connect().await.unwrap();
+    publisher.publish("busy").await.unwrap();
+    publisher.send_frame(&avc_header()).await.unwrap();
+    publisher.send_frame(&keyframe(0)).await.unwrap();
+    let mut fast = server.connect().await.unwrap();
+    fast.play("busy").await.unwrap();
+    // The slow viewer plays through a small pipe and then never reads its events again.
+    let io = server.pipe(16 * 1024).await;
+    let mut slow = Client::connect_io(io, &url(), ClientOptions::default())
+        .await
+        .unwrap();
+    slow.play("busy").await.unwrap();
+    assert_eq!(server.registry.len(), 3);
+    let big = Bytes::from(vec![0x27u8; 20_000]);
+    let mut received = 0;
+    for i in 1..=600u32 {
+        let mut payload = big.to_vec();
+        payload[1] = 0x01;
+        publisher
+            .send_frame(&Frame::video(i * 33, Bytes::from(payload)))
+            .await
+            .unwrap();
+        // The fast viewer keeps up.
+        while let Ok(Some(_)) = fast.next_event(Duration::ZERO).await {
+            received += 1;
+        }
+        tokio::time::sleep(Duration::from_millis(33)).await;
+    }
+    while let Ok(Some(_)) = fast.next_event(Duration::from_millis(100)).await {
+        received += 1;
+    }
+    assert!(received >= 600, "fast viewer got {received} events");
+    // The slow one was disconnected (write timeout or lag), the others are still there.
+    let roles: Vec<&str> = server
+        .registry
+        .list()
+        .iter()
+        .map(|c| c.role.as_str())
+        .collect();
+    assert_eq!(roles, vec!["publisher", "player"]);
+    assert_eq!(server.hub.stream_stats("live/busy").unwrap().viewer_count(), 1);
+    drop(slow);
+}
+
+#[tokio::test(start_paused = true)]
+async fn close_handle_and_shutdown_end_connections() {
+    let server = TestServer::start(config(), Arc::new(OpenPolicy));
+    let mut waiting = server.connect().await.unwrap();
+    waiting.play("nobody").await.unwrap();
+    let mut kicked = server.connect().await.unwrap();
+    kicked.play("nobody").await.unwrap();
+    let ids: Vec<u64> = server.registry.list().iter().map(|c| c.id).collect();
+    assert_eq!(ids.len(), 2);
+    assert!(server.registry.close(ids[1], "kicked by the operator"));
+    assert!(matches!(
+        kicked.next_event(Duration::from_secs(5)).await,
+        Err(ClientError::Closed)
+    ));
+    assert_eq!(server.registry.len(), 1);
+
+    server.shutdown.send(true).unwrap();
+    assert!(matches!(
+        waiting.next_event(Duration::from_secs(5)).await,
+        Err(ClientError::Closed)
+    ));
+    tokio::time::timeout(Duration::from_secs(1), server.task)
+        .await
+        .expect("the listener loop ends")
+        .unwrap();
+    assert!(server.registry.is_empty());
+}
