@@ -267,7 +267,7 @@ impl Client {
         let config = ClientConfig::new(&url.authority(), &url.app);
         let mut client = Client {
             socket,
-            session: ClientSession::new(config, random, 0),
+            session: ClientSession::new(config, std::time::Instant::now(), random),
             backlog: VecDeque::new(),
             read_buf: vec![0; READ_BUFFER],
             timeout,
@@ -287,7 +287,7 @@ impl Client {
     /// Publishes `name` (with its query, if any); waits for `NetStream.Publish.Start`, or
     /// fails with [`ClientError::Refused`] carrying the server's status.
     pub async fn publish(&mut self, name: &str) -> Result<(), ClientError> {
-        self.session.publish(name);
+        self.session.publish(std::time::Instant::now(), name);
         self.flush().await?;
         let deadline = Instant::now() + self.timeout;
         self.wait_for(deadline, "publish start", |event| match event {
@@ -303,7 +303,7 @@ impl Client {
     /// Plays `name`; waits for `NetStream.Play.Start`, or fails with [`ClientError::Refused`].
     /// Media and status events follow through [`Client::next_event`].
     pub async fn play(&mut self, name: &str) -> Result<(), ClientError> {
-        self.session.play(name);
+        self.session.play(std::time::Instant::now(), name);
         self.flush().await?;
         let deadline = Instant::now() + self.timeout;
         self.wait_for(deadline, "play start", |event| match event {
@@ -484,7 +484,8 @@ impl Client {
             self.eof = true;
             return Err(ClientError::Closed);
         }
-        self.session.handle_input(&self.read_buf[..n])?;
+        self.session
+            .handle_input(std::time::Instant::now(), &self.read_buf[..n])?;
         self.flush().await
     }
 
@@ -494,7 +495,9 @@ impl Client {
         while !self.eof {
             match self.socket.try_read(&mut self.read_buf) {
                 Ok(0) => self.eof = true,
-                Ok(n) => self.session.handle_input(&self.read_buf[..n])?,
+                Ok(n) => self
+                    .session
+                    .handle_input(std::time::Instant::now(), &self.read_buf[..n])?,
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
                 Err(e) => return Err(e.into()),
             }

@@ -78,8 +78,8 @@ async fn play(
     rand::thread_rng().fill_bytes(&mut random);
     let mut config = ClientConfig::new(&url.authority(), &url.app);
     config.digest_handshake = false;
-    let mut session = ClientSession::new(config, random, 0);
-    session.play(&url.stream);
+    let mut session = ClientSession::new(config, Instant::now(), random);
+    session.play(Instant::now(), &url.stream);
     let joined_ns = shared.epoch.elapsed().as_nanos() as u64;
     let mut stop = shared.stop_signal.subscribe();
     loop {
@@ -108,7 +108,7 @@ async fn play(
             result.bytes += n as u64;
         }
         session
-            .handle_buffered_input()
+            .handle_buffered_input(Instant::now())
             .map_err(|err| format!("session: {err}"))?;
         let now_ns = shared.epoch.elapsed().as_nanos() as u64;
         while let Some(event) = session.poll_event() {
