@@ -202,6 +202,25 @@ impl ClientSession {
         self.handle_buffered_input(now)
     }
 
+    /// Like [`Self::handle_input`], but takes the bytes out of `data` (leaving it empty, with
+    /// capacity to read into again) and copies nothing when no partial chunk is buffered.
+    pub fn handle_input_buf(
+        &mut self,
+        now: Instant,
+        data: &mut BytesMut,
+    ) -> Result<(), SessionError> {
+        if data.is_empty() {
+            return Ok(());
+        }
+        if self.input.is_empty() {
+            std::mem::swap(&mut self.input, data);
+        } else {
+            self.input.extend_from_slice(data);
+            data.clear();
+        }
+        self.handle_buffered_input(now)
+    }
+
     /// The session's input buffer. Read socket bytes straight into it and then call
     /// [`Self::handle_buffered_input`]: that saves copying every byte once.
     pub fn input_buffer(&mut self) -> &mut BytesMut {
