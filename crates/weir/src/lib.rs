@@ -5,8 +5,6 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
-pub mod bench;
-pub mod client;
 pub mod config;
 pub mod hub;
 mod rtmp;

@@ -1,7 +1,8 @@
 //! A measuring player: an RTMP connection that plays one stream and records what arrives.
 //!
 //! It runs the sans-IO client session directly over the socket (no per-event timers), so one
-//! load-generator process can hold thousands of players.
+//! load-generator process can hold thousands of players. It passes the time in with each
+//! input but arms none of the session's deadlines: the run's stop signal bounds a player.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -10,11 +11,11 @@ use std::time::{Duration, Instant};
 use rand::RngCore;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
+use weir_client::RtmpUrl;
 use weir_media::Frame;
 use weir_rtmp::session::{ClientConfig, ClientEvent, ClientSession, MediaType};
 
-use super::stamp;
-use crate::client::RtmpUrl;
+use crate::stamp;
 
 /// What one player saw.
 #[derive(Debug, Default)]
