@@ -110,8 +110,8 @@ if [ "$nofile" -lt $((max_conns + 100)) ]; then
 fi
 
 # ---- build
-echo "== cargo build --release -p weir"
-cargo build --release -p weir
+echo "== cargo build --release -p weir -p weir-bench"
+cargo build --release -p weir -p weir-bench
 target_dir=$(cargo metadata --format-version 1 --no-deps \
   | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
 weir="$target_dir/release/weir"

@@ -191,7 +191,7 @@ impl Pair {
         let now = Instant::now();
         Self {
             now,
-            client: ClientSession::new(config, [7; 1528], 0),
+            client: ClientSession::new(config, now, [7; 1528]),
             server: ServerSession::new(ServerConfig::default(), now, SERVER_RANDOM),
             client_bytes: Vec::new(),
         }
@@ -212,7 +212,7 @@ impl Pair {
             }
             while let Some(bytes) = self.server.poll_transmit() {
                 moved = true;
-                self.client.handle_input(&bytes).expect("client input");
+                self.client.handle_input(self.now, &bytes).expect("client input");
             }
             while self.client.poll_event().is_some() {}
             if !moved {
@@ -300,7 +300,7 @@ fn metadata() -> Vec<u8> {
 /// larger than a chunk.
 fn publish_h264(config: ClientConfig, key: &str) -> Pair {
     let mut pair = Pair::new(config);
-    pair.client.publish(key);
+    pair.client.publish(pair.now, key);
     pair.run();
     pair.client.send_metadata(0, &metadata());
     pair.client
@@ -331,7 +331,7 @@ fn publish_h264(config: ClientConfig, key: &str) -> Pair {
 
 fn play(key: &str) -> Pair {
     let mut pair = Pair::new(ClientConfig::new("127.0.0.1:1935", "live"));
-    pair.client.play(key);
+    pair.client.play(pair.now, key);
     pair.run();
     pair
 }

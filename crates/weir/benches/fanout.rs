@@ -85,9 +85,10 @@ fn setup(hub: &Arc<Hub>, subscribers: usize) -> (Source, Vec<Subscription>) {
 /// message stream id it plays on. Its transmit queue is empty.
 fn playing_session() -> (ServerSession, u32) {
     let now = Instant::now();
-    let mut client = ClientSession::new(ClientConfig::new("127.0.0.1:1935", "live"), [7; 1528], 0);
+    let mut client =
+        ClientSession::new(ClientConfig::new("127.0.0.1:1935", "live"), now, [7; 1528]);
     let mut server = ServerSession::new(ServerConfig::default(), now, [9; 1528]);
-    client.play("bench");
+    client.play(now, "bench");
     let mut stream_id = None;
     for _ in 0..100 {
         let mut moved = false;
@@ -107,7 +108,7 @@ fn playing_session() -> (ServerSession, u32) {
         }
         while let Some(bytes) = server.poll_transmit() {
             moved = true;
-            client.handle_input(&bytes).unwrap();
+            client.handle_input(now, &bytes).unwrap();
         }
         while client.poll_event().is_some() {}
         if !moved {

@@ -7,8 +7,6 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
-pub mod bench;
-pub mod client;
 pub mod config;
 pub mod hub;
 pub mod policy;

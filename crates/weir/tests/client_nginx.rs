@@ -10,7 +10,7 @@ use common::fixtures::{HEIGHT, WIDTH};
 use common::{
     ffmpeg_play_to_flv, ffmpeg_publish, fixture, Expect, Ffmpeg, FixtureKind, NginxRtmp, TestDir,
 };
-use weir::client::{read_flv_file, Client, PublishOptions, RtmpUrl};
+use weir_client::{read_flv_file, Client, PublishOptions, RtmpUrl};
 
 use client_support::{collect, Received};
 

@@ -11,8 +11,8 @@ use std::time::{Duration, Instant};
 use common::fixtures::{HEIGHT, WIDTH};
 use common::{ffmpeg_play_to_flv, ffmpeg_publish, fixture, Expect, Ffmpeg, FixtureKind, TestDir};
 use tokio::sync::mpsc;
-use weir::client::{read_flv_file, Client, ClientError, ClientEvent, PublishOptions, RtmpUrl};
 use weir::{Config, Server};
+use weir_client::{read_flv_file, Client, ClientError, ClientEvent, PublishOptions, RtmpUrl};
 use weir_rtmp::command::code;
 
 use client_support::{collect, Received};

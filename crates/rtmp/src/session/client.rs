@@ -1,6 +1,7 @@
 //! The client side of an RTMP connection: connect, then publish or play one stream.
 
 use std::collections::VecDeque;
+use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use tracing::debug;
@@ -34,6 +35,17 @@ pub struct ClientConfig {
     pub decoder_limits: DecoderLimits,
     /// AMF limits.
     pub amf_limits: amf0::Limits,
+    /// Time allowed from the session's start to the server's answer to `connect` (the
+    /// handshake included).
+    pub connect_timeout: Duration,
+    /// Time allowed from sending a publish or play request (createStream included) to the
+    /// server's answer: `NetStream.Publish.Start`, `NetStream.Play.Start` or an error status.
+    pub request_timeout: Duration,
+    /// Once connected and not publishing (playing, or waiting for a request or its answer),
+    /// the session fails when the server sends no byte for this long. A publisher is exempt:
+    /// servers may stay silent towards it. weir sends no pings, so a player waiting on a
+    /// stream nobody publishes needs a value longer than the wait.
+    pub idle_timeout: Duration,
 }
 
 impl ClientConfig {
@@ -49,6 +61,9 @@ impl ClientConfig {
             digest_handshake: true,
             decoder_limits: DecoderLimits::default(),
             amf_limits: amf0::Limits::default(),
+            connect_timeout: Duration::from_secs(10),
+            request_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(30),
         }
     }
 }
@@ -127,18 +142,26 @@ pub struct ClientSession {
     intent: Option<Intent>,
     stream_id: Option<u32>,
     next_transaction: f64,
+    /// When the connect answer is due.
+    connect_deadline: Instant,
+    /// When the answer to the publish or play request is due, while one is outstanding.
+    request_deadline: Option<Instant>,
+    /// The server answered the publish request with `NetStream.Publish.Start`.
+    publishing: bool,
+    /// When the last byte from the server arrived (or the session started).
+    last_input: Instant,
 }
 
 impl ClientSession {
-    /// A session that starts its handshake at once (C0+C1 are queued). `random` fills C1.
-    pub fn new(config: ClientConfig, random: [u8; 1528], epoch: u32) -> Self {
-        let mut handshake = ClientHandshake::new(random, epoch, config.digest_handshake);
+    /// A session started at `now` that begins its handshake at once (C0+C1 are queued).
+    /// `random` fills C1 (the caller supplies randomness so the crate stays deterministic).
+    pub fn new(config: ClientConfig, now: Instant, random: [u8; 1528]) -> Self {
+        let mut handshake = ClientHandshake::new(random, 0, config.digest_handshake);
         let mut wire = Wire::new(config.decoder_limits.clone());
         if let Some(bytes) = handshake.poll_transmit() {
             wire.send_raw(&bytes);
         }
         Self {
-            config,
             handshake,
             phase: Phase::Handshake,
             wire,
@@ -147,29 +170,55 @@ impl ClientSession {
             intent: None,
             stream_id: None,
             next_transaction: 5.0,
+            connect_deadline: now + config.connect_timeout,
+            request_deadline: None,
+            publishing: false,
+            last_input: now,
+            config,
         }
     }
 
-    /// Asks to publish `stream_name` once connected (or at once if already connected).
-    pub fn publish(&mut self, stream_name: &str) {
+    /// Asks at `now` to publish `stream_name` once connected (or at once if already
+    /// connected). The answer is due [`ClientConfig::request_timeout`] after the request goes
+    /// out.
+    pub fn publish(&mut self, now: Instant, stream_name: &str) {
         self.intent = Some(Intent::Publish(stream_name.to_owned()));
         if self.phase == Phase::Connected {
-            self.start_intent();
+            self.start_intent(now);
         }
     }
 
-    /// Asks to play `stream_name` once connected (or at once if already connected).
-    pub fn play(&mut self, stream_name: &str) {
+    /// Asks at `now` to play `stream_name` once connected (or at once if already connected).
+    pub fn play(&mut self, now: Instant, stream_name: &str) {
         self.intent = Some(Intent::Play(stream_name.to_owned()));
         if self.phase == Phase::Connected {
-            self.start_intent();
+            self.start_intent(now);
         }
     }
 
-    /// Feeds bytes read from the socket.
-    pub fn handle_input(&mut self, data: &[u8]) -> Result<(), SessionError> {
+    /// Feeds bytes read from the socket at `now`.
+    pub fn handle_input(&mut self, now: Instant, data: &[u8]) -> Result<(), SessionError> {
         self.input.extend_from_slice(data);
-        self.handle_buffered_input()
+        self.handle_buffered_input(now)
+    }
+
+    /// Like [`Self::handle_input`], but takes the bytes out of `data` (leaving it empty, with
+    /// capacity to read into again) and copies nothing when no partial chunk is buffered.
+    pub fn handle_input_buf(
+        &mut self,
+        now: Instant,
+        data: &mut BytesMut,
+    ) -> Result<(), SessionError> {
+        if data.is_empty() {
+            return Ok(());
+        }
+        if self.input.is_empty() {
+            std::mem::swap(&mut self.input, data);
+        } else {
+            self.input.extend_from_slice(data);
+            data.clear();
+        }
+        self.handle_buffered_input(now)
     }
 
     /// The session's input buffer. Read socket bytes straight into it and then call
@@ -178,8 +227,11 @@ impl ClientSession {
         &mut self.input
     }
 
-    /// Processes what was read into [`Self::input_buffer`].
-    pub fn handle_buffered_input(&mut self) -> Result<(), SessionError> {
+    /// Processes what was read into [`Self::input_buffer`] at `now`.
+    pub fn handle_buffered_input(&mut self, now: Instant) -> Result<(), SessionError> {
+        if !self.input.is_empty() {
+            self.last_input = now;
+        }
         loop {
             if self.phase == Phase::Handshake {
                 let before = self.input.len();
@@ -197,8 +249,44 @@ impl ClientSession {
             let Some((chunk, message)) = self.wire.next_message(&mut self.input)? else {
                 return Ok(());
             };
-            self.handle_message(chunk, message)?;
+            self.handle_message(now, chunk, message)?;
         }
+    }
+
+    /// Checks deadlines; call it at (or after) [`Self::poll_timeout`]. An error ends the
+    /// connection: [`SessionError::Timeout`] names the deadline that passed (`connect`,
+    /// `publish or play answer`, `idle`).
+    pub fn handle_timeout(&mut self, now: Instant) -> Result<(), SessionError> {
+        if self.phase != Phase::Connected {
+            if now >= self.connect_deadline {
+                return Err(SessionError::Timeout("connect"));
+            }
+            return Ok(());
+        }
+        if matches!(self.request_deadline, Some(deadline) if now >= deadline) {
+            return Err(SessionError::Timeout("publish or play answer"));
+        }
+        match self.idle_deadline() {
+            Some(deadline) if now >= deadline => Err(SessionError::Timeout("idle")),
+            _ => Ok(()),
+        }
+    }
+
+    /// When [`Self::handle_timeout`] must be called next.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        if self.phase != Phase::Connected {
+            return Some(self.connect_deadline);
+        }
+        match (self.request_deadline, self.idle_deadline()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// Whether the server accepted our publish (`NetStream.Publish.Start`) and the stream
+    /// is still open.
+    pub fn is_publishing(&self) -> bool {
+        self.publishing && self.stream_id.is_some()
     }
 
     /// Bytes to write to the socket.
@@ -228,21 +316,30 @@ impl ClientSession {
     }
 
     /// Sends metadata on the publishing stream as `@setDataFrame`. `payload` is the AMF0 body
-    /// `["onMetaData", {...}]`.
-    pub fn send_metadata(&mut self, timestamp: u32, payload: &[u8]) {
-        let Some(stream_id) = self.stream_id else {
-            return;
+    /// `["onMetaData", {...}]`; a body that already starts with `@setDataFrame` is sent as it
+    /// is rather than wrapped twice. The body is copied once (metadata is small). Returns
+    /// false, sending nothing, unless [`Self::is_publishing`].
+    pub fn send_metadata(&mut self, timestamp: u32, payload: &[u8]) -> bool {
+        let Some(stream_id) = self.publishing_stream() else {
+            return false;
         };
-        let mut body = Vec::with_capacity(payload.len() + 16);
-        amf0::encode(&Value::from("@setDataFrame"), &mut body);
+        let mut prefix = Vec::with_capacity(16);
+        amf0::encode(&Value::from("@setDataFrame"), &mut prefix);
+        let mut body = Vec::with_capacity(payload.len() + prefix.len());
+        if !payload.starts_with(&prefix) {
+            body.extend_from_slice(&prefix);
+        }
         body.extend_from_slice(payload);
         self.wire.send_data(stream_id, timestamp, Bytes::from(body));
+        true
     }
 
-    /// Sends audio or video on the publishing stream.
-    pub fn send_media(&mut self, media_type: MediaType, timestamp: u32, payload: Bytes) {
-        let Some(stream_id) = self.stream_id else {
-            return;
+    /// Sends audio or video (an FLV tag body) on the publishing stream. The payload is not
+    /// copied: the transmit queue holds slices of it. Returns false, sending nothing, unless
+    /// [`Self::is_publishing`].
+    pub fn send_media(&mut self, media_type: MediaType, timestamp: u32, payload: Bytes) -> bool {
+        let Some(stream_id) = self.publishing_stream() else {
+            return false;
         };
         let (chunk_stream_id, type_id) = match media_type {
             MediaType::Audio => (AUDIO_CHUNK_STREAM, TYPE_AUDIO),
@@ -255,10 +352,13 @@ impl ClientSession {
             stream_id,
             payload,
         });
+        true
     }
 
     /// Stops publishing or playing: FCUnpublish (when publishing) and deleteStream.
     pub fn close_stream(&mut self) {
+        self.publishing = false;
+        self.request_deadline = None;
         let Some(stream_id) = self.stream_id.take() else {
             return;
         };
@@ -278,6 +378,15 @@ impl ClientSession {
             vec![Value::from(f64::from(stream_id))],
         );
         self.wire.send_command(0, &delete);
+    }
+
+    fn publishing_stream(&self) -> Option<u32> {
+        self.stream_id.filter(|_| self.publishing)
+    }
+
+    fn idle_deadline(&self) -> Option<Instant> {
+        (self.phase == Phase::Connected && !self.is_publishing())
+            .then(|| self.last_input + self.config.idle_timeout)
     }
 
     fn transaction(&mut self) -> f64 {
@@ -304,10 +413,12 @@ impl ClientSession {
         self.wire.send_command(0, &connect);
     }
 
-    fn start_intent(&mut self) {
+    fn start_intent(&mut self, now: Instant) {
         let Some(intent) = self.intent.clone() else {
             return;
         };
+        self.publishing = false;
+        self.request_deadline = Some(now + self.config.request_timeout);
         if let Intent::Publish(name) = &intent {
             for call in ["releaseStream", "FCPublish"] {
                 let tid = self.transaction();
@@ -327,13 +438,14 @@ impl ClientSession {
 
     fn handle_message(
         &mut self,
+        now: Instant,
         chunk: ChunkMessage,
         message: Message,
     ) -> Result<(), SessionError> {
         match message {
             Message::Command(body) => {
                 let command = Command::decode(&body, &self.config.amf_limits)?;
-                self.handle_command(chunk.stream_id, command)
+                self.handle_command(now, chunk.stream_id, command)
             }
             Message::Audio(payload) => {
                 self.media(chunk.stream_id, MediaType::Audio, chunk.timestamp, payload);
@@ -354,7 +466,7 @@ impl ClientSession {
             Message::Aggregate(body) => {
                 let (parts, _) = aggregate_messages(&chunk, &body);
                 for (sub, message) in parts {
-                    self.handle_message(sub, message)?;
+                    self.handle_message(now, sub, message)?;
                 }
                 Ok(())
             }
@@ -375,7 +487,12 @@ impl ClientSession {
         });
     }
 
-    fn handle_command(&mut self, stream_id: u32, command: Command) -> Result<(), SessionError> {
+    fn handle_command(
+        &mut self,
+        now: Instant,
+        stream_id: u32,
+        command: Command,
+    ) -> Result<(), SessionError> {
         let status = Status::from_command(&command);
         match command.name.as_str() {
             "_result" if command.transaction_id == CONNECT_TRANSACTION => {
@@ -383,7 +500,7 @@ impl ClientSession {
                 self.wire
                     .send(&message::window_ack_size(self.config.window_ack_size));
                 self.events.push_back(ClientEvent::Connected);
-                self.start_intent();
+                self.start_intent(now);
             }
             "_result" if command.transaction_id == CREATE_STREAM_TRANSACTION => {
                 let id = command
@@ -408,12 +525,25 @@ impl ClientSession {
                     )));
                 }
                 match status.code.as_str() {
-                    code::PUBLISH_START => self
-                        .events
-                        .push_back(ClientEvent::PublishStarted { stream_id }),
-                    code::PLAY_START => self
-                        .events
-                        .push_back(ClientEvent::PlayStarted { stream_id }),
+                    code::PUBLISH_START => {
+                        self.request_deadline = None;
+                        self.publishing = matches!(self.intent, Some(Intent::Publish(_)));
+                        self.events
+                            .push_back(ClientEvent::PublishStarted { stream_id });
+                    }
+                    code::PLAY_START => {
+                        self.request_deadline = None;
+                        self.events
+                            .push_back(ClientEvent::PlayStarted { stream_id });
+                    }
+                    // An error on our stream or about a NetStream answers the request (the
+                    // application decides what it means); `_error` replies to releaseStream
+                    // or FCPublish on stream 0 do not.
+                    _ if status.level == StatusLevel::Error
+                        && (stream_id != 0 || status.code.starts_with("NetStream.")) =>
+                    {
+                        self.request_deadline = None;
+                    }
                     _ => {}
                 }
                 self.events

@@ -19,6 +19,8 @@ struct Pair {
     /// Everything the client sent, for replay tests.
     client_bytes: Vec<u8>,
     accept_publish: bool,
+    /// Leave publish and play requests unanswered.
+    ignore_requests: bool,
 }
 
 impl Pair {
@@ -26,12 +28,13 @@ impl Pair {
         let now = Instant::now();
         Self {
             now,
-            client: ClientSession::new(ClientConfig::new("127.0.0.1:1935", "live"), [7; 1528], 0),
+            client: ClientSession::new(ClientConfig::new("127.0.0.1:1935", "live"), now, [7; 1528]),
             server: ServerSession::new(ServerConfig::default(), now, [9; 1528]),
             server_events: Vec::new(),
             client_events: Vec::new(),
             client_bytes: Vec::new(),
             accept_publish: true,
+            ignore_requests: false,
         }
     }
 
@@ -47,7 +50,7 @@ impl Pair {
             }
             while let Some(bytes) = self.server.poll_transmit() {
                 moved = true;
-                self.client.handle_input(&bytes).unwrap();
+                self.client.handle_input(self.now, &bytes).unwrap();
             }
             while let Some(event) = self.client.poll_event() {
                 self.client_events.push(event);
@@ -63,6 +66,8 @@ impl Pair {
         while let Some(event) = self.server.poll_event() {
             match &event {
                 ServerEvent::ConnectRequested(_) => self.server.accept_connect().unwrap(),
+                ServerEvent::PublishRequested(_) | ServerEvent::PlayRequested(_)
+                    if self.ignore_requests => {}
                 ServerEvent::PublishRequested(req) if self.accept_publish => {
                     self.server.accept_publish(req.stream_id).unwrap()
                 }
@@ -106,7 +111,7 @@ fn metadata_body() -> Vec<u8> {
 #[test]
 fn publish_flow_delivers_metadata_and_media() {
     let mut pair = Pair::new();
-    pair.client.publish("key?token=abc");
+    pair.client.publish(pair.now, "key?token=abc");
     pair.run();
     assert!(pair
         .client_events
@@ -184,7 +189,7 @@ fn publish_flow_delivers_metadata_and_media() {
 #[test]
 fn play_flow_receives_status_and_media() {
     let mut pair = Pair::new();
-    pair.client.play("key");
+    pair.client.play(pair.now, "key");
     pair.run();
     let statuses = pair.statuses();
     assert_eq!(
@@ -213,7 +218,7 @@ fn play_flow_receives_status_and_media() {
 fn rejected_publish_reports_bad_name_and_keeps_connection() {
     let mut pair = Pair::new();
     pair.accept_publish = false;
-    pair.client.publish("taken");
+    pair.client.publish(pair.now, "taken");
     pair.run();
     let status = pair.client_events.iter().find_map(|e| match e {
         ClientEvent::Status { status, .. } => Some(status.clone()),
@@ -228,7 +233,7 @@ fn rejected_publish_reports_bad_name_and_keeps_connection() {
 #[test]
 fn unknown_command_gets_error_with_its_transaction_id() {
     let mut pair = Pair::new();
-    pair.client.play("x");
+    pair.client.play(pair.now, "x");
     pair.run();
     let command = Command::new("nonsense", 42.0, Value::Null, vec![Value::from(1.0)]);
     let mut encoder = crate::chunk::ChunkEncoder::new();
@@ -246,7 +251,7 @@ fn unknown_command_gets_error_with_its_transaction_id() {
     );
     pair.server.handle_input(pair.now, &bytes).unwrap();
     let reply = pair.server.poll_transmit().unwrap();
-    pair.client.handle_input(&reply).unwrap();
+    pair.client.handle_input(pair.now, &reply).unwrap();
     let status = std::iter::from_fn(|| pair.client.poll_event()).find_map(|e| match e {
         ClientEvent::Status { status, .. } => Some(status),
         _ => None,
@@ -258,7 +263,7 @@ fn unknown_command_gets_error_with_its_transaction_id() {
 #[test]
 fn amf3_command_message_is_understood() {
     let mut pair = Pair::new();
-    pair.client.play("x");
+    pair.client.play(pair.now, "x");
     pair.run();
     let mut body = vec![0x00];
     body.extend_from_slice(&Command::new("createStream", 9.0, Value::Null, vec![]).encode());
@@ -304,7 +309,7 @@ fn handshake_timeout_on_simulated_time() {
 #[test]
 fn idle_publisher_times_out_but_player_does_not() {
     let mut pair = Pair::new();
-    pair.client.publish("k");
+    pair.client.publish(pair.now, "k");
     pair.run();
     let later = pair.now + Duration::from_secs(31);
     assert!(matches!(
@@ -313,7 +318,7 @@ fn idle_publisher_times_out_but_player_does_not() {
     ));
 
     let mut pair = Pair::new();
-    pair.client.play("k");
+    pair.client.play(pair.now, "k");
     pair.run();
     assert_eq!(pair.server.poll_timeout(), None);
     pair.server
@@ -336,7 +341,7 @@ fn command_before_connect_is_a_protocol_error() {
     let c0c1 = pair.client.poll_transmit().unwrap();
     pair.server.handle_input(pair.now, &c0c1).unwrap();
     let s = pair.server.poll_transmit().unwrap();
-    pair.client.handle_input(&s).unwrap();
+    pair.client.handle_input(pair.now, &s).unwrap();
     let c2_and_connect = pair.client.poll_transmit().unwrap();
     // Drop the connect: keep only C2, then send a createStream.
     pair.server
@@ -392,12 +397,156 @@ fn replay(bytes: &[u8], cuts: &[usize]) -> Vec<ServerEvent> {
     events
 }
 
+#[test]
+fn client_connect_times_out_on_simulated_time() {
+    let start = Instant::now();
+    let config = ClientConfig::new("127.0.0.1:1935", "live");
+    let mut client = ClientSession::new(config, start, [7; 1528]);
+    assert!(client.poll_transmit().is_some(), "C0+C1 queued at once");
+    assert_eq!(client.poll_timeout(), Some(start + Duration::from_secs(10)));
+    client
+        .handle_timeout(start + Duration::from_secs(9))
+        .unwrap();
+    let err = client
+        .handle_timeout(start + Duration::from_secs(10))
+        .unwrap_err();
+    assert!(matches!(err, SessionError::Timeout("connect")), "{err}");
+}
+
+#[test]
+fn client_deadlines_follow_its_config() {
+    let start = Instant::now();
+    let mut config = ClientConfig::new("127.0.0.1:1935", "live");
+    config.connect_timeout = Duration::from_millis(1500);
+    let client = ClientSession::new(config, start, [7; 1528]);
+    assert_eq!(
+        client.poll_timeout(),
+        Some(start + Duration::from_millis(1500))
+    );
+}
+
+#[test]
+fn unanswered_publish_times_out_after_connect() {
+    let mut pair = Pair::new();
+    pair.ignore_requests = true;
+    pair.run();
+    assert!(pair.client_events.contains(&ClientEvent::Connected));
+    // Connected and idle: only the idle deadline.
+    assert_eq!(
+        pair.client.poll_timeout(),
+        Some(pair.now + Duration::from_secs(30))
+    );
+    let asked = pair.now + Duration::from_secs(5);
+    pair.now = asked;
+    pair.client.publish(asked, "k");
+    pair.run();
+    assert!(pair
+        .server_events
+        .iter()
+        .any(|e| matches!(e, ServerEvent::PublishRequested(_))));
+    assert_eq!(
+        pair.client.poll_timeout(),
+        Some(asked + Duration::from_secs(10))
+    );
+    pair.client
+        .handle_timeout(asked + Duration::from_secs(9))
+        .unwrap();
+    let err = pair
+        .client
+        .handle_timeout(asked + Duration::from_secs(10))
+        .unwrap_err();
+    assert!(
+        matches!(err, SessionError::Timeout("publish or play answer")),
+        "{err}"
+    );
+}
+
+#[test]
+fn refused_publish_answers_the_request() {
+    let mut pair = Pair::new();
+    pair.accept_publish = false;
+    pair.client.publish(pair.now, "taken");
+    pair.run();
+    assert!(!pair.client.is_publishing());
+    // No request deadline left, only the idle one.
+    assert_eq!(
+        pair.client.poll_timeout(),
+        Some(pair.now + Duration::from_secs(30))
+    );
+}
+
+#[test]
+fn silent_server_times_out_a_player_but_not_a_publisher() {
+    let mut pair = Pair::new();
+    pair.client.play(pair.now, "k");
+    pair.run();
+    let start = pair.now;
+    assert_eq!(
+        pair.client.poll_timeout(),
+        Some(start + Duration::from_secs(30))
+    );
+    // Bytes from the server push the idle deadline back.
+    pair.now = start + Duration::from_secs(20);
+    let stream_id = pair.client.stream_id().unwrap();
+    assert!(pair.server.send_media(
+        stream_id,
+        MediaType::Audio,
+        0,
+        Bytes::from_static(&[0xAF, 0x01, 0x21])
+    ));
+    pair.run();
+    let deadline = start + Duration::from_secs(50);
+    assert_eq!(pair.client.poll_timeout(), Some(deadline));
+    pair.client
+        .handle_timeout(deadline - Duration::from_millis(1))
+        .unwrap();
+    let err = pair.client.handle_timeout(deadline).unwrap_err();
+    assert!(matches!(err, SessionError::Timeout("idle")), "{err}");
+
+    let mut pair = Pair::new();
+    pair.client.publish(pair.now, "k");
+    pair.run();
+    assert!(pair.client.is_publishing());
+    assert_eq!(pair.client.poll_timeout(), None);
+    pair.client
+        .handle_timeout(pair.now + Duration::from_secs(3600))
+        .unwrap();
+}
+
+#[test]
+fn client_sends_only_while_publishing_and_wraps_metadata_once() {
+    let mut pair = Pair::new();
+    pair.run();
+    assert!(!pair
+        .client
+        .send_media(MediaType::Video, 0, Bytes::from_static(&[0x17])));
+    assert!(!pair.client.send_metadata(0, &metadata_body()));
+    pair.client.publish(pair.now, "k");
+    pair.run();
+    let mut wrapped = Vec::new();
+    amf0::encode(&Value::from("@setDataFrame"), &mut wrapped);
+    wrapped.extend_from_slice(&metadata_body());
+    assert!(pair.client.send_metadata(0, &wrapped));
+    assert!(pair.client.send_metadata(40, &metadata_body()));
+    pair.run();
+    let metadata: Vec<_> = pair
+        .server_events
+        .iter()
+        .filter_map(|e| match e {
+            ServerEvent::Metadata { payload, .. } => Some(payload.clone()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(metadata.len(), 2);
+    assert!(metadata.iter().all(|m| m[..] == metadata_body()[..]));
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(48))]
     #[test]
     fn server_events_do_not_depend_on_input_splits(cuts in proptest::collection::vec(0usize..200_000, 0..40)) {
         let mut pair = Pair::new();
-        pair.client.publish("split");
+        pair.client.publish(pair.now, "split");
         pair.run();
         pair.client.send_metadata(0, &metadata_body());
         for i in 0..20u32 {

@@ -6,7 +6,7 @@
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use weir::client::{Client, ClientEvent};
+use weir_client::{Client, ClientEvent};
 use weir_media::Frame;
 use weir_rtmp::session::MediaType;
 

@@ -3,7 +3,7 @@
 //! frame, server-added latency, disconnects, and the server's CPU and memory given its pid).
 
 use clap::Parser;
-use weir::bench::{self, BenchOptions};
+use weir_bench::BenchOptions;
 
 /// weir-bench: RTMP load tool. Publishes an FLV file in real time to {url}/bench-N, opens
 /// players, and prints a JSON report (players held, fps, kbit/s, time to first frame,
@@ -23,7 +23,7 @@ fn main() -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    let report = runtime.block_on(bench::run(cli.options))?;
+    let report = runtime.block_on(weir_bench::run(cli.options))?;
     println!("{}", serde_json::to_string_pretty(&report)?);
     Ok(())
 }

@@ -1,7 +1,8 @@
 //! A measuring player: an RTMP connection that plays one stream and records what arrives.
 //!
 //! It runs the sans-IO client session directly over the socket (no per-event timers), so one
-//! load-generator process can hold thousands of players.
+//! load-generator process can hold thousands of players. It passes the time in with each
+//! input but arms none of the session's deadlines: the run's stop signal bounds a player.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -10,11 +11,11 @@ use std::time::{Duration, Instant};
 use rand::RngCore;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
+use weir_client::RtmpUrl;
 use weir_media::Frame;
 use weir_rtmp::session::{ClientConfig, ClientEvent, ClientSession, MediaType};
 
-use super::stamp;
-use crate::client::RtmpUrl;
+use crate::stamp;
 
 /// What one player saw.
 #[derive(Debug, Default)]
@@ -78,8 +79,8 @@ async fn play(
     rand::thread_rng().fill_bytes(&mut random);
     let mut config = ClientConfig::new(&url.authority(), &url.app);
     config.digest_handshake = false;
-    let mut session = ClientSession::new(config, random, 0);
-    session.play(&url.stream);
+    let mut session = ClientSession::new(config, Instant::now(), random);
+    session.play(Instant::now(), &url.stream);
     let joined_ns = shared.epoch.elapsed().as_nanos() as u64;
     let mut stop = shared.stop_signal.subscribe();
     loop {
@@ -108,7 +109,7 @@ async fn play(
             result.bytes += n as u64;
         }
         session
-            .handle_buffered_input()
+            .handle_buffered_input(Instant::now())
             .map_err(|err| format!("session: {err}"))?;
         let now_ns = shared.epoch.elapsed().as_nanos() as u64;
         while let Some(event) = session.poll_event() {

@@ -5,6 +5,12 @@
 //! * fan-out: `--publishers 1 --players N`: N players on one stream;
 //! * ingest: `--publishers M --players M`: M streams, one player each;
 //! * idle: `--idle N`: N players waiting on a stream nobody publishes, to measure memory.
+//!
+//! Its publishers use [`weir_client::Client`]; its players run the sans-IO
+//! [`weir_rtmp::session::ClientSession`] directly over their sockets, so one process holds
+//! thousands of them.
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
 
 mod player;
 pub mod procstat;
@@ -19,13 +25,13 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 use tokio::task::JoinSet;
+use weir_client::RtmpUrl;
 use weir_media::flv_file::{FlvReader, FlvTag};
 use weir_media::MediaKind;
 
-use self::player::{PlayerResult, Shared};
-use self::publisher::PublisherResult;
-use self::stats::Summary;
-use crate::client::RtmpUrl;
+use crate::player::{PlayerResult, Shared};
+use crate::publisher::PublisherResult;
+use crate::stats::Summary;
 
 /// Options of one load run.
 #[derive(Clone, Debug, clap::Args)]

@@ -6,13 +6,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::time::Instant;
+use weir_client::{Client, RtmpUrl};
 use weir_media::flv_file::FlvTag;
 use weir_media::{Frame, MediaKind};
 use weir_rtmp::session::MediaType;
 
-use super::player::Shared;
-use super::stamp;
-use crate::client::{Client, RtmpUrl};
+use crate::player::Shared;
+use crate::stamp;
 
 /// What one publisher did.
 #[derive(Debug, Default)]
