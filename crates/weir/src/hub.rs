@@ -543,11 +543,18 @@ mod tests {
         let stats = hub.stream_stats("live/a").unwrap();
         assert!(stats.published && stats.publisher_since.is_some());
         assert_eq!(
-            (stats.video_frames_in, stats.audio_frames_in, stats.keyframes_in),
+            (
+                stats.video_frames_in,
+                stats.audio_frames_in,
+                stats.keyframes_in
+            ),
             (2, 1, 1)
         );
         assert_eq!(stats.bytes_in, 10 + 10 + 3);
-        assert_eq!(stats.viewers, vec![(Protocol::Rtmp, 1), (Protocol::Rtmps, 0)]);
+        assert_eq!(
+            stats.viewers,
+            vec![(Protocol::Rtmp, 1), (Protocol::Rtmps, 0)]
+        );
         assert_eq!((stats.frames_out, stats.bytes_out), (3, 300));
         drop(viewer);
         drop(publisher);

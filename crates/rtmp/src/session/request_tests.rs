@@ -2,8 +2,11 @@
 
 use std::time::{Duration, Instant};
 
+use super::wire::Wire;
 use super::*;
+use crate::chunk::{ChunkMessage, DecoderLimits};
 use crate::command::{code, StatusLevel};
+use crate::message::TYPE_VIDEO;
 
 /// Moves bytes between the two sessions until neither has anything to send; returns the
 /// server's events.
@@ -23,7 +26,7 @@ fn pump(now: Instant, client: &mut ClientSession, server: &mut ServerSession) ->
         }
         while let Some(bytes) = server.poll_transmit() {
             moved = true;
-            client.handle_input(&bytes).unwrap();
+            client.handle_input(now, &bytes).unwrap();
         }
         if !moved {
             return events;
@@ -36,7 +39,7 @@ fn pair(now: Instant) -> (ClientSession, ServerSession) {
         request_timeout: Duration::from_secs(3),
         ..ServerConfig::default()
     };
-    let client = ClientSession::new(ClientConfig::new("127.0.0.1:1935", "live"), [7; 1528], 0);
+    let client = ClientSession::new(ClientConfig::new("127.0.0.1:1935", "live"), now, [7; 1528]);
     (client, ServerSession::new(config, now, [9; 1528]))
 }
 
@@ -56,21 +59,28 @@ fn error_statuses(client: &mut ClientSession) -> Vec<String> {
 fn unanswered_publish_is_denied_at_the_deadline_and_media_never_surfaces() {
     let start = Instant::now();
     let (mut client, mut server) = pair(start);
-    client.publish("key");
+    client.publish(start, "key");
     let events = pump(start, &mut client, &mut server);
     let stream_id = match events.last() {
         Some(ServerEvent::PublishRequested(request)) => request.stream_id,
         other => panic!("expected a publish request, got {other:?}"),
     };
     assert_eq!(server.poll_timeout(), Some(start + Duration::from_secs(3)));
-    // Media sent before any answer waits in the session, not in events.
-    client.send_media(
-        MediaType::Video,
-        0,
-        bytes::Bytes::from_static(&[0x17, 1, 0, 0, 0]),
-    );
+    // Media sent before any answer (an encoder that does not wait for Publish.Start) waits
+    // in the session, not in events.
+    let mut early = Wire::new(DecoderLimits::default());
+    early.send(&ChunkMessage {
+        chunk_stream_id: 6,
+        timestamp: 0,
+        type_id: TYPE_VIDEO,
+        stream_id,
+        payload: bytes::Bytes::from_static(&[0x17, 1, 0, 0, 0]),
+    });
     let later = start + Duration::from_secs(2);
-    assert!(pump(later, &mut client, &mut server).is_empty());
+    server
+        .handle_input(later, &early.take_output().unwrap())
+        .unwrap();
+    assert!(server.poll_event().is_none());
     server.handle_timeout(later).unwrap();
     assert!(
         server.poll_event().is_none(),
@@ -82,9 +92,9 @@ fn unanswered_publish_is_denied_at_the_deadline_and_media_never_surfaces() {
     assert_eq!(events, vec![ServerEvent::RequestTimedOut { stream_id }]);
     // The late answer does nothing; the buffered media is dropped, not published.
     server.accept_publish(stream_id).unwrap();
-    assert!(pump(deadline, &mut client, &mut server)
-        .iter()
-        .all(|e| !matches!(e, ServerEvent::Media { .. })));
+    let after: Vec<_> = std::iter::from_fn(|| server.poll_event()).collect();
+    assert!(after.is_empty(), "{after:?}");
+    assert!(pump(deadline, &mut client, &mut server).is_empty());
     assert_eq!(error_statuses(&mut client), vec![code::PUBLISH_DENIED]);
 }
 
@@ -92,7 +102,7 @@ fn unanswered_publish_is_denied_at_the_deadline_and_media_never_surfaces() {
 fn unanswered_play_fails_at_the_deadline_and_a_denied_play_fails_at_once() {
     let start = Instant::now();
     let (mut client, mut server) = pair(start);
-    client.play("key");
+    client.play(start, "key");
     let events = pump(start, &mut client, &mut server);
     let Some(ServerEvent::PlayRequested(request)) = events.last() else {
         panic!("expected a play request, got {events:?}");
@@ -111,7 +121,7 @@ fn unanswered_play_fails_at_the_deadline_and_a_denied_play_fails_at_once() {
     assert_eq!(error_statuses(&mut client), vec![code::PLAY_FAILED]);
 
     let (mut client, mut server) = pair(start);
-    client.play("key");
+    client.play(start, "key");
     let events = pump(start, &mut client, &mut server);
     let Some(ServerEvent::PlayRequested(request)) = events.last() else {
         panic!("expected a play request, got {events:?}");

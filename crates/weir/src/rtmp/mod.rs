@@ -4,6 +4,8 @@
 
 mod connection;
 mod player;
+#[cfg(test)]
+mod tests;
 
 use std::future::Future;
 use std::io;
