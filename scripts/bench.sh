@@ -7,6 +7,8 @@
 #
 # Scenarios: fanout:N (one publisher, N players), ingest:M (M publishers, one player each),
 # idle:N (N players waiting on a key nobody publishes: memory per connection).
+# WEIR_BIN=/path/to/weir benchmarks that server binary (e.g. a build of an older commit, for a
+# before/after comparison with the same load tool) instead of the one built here.
 # --quick is a smoke run with tiny counts. Each server is started fresh for each scenario on
 # a free 127.0.0.1 port. Results go to bench-results/<timestamp>/: one JSON report per
 # server and scenario, the weir-bench command lines, the nginx config used, server logs,
@@ -25,7 +27,7 @@ while [ $# -gt 0 ]; do
     --scenarios) scenarios="${2:?}"; shift ;;
     --servers) servers="${2:?}"; shift ;;
     --duration) duration="${2:?}"; shift ;;
-    -h|--help) sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "bench: unknown argument $1 (see --help)" >&2; exit 2 ;;
   esac
   shift
@@ -88,7 +90,11 @@ mkdir -p "$results"
   echo "kernel:  $(uname -srm)"
   echo "memory:  $(free -h 2>/dev/null | awk '/^Mem:/ {print $2}')"
   echo "load:    $(cut -d' ' -f1-3 /proc/loadavg) (1/5/15 min, before the run)"
-  echo "weir:    $(git rev-parse --short HEAD 2>/dev/null)$(git diff --quiet 2>/dev/null || echo ' (dirty)')"
+  if [ -n "${WEIR_BIN:-}" ]; then
+    echo "weir:    $WEIR_BIN (WEIR_BIN; load tool from $(git rev-parse --short HEAD 2>/dev/null))"
+  else
+    echo "weir:    $(git rev-parse --short HEAD 2>/dev/null)$(git diff --quiet 2>/dev/null || echo ' (dirty)')"
+  fi
   echo "nginx:   $(nginx -v 2>&1 | sed 's/^nginx version: //'), rtmp module $(dpkg-query -W -f='${Version}' libnginx-mod-rtmp 2>/dev/null || echo '?')"
   echo "ffmpeg:  $(ffmpeg -version | head -n1)"
 } | tee "$results/machine.txt"
@@ -114,7 +120,7 @@ echo "== cargo build --release -p weir -p weir-bench"
 cargo build --release -p weir -p weir-bench
 target_dir=$(cargo metadata --format-version 1 --no-deps \
   | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
-weir="$target_dir/release/weir"
+weir="${WEIR_BIN:-$target_dir/release/weir}"
 bench="$target_dir/release/weir-bench"
 
 # ---- test stream: 3 Mbit/s 720p30 H.264 + AAC, 2 s GOP, 30 s (looped by weir-bench)
