@@ -27,7 +27,7 @@ while [ $# -gt 0 ]; do
     --scenarios) scenarios="${2:?}"; shift ;;
     --servers) servers="${2:?}"; shift ;;
     --duration) duration="${2:?}"; shift ;;
-    -h|--help) sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "bench: unknown argument $1 (see --help)" >&2; exit 2 ;;
   esac
   shift
