@@ -120,7 +120,14 @@ pub struct ConnectionInfo {
 #[derive(Default)]
 pub struct Registry {
     next_id: AtomicU64,
-    entries: Mutex<HashMap<u64, Arc<Entry>>>,
+    entries: Mutex<Entries>,
+}
+
+#[derive(Default)]
+struct Entries {
+    open: HashMap<u64, Arc<Entry>>,
+    /// Set by [`Registry::close_all`]: connections registered later are closed at once.
+    closing: Option<String>,
 }
 
 impl Registry {
@@ -128,14 +135,12 @@ impl Registry {
     pub fn new() -> Registry {
         Registry {
             next_id: AtomicU64::new(1),
-            entries: Mutex::new(HashMap::new()),
+            entries: Mutex::new(Entries::default()),
         }
     }
 
-    fn entries(&self) -> MutexGuard<'_, HashMap<u64, Arc<Entry>>> {
-        self.entries
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    fn entries(&self) -> MutexGuard<'_, Entries> {
+        lock(&self.entries)
     }
 
     /// Registers a new connection; it stays listed until the handle drops.
@@ -153,7 +158,14 @@ impl Registry {
             close: Notify::new(),
             close_reason: Mutex::new(None),
         });
-        self.entries().insert(id, Arc::clone(&entry));
+        {
+            let mut entries = self.entries();
+            if let Some(reason) = &entries.closing {
+                *lock(&entry.close_reason) = Some(reason.clone());
+                entry.close.notify_one();
+            }
+            entries.open.insert(id, Arc::clone(&entry));
+        }
         ConnectionHandle {
             registry: Arc::clone(self),
             entry,
@@ -162,7 +174,7 @@ impl Registry {
 
     /// Every open connection, ordered by id.
     pub fn list(&self) -> Vec<ConnectionInfo> {
-        let entries: Vec<Arc<Entry>> = self.entries().values().cloned().collect();
+        let entries: Vec<Arc<Entry>> = self.entries().open.values().cloned().collect();
         let mut list: Vec<ConnectionInfo> = entries.iter().map(|e| info(e)).collect();
         list.sort_by_key(|c| c.id);
         list
@@ -170,13 +182,13 @@ impl Registry {
 
     /// One connection.
     pub fn get(&self, id: u64) -> Option<ConnectionInfo> {
-        let entry = self.entries().get(&id).cloned()?;
+        let entry = self.entries().open.get(&id).cloned()?;
         Some(info(&entry))
     }
 
     /// Number of open connections.
     pub fn len(&self) -> usize {
-        self.entries().len()
+        self.entries().open.len()
     }
 
     /// Whether no connection is open.
@@ -186,12 +198,23 @@ impl Registry {
 
     /// Asks connection `id` to close (its task logs `reason`); false if it is not open.
     pub fn close(&self, id: u64, reason: &str) -> bool {
-        let Some(entry) = self.entries().get(&id).cloned() else {
+        let Some(entry) = self.entries().open.get(&id).cloned() else {
             return false;
         };
         *lock(&entry.close_reason) = Some(reason.to_owned());
         entry.close.notify_one();
         true
+    }
+
+    /// Closes every connection, and any that registers from now on (server shutdown). Each
+    /// connection waits on its own signal, so no shared one sits in the drivers' loops.
+    pub fn close_all(&self, reason: &str) {
+        let mut entries = self.entries();
+        entries.closing = Some(reason.to_owned());
+        for entry in entries.open.values() {
+            *lock(&entry.close_reason) = Some(reason.to_owned());
+            entry.close.notify_one();
+        }
     }
 }
 
@@ -262,7 +285,7 @@ impl ConnectionHandle {
 
 impl Drop for ConnectionHandle {
     fn drop(&mut self) {
-        self.registry.entries().remove(&self.entry.id);
+        self.registry.entries().open.remove(&self.entry.id);
     }
 }
 
@@ -293,5 +316,16 @@ mod tests {
         assert!(!registry.close(999, "nobody"));
         drop(a);
         assert!(registry.is_empty());
+    }
+
+    #[tokio::test]
+    async fn close_all_reaches_open_and_later_connections() {
+        let registry = Arc::new(Registry::new());
+        let peer: SocketAddr = "127.0.0.1:5000".parse().unwrap();
+        let open = registry.register(peer, Protocol::Rtmp);
+        registry.close_all("server shutting down");
+        let late = registry.register(peer, Protocol::Rtmp);
+        assert_eq!(open.closed().await, "server shutting down");
+        assert_eq!(late.closed().await, "server shutting down");
     }
 }

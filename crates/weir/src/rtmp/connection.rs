@@ -14,7 +14,6 @@ use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::sync::watch;
 use tracing::{debug, info, warn};
 use weir_media::Frame;
 use weir_rtmp::session::{MediaType, PublishRejection, ServerEvent, ServerSession, SessionError};
@@ -88,7 +87,6 @@ enum End {
     Lagging(Lagging),
     Rejected,
     Closed(String),
-    Shutdown,
 }
 
 impl std::fmt::Display for End {
@@ -101,19 +99,13 @@ impl std::fmt::Display for End {
             Self::Lagging(lagging) => write!(f, "{lagging}"),
             Self::Rejected => write!(f, "connection rejected"),
             Self::Closed(reason) => write!(f, "{reason}"),
-            Self::Shutdown => write!(f, "server shutting down"),
         }
     }
 }
 
 /// Runs a connection to its end and logs how it ended.
-pub(crate) async fn run<S>(
-    mut io: S,
-    peer: SocketAddr,
-    protocol: Protocol,
-    context: Arc<Context>,
-    mut shutdown: watch::Receiver<bool>,
-) where
+pub(crate) async fn run<S>(mut io: S, peer: SocketAddr, protocol: Protocol, context: Arc<Context>)
+where
     S: AsyncRead + AsyncWrite + Unpin + Send,
 {
     let started = now();
@@ -138,14 +130,11 @@ pub(crate) async fn run<S>(
     // Optional SRS-style merged writes: video too may wait, trading latency for CPU.
     let video_coalesce = Duration::from_millis(context.config.streams.video_coalesce_ms);
     let mut flush_due: Option<Instant> = None;
-    // Both signals are pinned once, so the loop does not register them again on each turn.
+    // The connection's own close signal (a kick, or the server's shutdown through
+    // `Registry::close_all`), pinned once: the loop neither registers it again on each turn
+    // nor shares a waiter list with other connections.
     let closed = conn.handle.closed();
     tokio::pin!(closed);
-    let shutdown = async move {
-        // An error means the server is gone: close too.
-        let _ = shutdown.changed().await;
-    };
-    tokio::pin!(shutdown);
     let end = loop {
         let deadline = session.poll_timeout();
         let sleep = async {
@@ -193,11 +182,10 @@ pub(crate) async fn run<S>(
                 .and_then(|()| conn.handle_events(&mut session)),
             () = flush_timer => Ok(()),
             reason = &mut closed => Err(End::Closed(reason)),
-            () = &mut shutdown => Err(End::Shutdown),
         };
         if let Err(end) = step {
             // Send what is queued (a rejection, a status) before closing.
-            let _ = flush(&mut session, &mut io, &mut conn).await;
+            let _ = flush(&mut session, &mut io, &mut conn, now()).await;
             break end;
         }
         let now = now();
@@ -214,7 +202,7 @@ pub(crate) async fn run<S>(
                 continue;
             }
         }
-        if let Err(end) = flush(&mut session, &mut io, &mut conn).await {
+        if let Err(end) = flush(&mut session, &mut io, &mut conn, now).await {
             break end;
         }
         flush_due = None;
@@ -276,6 +264,7 @@ async fn flush<S: AsyncWrite + Unpin>(
     session: &mut ServerSession,
     io: &mut S,
     conn: &mut Connection,
+    now: Instant,
 ) -> Result<(), End> {
     let queue = session.transmit_queue();
     if queue.is_empty() {
@@ -299,7 +288,7 @@ async fn flush<S: AsyncWrite + Unpin>(
     flush_io(io, timeout).await?;
     conn.handle.add_bytes_out(total);
     if let Some(player) = conn.player.as_mut() {
-        player.wrote(total, now());
+        player.wrote(total, now);
     }
     Ok(())
 }

@@ -127,8 +127,8 @@ impl Transport for TcpTransport {
     }
 }
 
-/// Accepts connections until `shutdown` turns true, then waits for the connection tasks
-/// (each of which sees the same signal and closes).
+/// Accepts connections until `shutdown` turns true, then closes every connection (through the
+/// registry) and waits for their tasks.
 pub(crate) async fn serve<T: Transport>(
     mut transport: T,
     context: Arc<Context>,
@@ -156,11 +156,10 @@ pub(crate) async fn serve<T: Transport>(
                 };
                 let establish = transport.establish(incoming, peer);
                 let context = Arc::clone(&context);
-                let shutdown = shutdown.clone();
                 tasks.spawn(async move {
                     let limit = context.config.rtmp.handshake_timeout();
                     match tokio::time::timeout(limit, establish).await {
-                        Ok(Ok(io)) => connection::run(io, peer, protocol, context, shutdown).await,
+                        Ok(Ok(io)) => connection::run(io, peer, protocol, context).await,
                         Ok(Err(err)) => info!(%peer, %protocol, reason = %err,
                             "connection closed before rtmp: transport failed"),
                         Err(_) => info!(%peer, %protocol,
@@ -173,6 +172,8 @@ pub(crate) async fn serve<T: Transport>(
             Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
         }
     }
+    // Every connection (of every listener) closes through its own registry signal.
+    context.registry.close_all("server shutting down");
     let open = tasks.len();
     if open > 0 {
         info!("closing {open} {protocol} connections");
