@@ -9,31 +9,31 @@ use std::fmt;
 /// it, so `live/alice?token=1` and `live/alice?token=2` are the same stream.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct StreamKey {
-    app: String,
-    name: String,
-    query: Option<String>,
+    /// `app/name` (one allocation: every connection keeps a key or two).
     path: String,
+    /// Length of the app part of `path`.
+    app_len: usize,
+    query: Option<String>,
 }
 
 impl StreamKey {
     /// A key for `app/name` with an optional query (without its `?`).
     pub fn new(app: &str, name: &str, query: Option<&str>) -> StreamKey {
         StreamKey {
-            app: app.to_owned(),
-            name: name.to_owned(),
-            query: query.filter(|q| !q.is_empty()).map(str::to_owned),
             path: format!("{app}/{name}"),
+            app_len: app.len(),
+            query: query.filter(|q| !q.is_empty()).map(str::to_owned),
         }
     }
 
     /// The application, e.g. `live`.
     pub fn app(&self) -> &str {
-        &self.app
+        &self.path[..self.app_len]
     }
 
     /// The stream name inside the application, e.g. `alice`.
     pub fn name(&self) -> &str {
-        &self.name
+        &self.path[self.app_len + 1..]
     }
 
     /// The query string, without its `?`.
@@ -70,6 +70,9 @@ mod tests {
     fn path_leaves_the_query_out() {
         let key = StreamKey::new("live", "alice", Some("token=abc&x=1&flag"));
         assert_eq!(key.path(), "live/alice");
+        assert_eq!((key.app(), key.name()), ("live", "alice"));
+        let nested = StreamKey::new("live/inst", "a/b", None);
+        assert_eq!((nested.app(), nested.name()), ("live/inst", "a/b"));
         assert_eq!(key.to_string(), "live/alice");
         assert_eq!(key.query_param("token"), Some("abc"));
         assert_eq!(key.query_param("x"), Some("1"));

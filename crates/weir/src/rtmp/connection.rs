@@ -75,7 +75,9 @@ struct Connection {
     context: Arc<Context>,
     publications: HashMap<u32, Publication>,
     player: Option<Player>,
-    pending: Option<PendingRequest>,
+    /// Boxed: most connections never wait for a decision, and every byte of the connection's
+    /// state is paid once per viewer.
+    pending: Option<Box<PendingRequest>>,
 }
 
 /// Why the connection ended, for the close log line.
@@ -250,7 +252,7 @@ async fn recv_packet(
 }
 
 /// The policy's decision on the pending request.
-async fn wait_for(pending: &mut Option<PendingRequest>) -> Decision {
+async fn wait_for(pending: &mut Option<Box<PendingRequest>>) -> Decision {
     match pending {
         Some(pending) => pending.answer.as_mut().await,
         None => std::future::pending().await,
@@ -450,11 +452,11 @@ impl Connection {
             Answer::Ready(decision) => self.decide(session, request, decision),
             Answer::Pending(answer) => {
                 debug!(id = self.id(), "waiting for the policy's decision");
-                self.pending = Some(PendingRequest {
+                self.pending = Some(Box::new(PendingRequest {
                     request,
                     answer,
                     since: now(),
-                });
+                }));
                 Ok(())
             }
         }
@@ -463,7 +465,10 @@ impl Connection {
     /// The parked request was decided.
     fn decided(&mut self, session: &mut ServerSession, decision: Decision) -> Result<(), End> {
         match self.pending.take() {
-            Some(pending) => self.decide(session, pending.request, decision),
+            Some(pending) => {
+                let PendingRequest { request, .. } = *pending;
+                self.decide(session, request, decision)
+            }
             None => Ok(()),
         }
     }
