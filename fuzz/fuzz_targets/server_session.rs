@@ -181,13 +181,20 @@ impl Harness {
     /// Answers the pending request and every request the session reports, unless `delay`
     /// keeps the next one waiting until after the next piece.
     fn answer(&mut self, delay: bool) -> Result<(), SessionError> {
-        if delay && self.pending.is_some() {
-            assert_eq!(
-                self.session.poll_event(),
-                None,
-                "event while a request waits"
-            );
-            return Ok(());
+        if self.pending.is_some() {
+            // Nothing but the session's own refusal at the request deadline may come while a
+            // request waits.
+            match self.session.poll_event() {
+                Some(event) => {
+                    assert!(
+                        matches!(event, ServerEvent::RequestTimedOut { .. }),
+                        "event while a request waits: {event:?}"
+                    );
+                    self.check_event(&event);
+                }
+                None if delay => return Ok(()),
+                None => {}
+            }
         }
         if let Some(request) = self.pending.take() {
             self.respond(request)?;
@@ -283,6 +290,15 @@ impl Harness {
             }
             ServerEvent::PlayPaused { stream_id, .. } => {
                 assert!(self.playing.contains(stream_id), "pause without play");
+            }
+            ServerEvent::RequestTimedOut { stream_id } => {
+                let waiting = match &self.pending {
+                    Some(ServerEvent::PublishRequested(request)) => Some(request.stream_id),
+                    Some(ServerEvent::PlayRequested(request)) => Some(request.stream_id),
+                    _ => None,
+                };
+                assert_eq!(waiting, Some(*stream_id), "timeout of a request nobody waits on");
+                self.pending = None;
             }
         }
     }

@@ -445,26 +445,13 @@ mod tests {
     use bytes::Bytes;
 
     use super::*;
+    use crate::test_frames::{interframe, keyframe};
 
     fn hub() -> Arc<Hub> {
         Arc::new(Hub::new(StreamsConfig {
             viewer_queue_frames: 16,
             ..StreamsConfig::default()
         }))
-    }
-
-    fn keyframe(ts: u32) -> Frame {
-        Frame::video(
-            ts,
-            Bytes::from_static(&[0x17, 0x01, 0, 0, 0, 0, 0, 0, 1, 0x65]),
-        )
-    }
-
-    fn interframe(ts: u32) -> Frame {
-        Frame::video(
-            ts,
-            Bytes::from_static(&[0x27, 0x01, 0, 0, 0, 0, 0, 0, 1, 0x41]),
-        )
     }
 
     #[tokio::test]

@@ -15,6 +15,8 @@ mod rtmp;
 mod server;
 pub mod stats;
 pub mod stream_key;
+#[cfg(test)]
+mod test_frames;
 pub mod viewer;
 
 pub use config::Config;

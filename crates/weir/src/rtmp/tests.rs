@@ -22,6 +22,7 @@ use crate::config::Config;
 use crate::hub::Hub;
 use crate::policy::{Answer, ConnectRequest, Decision, OpenPolicy, Policy, StreamRequest};
 use crate::registry::{Protocol, Registry, Role};
+use crate::test_frames::{self, interframe, keyframe};
 
 /// Connections handed over a channel instead of accepted from a socket.
 struct MemoryTransport {
@@ -101,21 +102,7 @@ fn url() -> RtmpUrl {
 }
 
 fn avc_header() -> Frame {
-    Frame::video(0, Bytes::from_static(&[0x17, 0x00, 0, 0, 0, 0x01, 0x64]))
-}
-
-fn keyframe(ts: u32) -> Frame {
-    Frame::video(
-        ts,
-        Bytes::from_static(&[0x17, 0x01, 0, 0, 0, 0, 0, 0, 1, 0x65]),
-    )
-}
-
-fn interframe(ts: u32) -> Frame {
-    Frame::video(
-        ts,
-        Bytes::from_static(&[0x27, 0x01, 0, 0, 0, 0, 0, 0, 1, 0x41]),
-    )
+    test_frames::avc_header(0)
 }
 
 /// Video timestamps a player receives within `wait`.

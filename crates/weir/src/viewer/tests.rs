@@ -2,11 +2,10 @@
 
 use std::sync::Arc;
 
-use bytes::Bytes;
-
 use super::*;
 use crate::config::StreamsConfig;
 use crate::hub::Hub;
+use crate::test_frames::{aac_header, audio, avc_header, interframe, keyframe, metadata};
 
 /// Records what the core delivers.
 #[derive(Default)]
@@ -31,31 +30,6 @@ impl ViewerSink for Recorder {
     fn is_full(&self) -> bool {
         self.capacity.is_some_and(|c| self.frames.len() >= c)
     }
-}
-
-fn metadata(ts: u32) -> Frame {
-    Frame::data(ts, Bytes::from_static(b"\x02\x00\x0aonMetaData\x05"))
-}
-fn avc_header(ts: u32) -> Frame {
-    Frame::video(ts, Bytes::from_static(&[0x17, 0x00, 0, 0, 0, 0x01, 0x64]))
-}
-fn aac_header(ts: u32) -> Frame {
-    Frame::audio(ts, Bytes::from_static(&[0xAF, 0x00, 0x12, 0x10]))
-}
-fn keyframe(ts: u32) -> Frame {
-    Frame::video(
-        ts,
-        Bytes::from_static(&[0x17, 0x01, 0, 0, 0, 0, 0, 0, 1, 0x65]),
-    )
-}
-fn interframe(ts: u32) -> Frame {
-    Frame::video(
-        ts,
-        Bytes::from_static(&[0x27, 0x01, 0, 0, 0, 0, 0, 0, 1, 0x41]),
-    )
-}
-fn audio(ts: u32) -> Frame {
-    Frame::audio(ts, Bytes::from_static(&[0xAF, 0x01, 0x21]))
 }
 
 fn core() -> ViewerCore {
