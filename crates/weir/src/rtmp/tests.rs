@@ -9,17 +9,17 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use tokio::io::{AsyncReadExt, DuplexStream};
+use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use weir_client::{Client, ClientError, ClientEvent, ClientOptions, RtmpUrl};
 use weir_media::Frame;
-use weir_rtmp::session::MediaType;
+use weir_rtmp::session::{ClientConfig, ClientSession, MediaType};
 
 use super::{serve, Context, Transport};
 use crate::config::Config;
-use crate::hub::Hub;
+use crate::hub::{Hub, Packet};
 use crate::policy::{Answer, ConnectRequest, Decision, OpenPolicy, Policy, StreamRequest};
 use crate::registry::{Protocol, Registry, Role};
 use crate::test_frames::{self, interframe, keyframe};
@@ -250,6 +250,60 @@ async fn a_decision_after_two_seconds_holds_media_back_until_then() {
     publisher.send_frame(&interframe(33)).await.unwrap();
     let stamps = video_timestamps(&mut player, Duration::from_secs(1)).await;
     assert_eq!(stamps, vec![0, 0, 33]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn media_an_eager_encoder_sends_before_the_answer_waits_for_it() {
+    let server = TestServer::start(
+        config(),
+        Arc::new(SlowPolicy {
+            delay: Duration::from_secs(2),
+        }),
+    );
+    let mut watcher = server.hub.subscribe("live/eager");
+    let mut io = server.pipe(1 << 20).await;
+    let start = Instant::now();
+    let config = ClientConfig::new("127.0.0.1:1935", "live");
+    let mut session = ClientSession::new(config, start.into_std(), [7; 1528]);
+    session.publish(start.into_std(), "eager");
+    // Handshake, connect and createStream, until the publish command has gone out.
+    let mut buf = vec![0; 64 * 1024];
+    loop {
+        while let Some(bytes) = session.poll_transmit() {
+            io.write_all(&bytes).await.unwrap();
+        }
+        if session.stream_id().is_some() {
+            break;
+        }
+        let n = io.read(&mut buf).await.unwrap();
+        assert!(n > 0, "server closed during setup");
+        session
+            .handle_input(Instant::now().into_std(), &buf[..n])
+            .unwrap();
+    }
+    while let Some(bytes) = session.poll_transmit() {
+        io.write_all(&bytes).await.unwrap();
+    }
+    // A keyframe right behind the publish, before any answer: chunk stream 7, format 0,
+    // timestamp 0, length 10, type 9 (video), the message stream id little-endian.
+    let stream_id = session.stream_id().unwrap();
+    let payload = [0x17, 0x01, 0, 0, 0, 0, 0, 0, 1, 0x65];
+    let mut chunk = vec![0x07, 0, 0, 0, 0, 0, payload.len() as u8, 0x09];
+    chunk.extend_from_slice(&stream_id.to_le_bytes());
+    chunk.extend_from_slice(&payload);
+    io.write_all(&chunk).await.unwrap();
+
+    tokio::time::sleep(Duration::from_millis(1900)).await;
+    assert!(
+        watcher.try_recv().is_err(),
+        "nothing enters the hub before the answer"
+    );
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(matches!(watcher.try_recv(), Ok(Packet::PublisherStarted)));
+    match watcher.try_recv() {
+        Ok(Packet::Frame(frame)) => assert_eq!(&frame.payload[..], &payload[..]),
+        other => panic!("expected the held keyframe, got {other:?}"),
+    }
 }
 
 /// Denies what its flags say.
