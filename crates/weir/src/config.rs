@@ -145,6 +145,9 @@ impl Default for LogConfig {
     }
 }
 
+/// Longest timeout accepted, in seconds (one day).
+const MAX_SECS: u64 = 86_400;
+
 /// A configuration that cannot be used.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -221,17 +224,19 @@ impl Config {
         if rtmp.max_chunk_streams < 4 {
             return invalid("rtmp.max_chunk_streams", "must be at least 4");
         }
-        if rtmp.handshake_timeout_secs == 0 {
-            return invalid("rtmp.handshake_timeout_secs", "must be at least 1");
-        }
-        if rtmp.idle_timeout_secs == 0 {
-            return invalid("rtmp.idle_timeout_secs", "must be at least 1");
-        }
-        if rtmp.write_timeout_secs == 0 {
-            return invalid("rtmp.write_timeout_secs", "must be at least 1");
-        }
-        if rtmp.request_timeout_secs == 0 {
-            return invalid("rtmp.request_timeout_secs", "must be at least 1");
+        for (key, secs) in [
+            ("rtmp.handshake_timeout_secs", rtmp.handshake_timeout_secs),
+            ("rtmp.idle_timeout_secs", rtmp.idle_timeout_secs),
+            ("rtmp.write_timeout_secs", rtmp.write_timeout_secs),
+            ("rtmp.request_timeout_secs", rtmp.request_timeout_secs),
+            (
+                "streams.max_viewer_lag_secs",
+                self.streams.max_viewer_lag_secs,
+            ),
+        ] {
+            if !(1..=MAX_SECS).contains(&secs) {
+                return invalid(key, "must be between 1 and 86400 (one day)");
+            }
         }
         if self.streams.viewer_queue_frames < 16 {
             return invalid("streams.viewer_queue_frames", "must be at least 16");
@@ -241,9 +246,6 @@ impl Config {
         }
         if self.streams.write_coalesce_ms > 1000 {
             return invalid("streams.write_coalesce_ms", "must be at most 1000");
-        }
-        if self.streams.max_viewer_lag_secs == 0 {
-            return invalid("streams.max_viewer_lag_secs", "must be at least 1");
         }
         Ok(())
     }
@@ -418,5 +420,10 @@ mod tests {
     fn out_of_range_value_is_named() {
         let err = Config::from_toml("[rtmp]\nchunk_size = 1\n").unwrap_err();
         assert!(err.to_string().contains("rtmp.chunk_size"), "{err}");
+        let err = Config::from_toml("[rtmp]\nrequest_timeout_secs = 9000000000000\n").unwrap_err();
+        assert!(
+            err.to_string().contains("rtmp.request_timeout_secs"),
+            "{err}"
+        );
     }
 }

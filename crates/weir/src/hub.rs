@@ -112,7 +112,11 @@ impl Stream {
 
     /// A snapshot of the stream's state and counters.
     pub fn stats(&self) -> StreamStats {
-        let now = Instant::now();
+        self.stats_at(Instant::now())
+    }
+
+    /// [`Stream::stats`] with bitrates and durations as of `now`.
+    pub fn stats_at(&self, now: Instant) -> StreamStats {
         let state = self.lock();
         let ingest = state.ingest.as_ref();
         let count = |f: fn(&IngestCounters) -> u64| ingest.map_or(0, f);
@@ -120,6 +124,7 @@ impl Stream {
             path: self.key.clone(),
             published: state.publisher.is_some(),
             publisher_since: ingest.map(|i| i.since),
+            published_for: ingest.map(|i| now.saturating_duration_since(i.started)),
             bytes_in: count(|i| i.bytes),
             video_frames_in: count(|i| i.video_frames),
             audio_frames_in: count(|i| i.audio_frames),
@@ -268,14 +273,16 @@ impl Hub {
 
     /// A snapshot of one stream by `app/name`.
     pub fn stream_stats(&self, key: &str) -> Option<StreamStats> {
-        let stream = self.streams().get(key).cloned()?;
-        Some(stream.stats())
+        // Under the map lock, without cloning the stream: a clone held across a publisher's
+        // or viewer's departure would keep `release` from removing the stream.
+        self.streams().get(key).map(|stream| stream.stats())
     }
 
     /// Snapshots of every stream (published or with waiting viewers), ordered by key.
     pub fn stats(&self) -> Vec<StreamStats> {
-        let streams: Vec<Arc<Stream>> = self.streams().values().cloned().collect();
-        let mut stats: Vec<StreamStats> = streams.iter().map(|s| s.stats()).collect();
+        let now = Instant::now();
+        let mut stats: Vec<StreamStats> =
+            self.streams().values().map(|s| s.stats_at(now)).collect();
         stats.sort_by(|a, b| a.path.cmp(&b.path));
         stats
     }

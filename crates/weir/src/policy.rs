@@ -3,9 +3,11 @@
 //! A request is a value the connection driver hands to the policy; the answer is either ready
 //! at once ([`Answer::Ready`]) or arrives later ([`Answer::Pending`], a future: a webhook, a
 //! database lookup). While a request waits, the connection's session holds everything the
-//! client sends after it (no media enters the hub, nothing reaches a player), the wait is one
-//! more branch of that connection's loop (other connections never wait for it), and the
-//! session refuses the request by itself when `rtmp.request_timeout_secs` runs out.
+//! client sends after it (no media enters the hub, nothing reaches a player; past a few MiB the
+//! driver stops reading and TCP holds the client back), and the wait is one more branch of that
+//! connection's loop (other connections never wait for it). An unanswered publish or play is
+//! refused by the session itself when `rtmp.request_timeout_secs` runs out; an unanswered
+//! connect ends the connection at `rtmp.handshake_timeout_secs`.
 //!
 //! The one-publisher-per-stream rule is the hub's, applied after the policy allowed a publish.
 

@@ -19,8 +19,8 @@ use crate::rtmp;
 /// How long shutdown waits for connections to close before giving up on them.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
-/// A started server. Dropping it without [`Server::shutdown`] leaves the tasks running until
-/// the runtime stops.
+/// A started server. [`Server::shutdown`] stops it and waits for its connections; dropping it
+/// also stops the listener and closes every connection, without waiting.
 pub struct Server {
     rtmp_addr: SocketAddr,
     hub: Arc<Hub>,

@@ -58,10 +58,14 @@ impl RateMeter {
     }
 
     /// Bits per second over the complete buckets of the last `window` (at most 10 s) before
-    /// `now`.
+    /// `now`; shortly after the meter's start, over the complete buckets since then.
     pub fn bits_per_second(&self, now: Instant, window: Duration) -> u64 {
-        let ticks = (window.as_millis() / BUCKET.as_millis()).clamp(1, BUCKETS as u128 - 1) as u64;
         let now_tick = self.tick_of(now);
+        let ticks = (window.as_millis() / BUCKET.as_millis()).clamp(1, BUCKETS as u128 - 1) as u64;
+        let ticks = ticks.min(now_tick);
+        if ticks == 0 {
+            return 0;
+        }
         let mut bytes = 0;
         for back in 1..=ticks {
             let Some(tick) = now_tick.checked_sub(back) else {
@@ -139,6 +143,8 @@ pub struct StreamStats {
     pub published: bool,
     /// When the current publisher started (wall clock).
     pub publisher_since: Option<SystemTime>,
+    /// How long the current publisher has been live (monotonic clock).
+    pub published_for: Option<Duration>,
     /// Payload bytes from the current publisher.
     pub bytes_in: u64,
     /// Video frames from the current publisher.
@@ -202,6 +208,25 @@ mod tests {
             meter.bits_per_second(later + Duration::from_secs(30), Duration::from_secs(10)),
             0
         );
+    }
+
+    #[test]
+    fn rate_meter_early_windows_cover_the_time_since_the_start() {
+        let t0 = Instant::now();
+        let mut meter = RateMeter::new(t0);
+        for ms in (0..2_000).step_by(10) {
+            meter.add(t0 + Duration::from_millis(ms), 1250);
+        }
+        let early = t0 + Duration::from_millis(2_000);
+        assert_eq!(
+            meter.bits_per_second(early, Duration::from_secs(10)),
+            1_000_000
+        );
+        assert_eq!(
+            meter.bits_per_second(early, Duration::from_secs(1)),
+            1_000_000
+        );
+        assert_eq!(meter.bits_per_second(t0, Duration::from_secs(1)), 0);
     }
 
     #[test]

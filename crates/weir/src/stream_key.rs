@@ -3,7 +3,8 @@
 use std::fmt;
 
 /// A stream named by a request: the application (`live`), the stream name (`alice`) and the
-/// query string that came with the name or the connect URL (`token=…`), kept for policies.
+/// query string that came with the name (`alice?token=…`), kept for policies. (A query on the
+/// connect URL is in the connect request, [`crate::policy::ConnectRequest::query`].)
 ///
 /// The hub knows a stream by its [`StreamKey::path`], `app/name`; the query is never part of
 /// it, so `live/alice?token=1` and `live/alice?token=2` are the same stream.

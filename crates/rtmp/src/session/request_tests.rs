@@ -132,3 +132,49 @@ fn unanswered_play_fails_at_the_deadline_and_a_denied_play_fails_at_once() {
     // A refused play leaves only the idle deadline of a connection doing nothing.
     assert_eq!(server.poll_timeout(), Some(start + Duration::from_secs(30)));
 }
+
+#[test]
+fn a_request_raised_by_a_late_answer_gets_its_whole_deadline() {
+    let start = Instant::now();
+    let (mut client, mut server) = pair(start);
+    client.publish(start, "first");
+    let events = pump(start, &mut client, &mut server);
+    let Some(ServerEvent::PublishRequested(first)) = events.last() else {
+        panic!("expected a publish request, got {events:?}");
+    };
+    // A play on another message stream arrives while the publish waits: buffered.
+    let mut early = Wire::new(DecoderLimits::default());
+    let play = crate::command::Command::new(
+        "play",
+        0.0,
+        crate::amf0::Value::Null,
+        vec![crate::amf0::Value::from("second")],
+    );
+    early.send_command(first.stream_id + 1, &play);
+    let t1 = start + Duration::from_secs(1);
+    server
+        .handle_input(t1, &early.take_output().unwrap())
+        .unwrap();
+    assert!(server.poll_event().is_none());
+    // The publish is accepted late, 2.5 s in: the play it releases is raised now.
+    let t2 = start + Duration::from_millis(2500);
+    server.accept_publish(first.stream_id).unwrap();
+    let Some(ServerEvent::PlayRequested(second)) = server.poll_event() else {
+        panic!("expected the buffered play request");
+    };
+    // Its deadline is armed at the next timeout call (asked for at once), 3 s from then.
+    assert!(server.poll_timeout().unwrap() <= t2);
+    server.handle_timeout(t2).unwrap();
+    assert_eq!(server.poll_timeout(), Some(t2 + Duration::from_secs(3)));
+    server
+        .handle_timeout(t2 + Duration::from_millis(2999))
+        .unwrap();
+    assert!(server.poll_event().is_none());
+    server.handle_timeout(t2 + Duration::from_secs(3)).unwrap();
+    assert_eq!(
+        server.poll_event(),
+        Some(ServerEvent::RequestTimedOut {
+            stream_id: second.stream_id
+        })
+    );
+}

@@ -30,9 +30,11 @@ pub struct ServerConfig {
     pub handshake_timeout: Duration,
     /// A connection that is not playing anything and sends nothing for this long is closed.
     pub idle_timeout: Duration,
-    /// Time the application has to answer a publish or play request; after it the session
-    /// refuses the request itself and reports [`ServerEvent::RequestTimedOut`]. (A pending
-    /// connect is bounded by `handshake_timeout`.)
+    /// Time the application has to answer a publish or play request, counted from when the
+    /// session raised it (a request raised by `accept_*`/`reject_*`, which take no time, is
+    /// counted from the next `handle_timeout`); after it the session refuses the request
+    /// itself and reports [`ServerEvent::RequestTimedOut`]. A pending connect is bounded by
+    /// `handshake_timeout` instead, which closes the connection.
     pub request_timeout: Duration,
     /// Message streams (createStream) one connection may hold.
     pub max_message_streams: usize,
@@ -209,8 +211,12 @@ pub struct ServerSession {
     events: VecDeque<ServerEvent>,
     /// A publish or play the application has not answered yet (its message stream).
     pending_stream: Option<u32>,
-    /// When the pending publish or play is refused if still unanswered.
-    request_deadline: Instant,
+    /// When the pending publish or play is refused if still unanswered; `None` until the
+    /// session learns the time the request was raised at (it is armed at the next
+    /// [`ServerSession::handle_timeout`], which [`ServerSession::poll_timeout`] asks for at once).
+    request_deadline: Option<Instant>,
+    /// The time of the input or timeout call being processed, if any.
+    clock: Option<Instant>,
     streams: BTreeMap<u32, StreamState>,
     next_stream_id: u32,
     object_encoding: f64,
@@ -230,7 +236,8 @@ impl ServerSession {
             input: BytesMut::new(),
             events: VecDeque::new(),
             pending_stream: None,
-            request_deadline: now,
+            request_deadline: None,
+            clock: None,
             streams: BTreeMap::new(),
             next_stream_id: 1,
             object_encoding: 0.0,
@@ -246,7 +253,10 @@ impl ServerSession {
             self.last_input = now;
         }
         self.input.extend_from_slice(data);
-        self.after_input()
+        self.clock = Some(now);
+        let result = self.after_input();
+        self.clock = None;
+        result
     }
 
     /// Like [`Self::handle_input`], but takes the bytes out of `data` (leaving it empty, with
@@ -266,27 +276,48 @@ impl ServerSession {
             self.input.extend_from_slice(data);
             data.clear();
         }
-        self.after_input()
+        self.clock = Some(now);
+        let result = self.after_input();
+        self.clock = None;
+        result
     }
 
     fn after_input(&mut self) -> Result<(), SessionError> {
         self.process()?;
         // While a request waits for the application, input piles up; bound it. Otherwise the
         // buffer holds at most one partial chunk, which the chunk decoder's limits bound.
-        let waiting =
-            self.pending_stream.is_some() || matches!(self.phase, Phase::ConnectPending { .. });
-        if waiting && self.input.len() > self.config.max_pending_input {
+        if self.is_waiting() && self.input.len() > self.config.max_pending_input {
             return Err(SessionError::InputOverflow(self.input.len()));
         }
         Ok(())
     }
 
+    /// True while a connect, publish or play waits for the application's answer: the session
+    /// processes nothing else meanwhile and only buffers input (see [`Self::buffered_input`]).
+    pub fn is_waiting(&self) -> bool {
+        self.pending_stream.is_some() || matches!(self.phase, Phase::ConnectPending { .. })
+    }
+
+    /// Bytes received and not processed yet. While [`Self::is_waiting`], a driver should stop
+    /// reading well before `max_pending_input` (past it the session fails with
+    /// [`SessionError::InputOverflow`]) and let TCP hold the peer back.
+    pub fn buffered_input(&self) -> usize {
+        self.input.len()
+    }
+
     /// Checks deadlines; call it at (or after) [`Self::poll_timeout`].
     pub fn handle_timeout(&mut self, now: Instant) -> Result<(), SessionError> {
         if let Some(stream_id) = self.pending_stream {
-            if now >= self.request_deadline {
-                self.expire_request(stream_id);
-                return self.process();
+            match self.request_deadline {
+                None => self.request_deadline = Some(now + self.config.request_timeout),
+                Some(at) if now >= at => {
+                    self.expire_request(stream_id);
+                    self.clock = Some(now);
+                    let result = self.process();
+                    self.clock = None;
+                    return result;
+                }
+                Some(_) => {}
             }
         }
         match self.phase {
@@ -294,7 +325,7 @@ impl ServerSession {
             Phase::AwaitingConnect | Phase::ConnectPending { .. } if now >= self.deadline => {
                 Err(SessionError::Timeout("connect"))
             }
-            Phase::Connected if !self.is_playing() && now >= self.idle_deadline() => {
+            Phase::Connected if self.idle_applies() && now >= self.idle_deadline() => {
                 Err(SessionError::Timeout("no data from peer"))
             }
             _ => Ok(()),
@@ -307,13 +338,16 @@ impl ServerSession {
             Phase::Handshake | Phase::AwaitingConnect | Phase::ConnectPending { .. } => {
                 Some(self.deadline)
             }
-            Phase::Connected if !self.is_playing() => Some(self.idle_deadline()),
+            Phase::Connected if self.idle_applies() => Some(self.idle_deadline()),
             _ => None,
         };
-        match (self.pending_stream, phase) {
-            (Some(_), Some(at)) => Some(at.min(self.request_deadline)),
-            (Some(_), None) => Some(self.request_deadline),
-            (None, phase) => phase,
+        // An unarmed request deadline asks for a call at once (a time already past).
+        let request = self
+            .pending_stream
+            .map(|_| self.request_deadline.unwrap_or(self.last_input));
+        match (request, phase) {
+            (Some(request), Some(at)) => Some(at.min(request)),
+            (request, phase) => request.or(phase),
         }
     }
 
@@ -609,6 +643,12 @@ impl ServerSession {
         }
     }
 
+    /// The idle timeout closes a connection that neither plays nor waits for an answer (while
+    /// a request waits, the request deadline applies and the driver may stop reading).
+    fn idle_applies(&self) -> bool {
+        !self.is_playing() && self.pending_stream.is_none()
+    }
+
     fn is_playing(&self) -> bool {
         self.streams
             .values()
@@ -622,6 +662,7 @@ impl ServerSession {
     /// Refuses an unanswered publish or play by itself and tells the application.
     fn expire_request(&mut self, stream_id: u32) {
         self.pending_stream = None;
+        self.request_deadline = None;
         match self.streams.get(&stream_id) {
             Some(StreamState::PublishPending) => self.send_status(
                 stream_id,
@@ -646,6 +687,7 @@ impl ServerSession {
         if self.pending_stream == Some(stream_id) && self.streams.get(&stream_id) == Some(expected)
         {
             self.pending_stream = None;
+            self.request_deadline = None;
             true
         } else {
             false
@@ -1009,7 +1051,7 @@ impl ServerSession {
         }
         self.streams.insert(stream_id, StreamState::PublishPending);
         self.pending_stream = Some(stream_id);
-        self.request_deadline = self.last_input + self.config.request_timeout;
+        self.request_deadline = self.clock.map(|now| now + self.config.request_timeout);
         self.events
             .push_back(ServerEvent::PublishRequested(PublishRequest {
                 stream_id,
@@ -1049,7 +1091,7 @@ impl ServerSession {
         }
         self.streams.insert(stream_id, StreamState::PlayPending);
         self.pending_stream = Some(stream_id);
-        self.request_deadline = self.last_input + self.config.request_timeout;
+        self.request_deadline = self.clock.map(|now| now + self.config.request_timeout);
         self.events
             .push_back(ServerEvent::PlayRequested(PlayRequest {
                 stream_id,

@@ -132,6 +132,7 @@ where
     // Optional SRS-style merged writes: video too may wait, trading latency for CPU.
     let video_coalesce = Duration::from_millis(context.config.streams.video_coalesce_ms);
     let mut flush_due: Option<Instant> = None;
+    let pause_reading_at = context.session.max_pending_input / 2;
     // The connection's own close signal (a kick, or the server's shutdown through
     // `Registry::close_all`), pinned once: the loop neither registers it again on each turn
     // nor shares a waiter list with other connections.
@@ -152,14 +153,18 @@ where
             }
         };
         let mut from_player = false;
+        // While a request waits for the policy, the session only buffers input; past half its
+        // cap, stop reading and let TCP hold the client back instead of failing it.
+        let reading = !(session.is_waiting() && session.buffered_input() >= pause_reading_at);
         let step: Result<(), End> = tokio::select! {
-            read = read_some(&mut io, &mut buf, !conn.publications.is_empty()) => match read {
+            read = read_some(&mut io, &mut buf, !conn.publications.is_empty()), if reading => match read {
                 Ok(0) => Err(End::PeerClosed),
                 Ok(_) => {
+                    let now = now();
                     let result = session
-                        .handle_input_buf(now(), &mut buf)
+                        .handle_input_buf(now, &mut buf)
                         .map_err(End::Session)
-                        .and_then(|()| conn.handle_events(&mut session));
+                        .and_then(|()| conn.handle_events(&mut session, now));
                     conn.handle.set_bytes_in(session.bytes_received());
                     result
                 }
@@ -176,12 +181,15 @@ where
             }
             decision = wait_for(&mut conn.pending), if conn.pending.is_some() => {
                 conn.decided(&mut session, decision)
-                    .and_then(|()| conn.handle_events(&mut session))
+                    .and_then(|()| conn.handle_events(&mut session, now()))
             }
-            () = sleep => session
-                .handle_timeout(now())
-                .map_err(End::Session)
-                .and_then(|()| conn.handle_events(&mut session)),
+            () = sleep => {
+                let now = now();
+                session
+                    .handle_timeout(now)
+                    .map_err(End::Session)
+                    .and_then(|()| conn.handle_events(&mut session, now))
+            }
             () = flush_timer => Ok(()),
             reason = &mut closed => Err(End::Closed(reason)),
         };
@@ -212,7 +220,8 @@ where
             break End::Rejected;
         }
     };
-    let _ = io.shutdown().await;
+    // Bounded: a TLS close writes, and the peers that end here often stopped reading.
+    let _ = tokio::time::timeout(context.config.rtmp.write_timeout(), io.shutdown()).await;
     conn.finish(&end);
     let info = conn.handle.info();
     info!(
@@ -322,7 +331,7 @@ impl Connection {
         }
     }
 
-    fn handle_events(&mut self, session: &mut ServerSession) -> Result<(), End> {
+    fn handle_events(&mut self, session: &mut ServerSession, now: Instant) -> Result<(), End> {
         while let Some(event) = session.poll_event() {
             match event {
                 ServerEvent::ConnectRequested(request) => {
@@ -385,7 +394,7 @@ impl Connection {
                             id = self.id(),
                             peer = %self.peer,
                             stream_id,
-                            waited_s = format!("{:.1}", now().saturating_duration_since(pending.since).as_secs_f64()),
+                            waited_s = format!("{:.1}", now.saturating_duration_since(pending.since).as_secs_f64()),
                             "request refused: no policy decision in time (rtmp.request_timeout_secs)"
                         );
                     }
@@ -401,7 +410,7 @@ impl Connection {
                             MediaType::Audio => Frame::audio(timestamp, payload),
                             MediaType::Video => Frame::video(timestamp, payload),
                         };
-                        publication.publisher.send(frame);
+                        publication.publisher.send_at(frame, now);
                     }
                 }
                 ServerEvent::Metadata {
@@ -411,7 +420,9 @@ impl Connection {
                 } => {
                     if let Some(publication) = self.publications.get_mut(&stream_id) {
                         debug!(stream = %publication.key, "metadata updated");
-                        publication.publisher.send(Frame::data(timestamp, payload));
+                        publication
+                            .publisher
+                            .send_at(Frame::data(timestamp, payload), now);
                     }
                 }
                 ServerEvent::PublishStopped { stream_id } => {
@@ -423,7 +434,7 @@ impl Connection {
                 ServerEvent::PlayStopped { stream_id } => {
                     if self.player.as_ref().map(|p| p.stream_id) == Some(stream_id) {
                         if let Some(player) = self.player.take() {
-                            player.end(self.id(), &self.peer.to_string(), now(), "player stopped");
+                            player.end(self.id(), &self.peer.to_string(), now, "player stopped");
                             self.set_idle_role();
                         }
                     }
@@ -599,11 +610,7 @@ impl Connection {
 
     fn log_publish_end(&self, publication: &Publication, reason: &str) {
         let stats = publication.publisher.stats();
-        let duration = stats
-            .publisher_since
-            .and_then(|since| since.elapsed().ok())
-            .unwrap_or_default()
-            .as_secs_f64();
+        let duration = stats.published_for.unwrap_or_default().as_secs_f64();
         let kbps = if duration > 0.0 {
             stats.bytes_in as f64 * 8.0 / duration / 1000.0
         } else {

@@ -252,20 +252,15 @@ async fn a_decision_after_two_seconds_holds_media_back_until_then() {
     assert_eq!(stamps, vec![0, 0, 33]);
 }
 
-#[tokio::test(start_paused = true)]
-async fn media_an_eager_encoder_sends_before_the_answer_waits_for_it() {
-    let server = TestServer::start(
-        config(),
-        Arc::new(SlowPolicy {
-            delay: Duration::from_secs(2),
-        }),
-    );
-    let mut watcher = server.hub.subscribe("live/eager");
+/// A raw publisher that has sent `publish` for `name` and got no answer yet: the pipe and the
+/// message stream id. It speaks through a sans-IO client session, so it can write media the
+/// moment `publish` is out, as eager encoders do.
+async fn eager_publisher(server: &TestServer, name: &str) -> (DuplexStream, u32) {
     let mut io = server.pipe(1 << 20).await;
-    let start = Instant::now();
+    let start = Instant::now().into_std();
     let config = ClientConfig::new("127.0.0.1:1935", "live");
-    let mut session = ClientSession::new(config, start.into_std(), [7; 1528]);
-    session.publish(start.into_std(), "eager");
+    let mut session = ClientSession::new(config, start, [7; 1528]);
+    session.publish(start, name);
     // Handshake, connect and createStream, until the publish command has gone out.
     let mut buf = vec![0; 64 * 1024];
     loop {
@@ -284,14 +279,35 @@ async fn media_an_eager_encoder_sends_before_the_answer_waits_for_it() {
     while let Some(bytes) = session.poll_transmit() {
         io.write_all(&bytes).await.unwrap();
     }
-    // A keyframe right behind the publish, before any answer: chunk stream 7, format 0,
-    // timestamp 0, length 10, type 9 (video), the message stream id little-endian.
-    let stream_id = session.stream_id().unwrap();
-    let payload = [0x17, 0x01, 0, 0, 0, 0, 0, 0, 1, 0x65];
-    let mut chunk = vec![0x07, 0, 0, 0, 0, 0, payload.len() as u8, 0x09];
+    (io, session.stream_id().unwrap())
+}
+
+/// One video message as a single format-0 chunk on chunk stream 7 (payload under the
+/// client's 4096-byte chunk size).
+fn video_chunk(stream_id: u32, timestamp: u32, payload: &[u8]) -> Vec<u8> {
+    let ts = timestamp.to_be_bytes();
+    let len = (payload.len() as u32).to_be_bytes();
+    let mut chunk = vec![0x07, ts[1], ts[2], ts[3], len[1], len[2], len[3], 0x09];
     chunk.extend_from_slice(&stream_id.to_le_bytes());
-    chunk.extend_from_slice(&payload);
-    io.write_all(&chunk).await.unwrap();
+    chunk.extend_from_slice(payload);
+    chunk
+}
+
+#[tokio::test(start_paused = true)]
+async fn media_an_eager_encoder_sends_before_the_answer_waits_for_it() {
+    let server = TestServer::start(
+        config(),
+        Arc::new(SlowPolicy {
+            delay: Duration::from_secs(2),
+        }),
+    );
+    let mut watcher = server.hub.subscribe("live/eager");
+    let (mut io, stream_id) = eager_publisher(&server, "eager").await;
+    // A keyframe right behind the publish, before any answer.
+    let payload = [0x17, 0x01, 0, 0, 0, 0, 0, 0, 1, 0x65];
+    io.write_all(&video_chunk(stream_id, 0, &payload))
+        .await
+        .unwrap();
 
     tokio::time::sleep(Duration::from_millis(1900)).await;
     assert!(
@@ -304,6 +320,42 @@ async fn media_an_eager_encoder_sends_before_the_answer_waits_for_it() {
         Ok(Packet::Frame(frame)) => assert_eq!(&frame.payload[..], &payload[..]),
         other => panic!("expected the held keyframe, got {other:?}"),
     }
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_eager_encoder_is_held_back_not_dropped_while_the_policy_decides() {
+    let server = TestServer::start(
+        config(),
+        Arc::new(SlowPolicy {
+            delay: Duration::from_secs(5),
+        }),
+    );
+    let (mut io, stream_id) = eager_publisher(&server, "flood").await;
+    // 6 MiB of video while the decision takes 5 s: more than the session buffers while
+    // waiting (4 MiB), so the driver has to stop reading and let the pipe push back.
+    let frames = 1500u32;
+    let writer = tokio::spawn(async move {
+        let mut payload = vec![0x27u8; 4000];
+        payload[0] = 0x17;
+        payload[1] = 0x01;
+        for i in 0..frames {
+            io.write_all(&video_chunk(stream_id, i * 33, &payload))
+                .await
+                .unwrap();
+        }
+        io
+    });
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    assert!(!writer.is_finished(), "the pipe pushed back");
+    assert!(server.hub.stream_stats("live/flood").is_none());
+    let _io = tokio::time::timeout(Duration::from_secs(5), writer)
+        .await
+        .expect("writes resume after the answer")
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let stats = server.hub.stream_stats("live/flood").unwrap();
+    assert!(stats.published, "the connection survived");
+    assert_eq!(stats.video_frames_in, u64::from(frames));
 }
 
 /// Denies what its flags say.
