@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Instant, SystemTime};
 
-use tokio::sync::Notify;
+use tokio::sync::oneshot;
 
 use crate::stream_key::StreamKey;
 
@@ -91,8 +91,9 @@ struct Entry {
     role: Mutex<Role>,
     bytes_in: AtomicU64,
     bytes_out: AtomicU64,
-    close: Notify,
-    close_reason: Mutex<Option<String>>,
+    /// Taken by the first close request, which sends its reason. A oneshot: the driver polls
+    /// its receiver on every turn of its loop, and that poll takes no lock.
+    close: Mutex<Option<oneshot::Sender<String>>>,
 }
 
 /// A point-in-time copy of one connection's state.
@@ -146,6 +147,7 @@ impl Registry {
     /// Registers a new connection; it stays listed until the handle drops.
     pub fn register(self: &Arc<Self>, peer: SocketAddr, protocol: Protocol) -> ConnectionHandle {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let (close, closed) = oneshot::channel();
         let entry = Arc::new(Entry {
             id,
             peer,
@@ -155,20 +157,19 @@ impl Registry {
             role: Mutex::new(Role::Connecting),
             bytes_in: AtomicU64::new(0),
             bytes_out: AtomicU64::new(0),
-            close: Notify::new(),
-            close_reason: Mutex::new(None),
+            close: Mutex::new(Some(close)),
         });
         {
             let mut entries = self.entries();
             if let Some(reason) = &entries.closing {
-                *lock(&entry.close_reason) = Some(reason.clone());
-                entry.close.notify_one();
+                entry.request_close(reason);
             }
             entries.open.insert(id, Arc::clone(&entry));
         }
         ConnectionHandle {
             registry: Arc::clone(self),
             entry,
+            closed: Some(closed),
         }
     }
 
@@ -201,8 +202,7 @@ impl Registry {
         let Some(entry) = self.entries().open.get(&id).cloned() else {
             return false;
         };
-        *lock(&entry.close_reason) = Some(reason.to_owned());
-        entry.close.notify_one();
+        entry.request_close(reason);
         true
     }
 
@@ -212,8 +212,16 @@ impl Registry {
         let mut entries = self.entries();
         entries.closing = Some(reason.to_owned());
         for entry in entries.open.values() {
-            *lock(&entry.close_reason) = Some(reason.to_owned());
-            entry.close.notify_one();
+            entry.request_close(reason);
+        }
+    }
+}
+
+impl Entry {
+    /// Sends the close request, unless one was sent already (the first reason wins).
+    fn request_close(&self, reason: &str) {
+        if let Some(close) = lock(&self.close).take() {
+            let _ = close.send(reason.to_owned());
         }
     }
 }
@@ -242,6 +250,7 @@ fn info(entry: &Entry) -> ConnectionInfo {
 pub struct ConnectionHandle {
     registry: Arc<Registry>,
     entry: Arc<Entry>,
+    closed: Option<oneshot::Receiver<String>>,
 }
 
 impl ConnectionHandle {
@@ -270,15 +279,18 @@ impl ConnectionHandle {
         info(&self.entry)
     }
 
-    /// Resolves when [`Registry::close`] is called for this connection; gives the reason.
-    /// The future owns what it needs, so a driver can pin it once outside its loop.
-    pub fn closed(&self) -> impl std::future::Future<Output = String> + Send + 'static {
-        let entry = Arc::clone(&self.entry);
+    /// Resolves when [`Registry::close`] (or [`Registry::close_all`]) is called for this
+    /// connection, with the reason. The future owns what it needs, so a driver pins it once
+    /// outside its loop; a second call gives a future that never resolves.
+    pub fn closed(&mut self) -> impl std::future::Future<Output = String> + Send + 'static {
+        let closed = self.closed.take();
         async move {
-            entry.close.notified().await;
-            lock(&entry.close_reason)
-                .clone()
-                .unwrap_or_else(|| "closed by the server".to_owned())
+            match closed {
+                Some(closed) => closed
+                    .await
+                    .unwrap_or_else(|_| "closed by the server".to_owned()),
+                None => std::future::pending().await,
+            }
         }
     }
 }
@@ -298,7 +310,7 @@ mod tests {
         let registry = Arc::new(Registry::new());
         let peer: SocketAddr = "127.0.0.1:5000".parse().unwrap();
         let a = registry.register(peer, Protocol::Rtmp);
-        let b = registry.register(peer, Protocol::Rtmps);
+        let mut b = registry.register(peer, Protocol::Rtmps);
         a.set_role(Role::Publishing(StreamKey::new("live", "x", None)));
         a.set_bytes_in(1000);
         a.add_bytes_out(10);
@@ -322,9 +334,9 @@ mod tests {
     async fn close_all_reaches_open_and_later_connections() {
         let registry = Arc::new(Registry::new());
         let peer: SocketAddr = "127.0.0.1:5000".parse().unwrap();
-        let open = registry.register(peer, Protocol::Rtmp);
+        let mut open = registry.register(peer, Protocol::Rtmp);
         registry.close_all("server shutting down");
-        let late = registry.register(peer, Protocol::Rtmp);
+        let mut late = registry.register(peer, Protocol::Rtmp);
         assert_eq!(open.closed().await, "server shutting down");
         assert_eq!(late.closed().await, "server shutting down");
     }

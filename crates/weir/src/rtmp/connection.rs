@@ -134,8 +134,8 @@ where
     let mut flush_due: Option<Instant> = None;
     let pause_reading_at = context.session.max_pending_input / 2;
     // The connection's own close signal (a kick, or the server's shutdown through
-    // `Registry::close_all`), pinned once: the loop neither registers it again on each turn
-    // nor shares a waiter list with other connections.
+    // `Registry::close_all`): a oneshot pinned once, so polling it on every turn of the loop
+    // takes no lock and shares nothing with other connections.
     let closed = conn.handle.closed();
     tokio::pin!(closed);
     let end = loop {
