@@ -212,7 +212,9 @@ impl Pair {
             }
             while let Some(bytes) = self.server.poll_transmit() {
                 moved = true;
-                self.client.handle_input(self.now, &bytes).expect("client input");
+                self.client
+                    .handle_input(self.now, &bytes)
+                    .expect("client input");
             }
             while self.client.poll_event().is_some() {}
             if !moved {

@@ -297,7 +297,11 @@ impl Harness {
                     Some(ServerEvent::PlayRequested(request)) => Some(request.stream_id),
                     _ => None,
                 };
-                assert_eq!(waiting, Some(*stream_id), "timeout of a request nobody waits on");
+                assert_eq!(
+                    waiting,
+                    Some(*stream_id),
+                    "timeout of a request nobody waits on"
+                );
                 self.pending = None;
             }
         }

@@ -2,7 +2,10 @@
 
 use bytes::Bytes;
 
-use crate::flv::{AudioPacket, AudioTagHeader, Codec, VideoPacket, VideoTagHeader};
+use crate::flv::{
+    single_track, AudioPacket, AudioTagHeader, Codec, SingleTrack, TrackKind, VideoPacket,
+    VideoTagHeader,
+};
 
 /// The kind of a media frame.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -57,6 +60,22 @@ pub struct FrameInfo {
     pub track_id: u8,
     /// Bytes of tag header before the codec payload.
     pub header_len: usize,
+    /// Which players the frame is for (see [`Frame::with_single_track_form`]).
+    pub audience: Audience,
+}
+
+/// Which players a frame is for, once the hub holds both forms of an E-RTMP message.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Audience {
+    /// Every player: the message is legacy or plain single-track enhanced.
+    #[default]
+    All,
+    /// Players that read E-RTMP Multitrack: the message as the publisher sent it, which has
+    /// a different single-track form (or none).
+    Multitrack,
+    /// Players that cannot read Multitrack: the single-track form of a message (its default
+    /// track, legacy framing for H.264 and AAC).
+    SingleTrack,
 }
 
 impl FrameInfo {
@@ -77,6 +96,7 @@ impl FrameInfo {
             multitrack: header.multitrack,
             track_id: header.track_id,
             header_len: header.header_len,
+            audience: Audience::All,
         }
     }
 
@@ -137,6 +157,37 @@ impl Frame {
             timestamp,
             payload,
             info,
+        }
+    }
+
+    /// The frames an audio or video message becomes in the hub: itself, and, when players
+    /// that cannot read E-RTMP Multitrack need another form of it, that form
+    /// ([`crate::flv::single_track`]: the default track, legacy framing for H.264 and AAC).
+    /// The first is then marked [`Audience::Multitrack`], the second [`Audience::SingleTrack`];
+    /// a message without a single-track form is marked [`Audience::Multitrack`] alone. Legacy
+    /// messages and data frames are returned unchanged at no cost.
+    pub fn with_single_track_form(mut self) -> (Frame, Option<Frame>) {
+        let kind = match self.kind {
+            _ if !self.info.enhanced => return (self, None),
+            MediaKind::Video => TrackKind::Video,
+            MediaKind::Audio => TrackKind::Audio,
+            MediaKind::Data => return (self, None),
+        };
+        match single_track(kind, &self.payload) {
+            SingleTrack::AsIs => (self, None),
+            SingleTrack::Rebuilt(payload) => {
+                self.info.audience = Audience::Multitrack;
+                let mut copy = match kind {
+                    TrackKind::Video => Frame::video(self.timestamp, payload),
+                    TrackKind::Audio => Frame::audio(self.timestamp, payload),
+                };
+                copy.info.audience = Audience::SingleTrack;
+                (self, Some(copy))
+            }
+            SingleTrack::Withheld(_) => {
+                self.info.audience = Audience::Multitrack;
+                (self, None)
+            }
         }
     }
 
@@ -226,6 +277,29 @@ mod tests {
                 .is_metadata
         );
         assert!(!Frame::data(0, Bytes::new()).info.is_metadata);
+    }
+
+    #[test]
+    fn single_track_forms() {
+        // Legacy: unchanged, for everyone.
+        let legacy = Frame::video(0, Bytes::from_static(&[0x17, 0x01, 0, 0, 0, 9]));
+        let (f, copy) = legacy.clone().with_single_track_form();
+        assert_eq!((f, copy), (legacy, None));
+        // Track 1 of a OneTrack message: multitrack players only.
+        let track1 = Frame::video(0, Bytes::from_static(b"\x96\x01avc1\x01\x00\x00\x00\x09"));
+        let (f, copy) = track1.with_single_track_form();
+        assert_eq!((f.info.audience, copy), (Audience::Multitrack, None));
+        // Track 0 wrapped in Multitrack: a legacy copy for single-track players.
+        let track0 = Frame::video(40, Bytes::from_static(b"\x96\x01avc1\x00\x00\x00\x00\x09"));
+        let (f, copy) = track0.with_single_track_form();
+        let copy = copy.unwrap();
+        assert_eq!(f.info.audience, Audience::Multitrack);
+        assert_eq!(copy.info.audience, Audience::SingleTrack);
+        assert_eq!(copy.payload.as_ref(), &[0x17, 0x01, 0, 0, 0, 9]);
+        assert!(copy.info.is_keyframe && !copy.info.multitrack && copy.timestamp == 40);
+        // Plain enhanced HEVC: unchanged, for everyone.
+        let hevc = Frame::video(0, Bytes::from_static(b"\x91hvc1\x00\x00\x00\x09"));
+        assert_eq!(hevc.clone().with_single_track_form(), (hevc, None));
     }
 
     #[test]

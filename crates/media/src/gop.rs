@@ -14,7 +14,7 @@
 
 use std::collections::VecDeque;
 
-use crate::frame::{Frame, MediaKind};
+use crate::frame::{Audience, Frame, MediaKind};
 
 /// Bounds of the GOP part of the cache.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -91,7 +91,10 @@ impl GopCache {
                 }
             }
             MediaKind::Video if info.is_coded_frame => {
-                let starts_gop = info.is_keyframe && info.track_id == 0;
+                // The single-track copy of a message (or the message itself when it has no
+                // other form) says whether the default track has a key frame.
+                let starts_gop =
+                    info.is_keyframe && info.track_id == 0 && info.audience != Audience::Multitrack;
                 if !self.video_seen {
                     self.video_seen = true;
                     // Leave audio-only mode: the audio window is not a GOP.
@@ -137,14 +140,14 @@ impl GopCache {
         self.metadata.as_ref()
     }
 
-    /// The latest video sequence header of the default track (track 0).
+    /// The latest video sequence header of the default track (track 0), in single-track form.
     pub fn video_sequence_header(&self) -> Option<&Frame> {
-        self.video_headers.iter().find(|f| f.info.track_id == 0)
+        self.video_headers.iter().find(|f| is_default_single(f))
     }
 
-    /// The latest audio sequence header of the default track (track 0).
+    /// The latest audio sequence header of the default track (track 0), in single-track form.
     pub fn audio_sequence_header(&self) -> Option<&Frame> {
-        self.audio_headers.iter().find(|f| f.info.track_id == 0)
+        self.audio_headers.iter().find(|f| is_default_single(f))
     }
 
     /// The latest E-RTMP `colorInfo` video metadata.
@@ -224,8 +227,10 @@ impl GopCache {
 
 /// Stores `frame` as its track's latest header; returns whether a different header was replaced.
 fn store_header(headers: &mut Vec<Frame>, frame: &Frame) -> bool {
-    let track = frame.info.track_id;
-    match headers.binary_search_by_key(&track, |f| f.info.track_id) {
+    // One slot per track and form: a Multitrack message and its single-track copy are both
+    // kept, each for its players.
+    let slot = |f: &Frame| (f.info.track_id, f.info.audience, f.info.multitrack);
+    match headers.binary_search_by_key(&slot(frame), slot) {
         Ok(i) => {
             let changed = headers[i].payload != frame.payload;
             headers[i] = frame.clone();
@@ -236,6 +241,10 @@ fn store_header(headers: &mut Vec<Frame>, frame: &Frame) -> bool {
             false
         }
     }
+}
+
+fn is_default_single(frame: &Frame) -> bool {
+    frame.info.track_id == 0 && frame.info.audience != Audience::Multitrack
 }
 
 /// Bookkeeping bytes charged per cached frame besides its payload, so that a flood of tiny
@@ -467,5 +476,50 @@ mod tests {
             "{} frames cached",
             gop.len()
         );
+    }
+
+    /// A stream whose default track travels wrapped in Multitrack (track 0 OneTrack) next to
+    /// a second rendition: both forms of every header are kept, and the GOP starts at the
+    /// single-track copy's key frame, which the hub pushes before the original.
+    #[test]
+    fn multitrack_forms_keep_their_own_slots_and_gop() {
+        let mut gop = GopCache::new(GopLimits::default());
+        let msg = |ts: u32, bytes: &'static [u8]| Frame::video(ts, Bytes::from_static(bytes));
+        let push = |gop: &mut GopCache, frame: Frame| {
+            let (original, copy) = frame.with_single_track_form();
+            if let Some(copy) = copy {
+                gop.push(&copy);
+            }
+            gop.push(&original);
+        };
+        push(&mut gop, msg(0, b"\x96\x00avc1\x00\x01\x64"));
+        push(&mut gop, msg(0, b"\x96\x00avc1\x01\x01\x4d"));
+        push(&mut gop, msg(0, b"\x96\x01avc1\x00\x00\x00\x00\x65"));
+        push(&mut gop, msg(0, b"\x96\x01avc1\x01\x00\x00\x00\x65"));
+        push(&mut gop, msg(40, b"\xa6\x01avc1\x00\x00\x00\x00\x41"));
+        let snapshot = gop.snapshot();
+        let audiences: Vec<_> = snapshot
+            .iter()
+            .map(|f| (f.info.track_id, f.info.audience, f.info.is_sequence_header))
+            .collect();
+        use Audience::*;
+        assert_eq!(
+            audiences,
+            vec![
+                (0, Multitrack, true),
+                (0, SingleTrack, true),
+                (1, Multitrack, true),
+                (0, SingleTrack, false),
+                (0, Multitrack, false),
+                (1, Multitrack, false),
+                (0, SingleTrack, false),
+                (0, Multitrack, false),
+            ]
+        );
+        let header = gop.video_sequence_header().unwrap();
+        assert_eq!(header.payload.as_ref(), &[0x17, 0, 0, 0, 0, 0x01, 0x64]);
+        // A key frame of track 1 alone does not restart the GOP.
+        push(&mut gop, msg(80, b"\x96\x01avc1\x01\x00\x00\x00\x65"));
+        assert_eq!(gop.len(), 6);
     }
 }

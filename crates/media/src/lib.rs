@@ -14,9 +14,10 @@ pub mod rebase;
 pub use aac::{AacError, AudioSpecificConfig};
 pub use avc::{AvcDecoderConfig, AvcError, SequenceParameterSet};
 pub use flv::{
-    AudioPacket, AudioTagHeader, Codec, FlvError, VideoFrameType, VideoPacket, VideoTagHeader,
+    single_track, AudioPacket, AudioTagHeader, Codec, FlvError, SingleTrack, TrackKind,
+    TrackPacket, TrackPacketType, Tracks, VideoFrameType, VideoPacket, VideoTagHeader, Withheld,
 };
 pub use flv_file::{FlvFileError, FlvReader, FlvTag};
-pub use frame::{Frame, FrameInfo, MediaKind};
+pub use frame::{Audience, Frame, FrameInfo, MediaKind};
 pub use gop::{GopCache, GopLimits};
 pub use rebase::TimestampRebaser;

@@ -17,6 +17,7 @@
 
 pub mod amf0;
 pub mod amf3;
+pub mod caps;
 pub mod chunk;
 pub mod command;
 pub mod handshake;

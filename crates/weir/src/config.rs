@@ -18,8 +18,57 @@ pub struct Config {
     pub rtmp: RtmpConfig,
     /// Per-stream buffering: GOP cache and viewer queues.
     pub streams: StreamsConfig,
+    /// What players get of E-RTMP streams.
+    pub playback: PlaybackConfig,
     /// Logging.
     pub log: LogConfig,
+}
+
+/// `[playback]`: what players get of Enhanced RTMP streams (codecs beyond H.264/AAC, several
+/// tracks).
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct PlaybackConfig {
+    /// Players that say they read E-RTMP Multitrack (`capsEx`) get every track; off, every
+    /// player gets the default track only. Players that do not say so always get the
+    /// default track only, in single-track framing.
+    pub multitrack: bool,
+    /// What a player that lists no codecs in `connect` (stock FFmpeg, ffplay, VLC, OBS's
+    /// preview) gets of codecs beyond H.264/AAC/MP3 (HEVC, AV1, VP9, Opus, FLAC, AC-3, ...):
+    /// `send` (logged once per player) or `withhold`.
+    pub unadvertised_codecs: Unadvertised,
+    /// `unadvertised_codecs` for particular apps, e.g. `{ legacy = "withhold" }`.
+    pub app_unadvertised_codecs: std::collections::BTreeMap<String, Unadvertised>,
+}
+
+impl Default for PlaybackConfig {
+    fn default() -> Self {
+        Self {
+            multitrack: true,
+            unadvertised_codecs: Unadvertised::Send,
+            app_unadvertised_codecs: Default::default(),
+        }
+    }
+}
+
+impl PlaybackConfig {
+    /// `unadvertised_codecs` for `app`.
+    pub fn unadvertised_for(&self, app: &str) -> Unadvertised {
+        self.app_unadvertised_codecs
+            .get(app)
+            .copied()
+            .unwrap_or(self.unadvertised_codecs)
+    }
+}
+
+/// What a player that lists no codecs gets of non-legacy codecs.
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Unadvertised {
+    /// Send them (as SRS does; FFmpeg 6.1+ reads them without asking).
+    Send,
+    /// Withhold them; the player gets the legacy tracks only.
+    Withhold,
 }
 
 /// `[rtmp]`: where to listen and what a connection may do.
@@ -352,6 +401,19 @@ pub const KEYS: &[(&str, &str)] = &[
     (
         "streams.video_coalesce_ms",
         "Milliseconds video may wait to merge pictures into one write (0 = at once; adds latency).",
+    ),
+    ("playback", "What players get of Enhanced RTMP streams (HEVC, AV1, VP9, Opus, FLAC, AC-3, several tracks)."),
+    (
+        "playback.multitrack",
+        "Players that advertise E-RTMP Multitrack (capsEx) get every track; false: the default track only.",
+    ),
+    (
+        "playback.unadvertised_codecs",
+        "Players that list no codecs in connect get codecs beyond H.264/AAC/MP3: \"send\" or \"withhold\".",
+    ),
+    (
+        "playback.app_unadvertised_codecs",
+        "unadvertised_codecs per app, e.g. { legacy = \"withhold\" }.",
     ),
     ("log", "Logging."),
     ("log.level", "tracing filter: info, debug, weir=debug, ..."),

@@ -327,8 +327,14 @@ impl Publisher {
     }
 
     /// [`Publisher::send`] for a frame received at `now` (counted in the stream's stats).
+    ///
+    /// An E-RTMP message that players without Multitrack support cannot read as it is (a
+    /// Multitrack message, enhanced H.264 or AAC) travels together with its single-track form,
+    /// built here once for all of them ([`Frame::with_single_track_form`]); each viewer takes
+    /// the form meant for it.
     pub fn send_at(&self, frame: Frame, now: Instant) {
         use weir_media::MediaKind;
+        let (frame, copy) = frame.with_single_track_form();
         let mut state = self.stream.lock();
         if let Some(ingest) = state.ingest.as_mut() {
             ingest.count(&frame, now);
@@ -347,11 +353,15 @@ impl Publisher {
                 .map_or(0, |first| frame.timestamp.wrapping_sub(first.timestamp));
             // A timestamp going backwards reads as a huge wait and releases at once.
             if waited < self.audio_hold_ms {
+                state.held.extend(copy);
                 state.held.push(frame);
                 return;
             }
         }
         let mut frames = std::mem::take(&mut state.held);
+        // The copy first: the GOP cache starts a GOP on the default track's single-track key
+        // frame, and the original belongs to that GOP.
+        frames.extend(copy);
         frames.push(frame);
         state.release(&self.stream.ring, frames, self.gop_cache);
     }

@@ -26,6 +26,10 @@ use weir_media::{Frame, MediaKind, TimestampRebaser};
 
 use crate::hub::{Packet, Subscription};
 
+mod accepts;
+
+pub use accepts::{Accepts, Verdict, WithheldReason};
+
 /// What a viewer gets, in order.
 pub trait ViewerSink {
     /// A frame to deliver, with the viewer's own timestamp.
@@ -38,6 +42,11 @@ pub trait ViewerSink {
     fn is_full(&self) -> bool {
         false
     }
+    /// A track will not reach this viewer (called once per track and reason; `frame` is the
+    /// first frame withheld).
+    fn withheld(&mut self, _frame: &Frame, _reason: WithheldReason) {}
+    /// The viewer listed no codecs and gets a non-legacy one anyway (called once per kind).
+    fn unlisted_codec(&mut self, _frame: &Frame) {}
 }
 
 /// What to do with a viewer that falls behind the publisher.
@@ -74,6 +83,9 @@ pub struct ViewerCore {
     /// Last time the viewer had nothing queued, i.e. was at the live edge.
     caught_up_at: Instant,
     lag: LagPolicy,
+    accepts: Accepts,
+    /// Tracks already reported as withheld or unlisted: (kind, track, reason).
+    reported: Vec<(MediaKind, u8, Option<WithheldReason>)>,
     frames_sent: u64,
     frames_skipped: u64,
 }
@@ -88,15 +100,58 @@ impl ViewerCore {
             pending_config: Vec::new(),
             caught_up_at: now,
             lag,
+            accepts: Accepts::everything(),
+            reported: Vec::new(),
             frames_sent: 0,
             frames_skipped: 0,
         }
     }
 
+    /// Sets what the viewer can take (default: everything, every track, as a recorder).
+    pub fn with_accepts(mut self, accepts: Accepts) -> ViewerCore {
+        self.accepts = accepts;
+        self
+    }
+
+    /// Whether the viewer gets `frame`; reports a withheld track or an unlisted codec the
+    /// first time.
+    fn admits(&mut self, frame: &Frame, sink: &mut impl ViewerSink) -> bool {
+        match self.accepts.verdict(frame) {
+            Verdict::Send => {
+                if self.accepts.sends_unlisted(frame) && self.first_report(frame, None) {
+                    sink.unlisted_codec(frame);
+                }
+                true
+            }
+            Verdict::OtherForm => false,
+            Verdict::Withheld(reason) => {
+                if self.first_report(frame, Some(reason)) {
+                    sink.withheld(frame, reason);
+                }
+                false
+            }
+        }
+    }
+
+    fn first_report(&mut self, frame: &Frame, reason: Option<WithheldReason>) -> bool {
+        let track = if reason.is_some() {
+            frame.info.track_id
+        } else {
+            0
+        };
+        let slot = (frame.kind, track, reason);
+        if self.reported.contains(&slot) || self.reported.len() >= 64 {
+            return false;
+        }
+        self.reported.push(slot);
+        true
+    }
+
     /// Replays the subscribe-time snapshot. When it holds no keyframe (GOP cache off, or a GOP
     /// over its limits) the viewer waits for the next keyframe, which also stamps the held
     /// metadata and sequence headers.
-    pub fn start(&mut self, snapshot: Vec<Frame>, sink: &mut impl ViewerSink) {
+    pub fn start(&mut self, mut snapshot: Vec<Frame>, sink: &mut impl ViewerSink) {
+        snapshot.retain(|frame| self.admits(frame, sink));
         let has_keyframe = snapshot.iter().any(is_video_keyframe);
         let has_video = snapshot.iter().any(|f| f.kind == MediaKind::Video);
         if has_video && !has_keyframe {
@@ -188,6 +243,9 @@ impl ViewerCore {
 
     /// Forwards a frame, or holds or skips it while waiting for a keyframe.
     fn handle_frame(&mut self, frame: Frame, sink: &mut impl ViewerSink) {
+        if !self.admits(&frame, sink) {
+            return;
+        }
         if !self.need_keyframe {
             let timestamp = frame.timestamp;
             self.send(sink, &frame, timestamp);
@@ -244,6 +302,12 @@ impl Viewer {
             core: ViewerCore::new(lag, now),
             subscription,
         }
+    }
+
+    /// Sets what the viewer can take (default: everything).
+    pub fn with_accepts(mut self, accepts: Accepts) -> Viewer {
+        self.core = self.core.with_accepts(accepts);
+        self
     }
 
     /// Replays the subscribe-time snapshot into `sink`.
@@ -309,9 +373,12 @@ fn is_config(frame: &Frame) -> bool {
     frame.kind == MediaKind::Data || frame.info.is_sequence_header
 }
 
-/// A coded video keyframe (not a sequence header).
+/// A coded video keyframe of the default track (not a sequence header).
 fn is_video_keyframe(frame: &Frame) -> bool {
-    frame.kind == MediaKind::Video && frame.info.is_keyframe && !frame.info.is_sequence_header
+    frame.kind == MediaKind::Video
+        && frame.info.is_keyframe
+        && !frame.info.is_sequence_header
+        && frame.info.track_id == 0
 }
 
 /// Whether two config frames fill the same slot (a newer one replaces an older one).
@@ -319,6 +386,7 @@ fn same_config_slot(a: &Frame, b: &Frame) -> bool {
     a.kind == b.kind
         && a.info.track_id == b.info.track_id
         && a.info.is_metadata == b.info.is_metadata
+        && a.info.multitrack == b.info.multitrack
 }
 
 #[cfg(test)]

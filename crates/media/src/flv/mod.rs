@@ -9,9 +9,13 @@ use std::fmt;
 use thiserror::Error;
 
 mod audio;
+mod single_track;
+mod tracks;
 mod video;
 
 pub use audio::{AudioPacket, AudioTagHeader};
+pub use single_track::{single_track, SingleTrack, Withheld};
+pub use tracks::{TrackKind, TrackPacket, TrackPacketType, Tracks};
 pub use video::{VideoFrameType, VideoPacket, VideoTagHeader};
 
 /// A failure to parse an FLV audio or video tag header.
@@ -177,6 +181,7 @@ const PACKET_TYPE_MOD_EX: u8 = 7;
 const MOD_EX_TIMESTAMP_OFFSET_NANO: u8 = 0;
 
 /// A bounds-checked big-endian reader over a tag body.
+#[derive(Debug, Clone)]
 struct Reader<'a> {
     body: &'a [u8],
     pos: usize,

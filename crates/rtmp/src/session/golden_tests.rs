@@ -224,7 +224,8 @@ impl Raw {
         raw.command(1, "play", 3.0, vec![Value::from("key")]);
         assert!(matches!(raw.events()[..], [ServerEvent::PlayRequested(_)]));
         raw.server.accept_play(1).unwrap();
-        assert_eq!(raw.replies().len(), 5);
+        // StreamBegin, Play.Reset, Play.Start, |RtmpSampleAccess.
+        assert_eq!(raw.replies().len(), 4);
         raw
     }
 
@@ -320,6 +321,24 @@ fn connect_sequence_echoes_object_encoding_3() {
           00 40 3f 00 00 00 00 00 00                         # 31
           00 04 6d 6f 64 65                                  # mode
           00 3f f0 00 00 00 00 00 00                         # 1
+          00 12 76 69 64 65 6f 46 6f 75 72 43 63 49 6e 66 6f 4d 61 70 03# videoFourCcInfoMap
+            00 04 61 76 63 31 00 40 10 00 00 00 00 00 00      # avc1: CanForward
+            00 04 68 76 63 31 00 40 10 00 00 00 00 00 00      # hvc1: CanForward
+            00 04 61 76 30 31 00 40 10 00 00 00 00 00 00      # av01: CanForward
+            00 04 76 70 30 39 00 40 10 00 00 00 00 00 00      # vp09: CanForward
+            00 04 76 70 30 38 00 40 10 00 00 00 00 00 00      # vp08: CanForward
+            00 04 76 76 63 31 00 40 10 00 00 00 00 00 00      # vvc1: CanForward
+          00 00 09                                            #
+          00 12 61 75 64 69 6f 46 6f 75 72 43 63 49 6e 66 6f 4d 61 70 03# audioFourCcInfoMap
+            00 04 6d 70 34 61 00 40 10 00 00 00 00 00 00      # mp4a: CanForward
+            00 04 2e 6d 70 33 00 40 10 00 00 00 00 00 00      # .mp3: CanForward
+            00 04 4f 70 75 73 00 40 10 00 00 00 00 00 00      # Opus: CanForward
+            00 04 66 4c 61 43 00 40 10 00 00 00 00 00 00      # fLaC: CanForward
+            00 04 61 63 2d 33 00 40 10 00 00 00 00 00 00      # ac-3: CanForward
+            00 04 65 63 2d 33 00 40 10 00 00 00 00 00 00      # ec-3: CanForward
+          00 00 09                                            #
+          00 06 63 61 70 73 45 78                             # capsEx
+          00 40 2c 00 00 00 00 00 00                          # Multitrack | ModEx | TimestampNanoOffset
         00 00 09
         03
           00 05 6c 65 76 65 6c                               # level
@@ -343,6 +362,15 @@ fn connect_sequence_echoes_object_encoding_3() {
     assert_eq!(replies, expected);
 }
 
+/// An AMF0 object of FourCC keys, each with the flag CanForward (4.0).
+fn fourcc_map(fourccs: &[&str]) -> String {
+    let entries: Vec<(&str, String)> = fourccs
+        .iter()
+        .map(|f| (*f, "00 40 10 00 00 00 00 00 00".to_owned()))
+        .collect();
+    object(&entries)
+}
+
 #[test]
 fn connect_without_object_encoding_answers_0() {
     let (_, replies) = Raw::connected(None);
@@ -353,6 +381,16 @@ fn connect_without_object_encoding_answers_0() {
             ("fmsVer", string("FMS/3,0,1,123")),
             ("capabilities", "00 40 3f 00 00 00 00 00 00".into()),
             ("mode", NUM_1.into()),
+            (
+                "videoFourCcInfoMap",
+                fourcc_map(&["avc1", "hvc1", "av01", "vp09", "vp08", "vvc1"])
+            ),
+            (
+                "audioFourCcInfoMap",
+                fourcc_map(&["mp4a", ".mp3", "Opus", "fLaC", "ac-3", "ec-3"])
+            ),
+            // 14 = Multitrack | ModEx | TimestampNanoOffset.
+            ("capsEx", "00 40 2c 00 00 00 00 00 00".into()),
         ]),
         object(&[
             ("level", string("status")),
@@ -583,16 +621,7 @@ fn ffplay_play_sequence() {
                 DATA_CSID,
                 &format!("{}{TRUE}{TRUE}", string("|RtmpSampleAccess"))
             ),
-            reply(
-                DATA_AMF0,
-                1,
-                DATA_CSID,
-                &format!(
-                    "{}{}",
-                    string("onStatus"),
-                    object(&[("code", string("NetStream.Data.Start"))])
-                )
-            ),
+            // No NetStream.Data.Start data message: FFmpeg would show it as a data stream.
         ]
     );
 }

@@ -44,6 +44,9 @@ pub struct ServerConfig {
     pub decoder_limits: DecoderLimits,
     /// AMF decoder limits for commands and metadata.
     pub amf_limits: amf0::Limits,
+    /// E-RTMP `capsEx` bits announced in the connect `_result`, together with every FourCC
+    /// as forwardable ([`crate::caps::server_announcement`]).
+    pub caps_ex: u32,
 }
 
 impl Default for ServerConfig {
@@ -59,6 +62,9 @@ impl Default for ServerConfig {
             max_pending_input: 4 << 20,
             decoder_limits: DecoderLimits::default(),
             amf_limits: amf0::Limits::default(),
+            caps_ex: crate::caps::CAPS_EX_MULTITRACK
+                | crate::caps::CAPS_EX_MOD_EX
+                | crate::caps::CAPS_EX_TIMESTAMP_NANO_OFFSET,
         }
     }
 }
@@ -79,6 +85,8 @@ pub struct ConnectRequest {
     pub object_encoding: f64,
     /// The whole command object, for capability fields such as `fourCcList`.
     pub object: Value,
+    /// The E-RTMP capabilities read from it (`fourCcList`, the InfoMaps, `capsEx`).
+    pub capabilities: crate::caps::Capabilities,
 }
 
 /// A `publish`, waiting for [`ServerSession::accept_publish`] or
@@ -411,11 +419,13 @@ impl ServerSession {
             BandwidthLimit::Dynamic,
         ));
         self.wire.set_out_chunk_size(self.config.chunk_size);
-        let properties = Value::object([
-            ("fmsVer", Value::from("FMS/3,0,1,123")),
-            ("capabilities", Value::from(31.0)),
-            ("mode", Value::from(1.0)),
-        ]);
+        let mut properties = vec![
+            ("fmsVer".to_owned(), Value::from("FMS/3,0,1,123")),
+            ("capabilities".to_owned(), Value::from(31.0)),
+            ("mode".to_owned(), Value::from(1.0)),
+        ];
+        properties.extend(crate::caps::server_announcement(self.config.caps_ex));
+        let properties = Value::Object(properties);
         let info = Value::object([
             ("level", Value::from(StatusLevel::Status.as_str())),
             ("code", Value::from(code::CONNECT_SUCCESS)),
@@ -482,8 +492,8 @@ impl ServerSession {
         self.process()
     }
 
-    /// Accepts a pending play: StreamBegin, `Play.Reset`, `Play.Start`, `|RtmpSampleAccess`
-    /// and `NetStream.Data.Start`. Then send metadata and media with [`Self::send_metadata`]
+    /// Accepts a pending play: StreamBegin, `Play.Reset`, `Play.Start` and
+    /// `|RtmpSampleAccess`. Then send metadata and media with [`Self::send_metadata`]
     /// and [`Self::send_media`].
     pub fn accept_play(&mut self, stream_id: u32) -> Result<(), SessionError> {
         if self.take_pending(stream_id, &StreamState::PlayPending) {
@@ -518,16 +528,11 @@ impl ServerSession {
                 ],
                 &mut access,
             );
+            // No `onStatus NetStream.Data.Start` data message (FMS sends one): libavformat
+            // turns any data message it does not know into a phantom "data" stream, which
+            // breaks `ffmpeg -i rtmp://… -map 0`. nginx-rtmp does not send it either, and no
+            // player needs it. FFmpeg knows and skips `|RtmpSampleAccess`.
             self.wire.send_data(stream_id, 0, Bytes::from(access));
-            let mut data_start = Vec::with_capacity(64);
-            amf0::encode_all(
-                &[
-                    Value::from("onStatus"),
-                    Value::object([("code", Value::from(code::DATA_START))]),
-                ],
-                &mut data_start,
-            );
-            self.wire.send_data(stream_id, 0, Bytes::from(data_start));
         }
         self.process()
     }
@@ -996,6 +1001,7 @@ impl ServerSession {
             tc_url,
             flash_version: text("flashVer").map(str::to_owned),
             object_encoding: self.object_encoding,
+            capabilities: crate::caps::Capabilities::from_connect(&object),
             object: object.clone(),
         };
         self.phase = Phase::ConnectPending {

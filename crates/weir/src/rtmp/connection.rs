@@ -20,11 +20,12 @@ use weir_rtmp::session::{MediaType, PublishRejection, ServerEvent, ServerSession
 
 use super::player::Player;
 use super::Context;
+use crate::config::Unadvertised;
 use crate::hub::{Packet, PublishError, Publisher};
 use crate::policy::{self, Answer, Decision, StreamRequest};
 use crate::registry::{ConnectionHandle, Protocol, Role};
 use crate::stream_key::StreamKey;
-use crate::viewer::Lagging;
+use crate::viewer::{Accepts, Lagging};
 
 /// Read buffer of a connection that publishes; others keep a small one, so that thousands of
 /// idle players cost little memory.
@@ -72,6 +73,8 @@ struct Connection {
     peer: SocketAddr,
     protocol: Protocol,
     app: String,
+    /// What the client said it can take in `connect`, under `[playback]`.
+    accepts: Accepts,
     context: Arc<Context>,
     publications: HashMap<u32, Publication>,
     player: Option<Player>,
@@ -116,6 +119,7 @@ where
         peer,
         protocol,
         app: String::new(),
+        accepts: Accepts::legacy(Unadvertised::Send),
         context: Arc::clone(&context),
         publications: HashMap::new(),
         player: None,
@@ -336,6 +340,12 @@ impl Connection {
             match event {
                 ServerEvent::ConnectRequested(request) => {
                     self.app = request.app.clone();
+                    let playback = &self.context.config.playback;
+                    self.accepts = Accepts::from_capabilities(
+                        &request.capabilities,
+                        playback.multitrack,
+                        playback.unadvertised_for(&request.app),
+                    );
                     info!(
                         id = self.id(),
                         peer = %self.peer,
@@ -583,7 +593,14 @@ impl Connection {
         );
         let max_lag = Duration::from_secs(self.context.config.streams.max_viewer_lag_secs);
         self.handle.set_role(Role::Playing(key.clone()));
-        let mut player = Player::new(stream_id, key, subscription, max_lag, now());
+        let mut player = Player::new(
+            stream_id,
+            key,
+            subscription,
+            max_lag,
+            self.accepts.clone(),
+            now(),
+        );
         session.accept_play(stream_id).map_err(End::Session)?;
         player.start(session);
         self.player = Some(player);

@@ -12,7 +12,7 @@ use weir_rtmp::session::{MediaType, ServerSession};
 
 use crate::hub::{Packet, Subscription};
 use crate::stream_key::StreamKey;
-use crate::viewer::{LagPolicy, Lagging, Viewer, ViewerSink};
+use crate::viewer::{Accepts, LagPolicy, Lagging, Viewer, ViewerSink, WithheldReason};
 
 /// Bytes queued in the session before the driver stops draining the ring and writes.
 const WRITE_BATCH_BYTES: usize = 256 * 1024;
@@ -37,6 +37,7 @@ pub(crate) struct Player {
 /// Writes the viewer core's output into the session.
 struct SessionSink<'a> {
     session: &'a mut ServerSession,
+    key: &'a StreamKey,
     stream_id: u32,
     video_queued: &'a mut bool,
 }
@@ -71,6 +72,34 @@ impl ViewerSink for SessionSink<'_> {
     fn is_full(&self) -> bool {
         self.session.pending_output() >= WRITE_BATCH_BYTES
     }
+
+    fn withheld(&mut self, frame: &Frame, reason: WithheldReason) {
+        info!(
+            stream = %self.key,
+            track = %track_name(frame),
+            "track withheld from this player: {reason}"
+        );
+    }
+
+    fn unlisted_codec(&mut self, frame: &Frame) {
+        info!(
+            stream = %self.key,
+            track = %track_name(frame),
+            "player listed no codecs in connect; sending this one anyway \
+             (playback.unadvertised_codecs = \"send\")"
+        );
+    }
+}
+
+/// `video#1 hvc1`: kind, track id and codec, for log lines.
+fn track_name(frame: &Frame) -> String {
+    let kind = match frame.kind {
+        MediaKind::Video => "video",
+        MediaKind::Audio => "audio",
+        MediaKind::Data => "data",
+    };
+    let codec = frame.info.codec.map(|c| c.to_string()).unwrap_or_default();
+    format!("{kind}#{} {codec}", frame.info.track_id)
 }
 
 impl Player {
@@ -79,12 +108,14 @@ impl Player {
         key: StreamKey,
         subscription: Subscription,
         max_lag: Duration,
+        accepts: Accepts,
         now: Instant,
     ) -> Self {
         Self {
             stream_id,
             key,
-            viewer: Viewer::new(subscription, LagPolicy::SkipThenDisconnect(max_lag), now),
+            viewer: Viewer::new(subscription, LagPolicy::SkipThenDisconnect(max_lag), now)
+                .with_accepts(accepts),
             video_queued: false,
             started: now,
             unreported_bytes: 0,
@@ -95,11 +126,13 @@ impl Player {
 
     fn sink<'a>(
         session: &'a mut ServerSession,
+        key: &'a StreamKey,
         stream_id: u32,
         video_queued: &'a mut bool,
     ) -> SessionSink<'a> {
         SessionSink {
             session,
+            key,
             stream_id,
             video_queued,
         }
@@ -107,7 +140,7 @@ impl Player {
 
     /// Sends the subscribe-time snapshot.
     pub(crate) fn start(&mut self, session: &mut ServerSession) {
-        let mut sink = Self::sink(session, self.stream_id, &mut self.video_queued);
+        let mut sink = Self::sink(session, &self.key, self.stream_id, &mut self.video_queued);
         self.viewer.start(&mut sink);
     }
 
@@ -123,7 +156,7 @@ impl Player {
         received: Result<Packet, RecvError>,
         now: Instant,
     ) -> Result<(), Lagging> {
-        let mut sink = Self::sink(session, self.stream_id, &mut self.video_queued);
+        let mut sink = Self::sink(session, &self.key, self.stream_id, &mut self.video_queued);
         self.viewer.handle_recv(received, &mut sink, now)
     }
 
