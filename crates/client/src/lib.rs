@@ -139,6 +139,10 @@ pub struct ClientOptions {
     pub digest_handshake: bool,
     /// Requests (frames) the channel to the task holds before senders wait.
     pub send_queue: usize,
+    /// E-RTMP `capsEx` bits advertised in `connect` with every FourCC (default: Multitrack,
+    /// ModEx, TimestampNanoOffset, so a player gets every track); `None`: a legacy connect,
+    /// which gets the default track only.
+    pub caps_ex: Option<u32>,
 }
 
 impl Default for ClientOptions {
@@ -149,6 +153,7 @@ impl Default for ClientOptions {
             write_timeout: Duration::from_secs(10),
             digest_handshake: true,
             send_queue: 64,
+            caps_ex: ClientConfig::new("", "").caps_ex,
         }
     }
 }
@@ -216,6 +221,7 @@ impl Client {
         let mut config = ClientConfig::new(&url.authority(), &url.app);
         config.tc_url = url.tc_url();
         config.digest_handshake = options.digest_handshake;
+        config.caps_ex = options.caps_ex;
         config.connect_timeout = options.timeout;
         config.request_timeout = options.timeout;
         config.idle_timeout = options.idle_timeout;

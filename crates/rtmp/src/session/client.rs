@@ -46,6 +46,9 @@ pub struct ClientConfig {
     /// servers may stay silent towards it. weir sends no pings, so a player waiting on a
     /// stream nobody publishes needs a value longer than the wait.
     pub idle_timeout: Duration,
+    /// E-RTMP `capsEx` bits to advertise in `connect`, together with every FourCC of the spec
+    /// ([`crate::caps::Capabilities::connect_fields`]); `None` sends a legacy connect.
+    pub caps_ex: Option<u32>,
 }
 
 impl ClientConfig {
@@ -64,6 +67,11 @@ impl ClientConfig {
             connect_timeout: Duration::from_secs(10),
             request_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(30),
+            caps_ex: Some(
+                crate::caps::CAPS_EX_MULTITRACK
+                    | crate::caps::CAPS_EX_MOD_EX
+                    | crate::caps::CAPS_EX_TIMESTAMP_NANO_OFFSET,
+            ),
         }
     }
 }
@@ -397,7 +405,7 @@ impl ClientSession {
     fn send_connect(&mut self) {
         self.phase = Phase::Connecting;
         self.wire.set_out_chunk_size(self.config.chunk_size);
-        let object = Value::object([
+        let mut object = Value::object([
             ("app", Value::from(self.config.app.as_str())),
             ("type", Value::from("nonprivate")),
             ("flashVer", Value::from(self.config.flash_version.as_str())),
@@ -409,6 +417,9 @@ impl ClientSession {
             ("videoFunction", Value::from(1.0)),
             ("objectEncoding", Value::from(0.0)),
         ]);
+        if let (Some(caps_ex), Value::Object(fields)) = (self.config.caps_ex, &mut object) {
+            fields.extend(crate::caps::Capabilities::connect_fields(caps_ex));
+        }
         let connect = Command::new("connect", CONNECT_TRANSACTION, object, Vec::new());
         self.wire.send_command(0, &connect);
     }

