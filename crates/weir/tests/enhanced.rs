@@ -126,6 +126,10 @@ fn finish(child: &mut ChildGuard, what: &str) {
     let _ = what;
 }
 
+/// A codec pair: stream name, video encoder arguments, audio encoder arguments, and the
+/// codec names ffprobe reports.
+type Case<'a> = (&'a str, &'a [&'a str], &'a [&'a str], &'a str, &'a str);
+
 /// Every codec pair: FFmpeg 9 publishes, FFmpeg 8 (which lists no codecs in connect: weir
 /// sends them anyway by default) plays; the recording matches what was sent packet for
 /// packet. ffprobe sees exactly one video and one audio stream.
@@ -134,7 +138,7 @@ fn every_enhanced_codec_is_played_back_exactly() {
     let dir = TestDir::new("enhanced-codecs");
     let weir = WeirServer::start(dir.path());
     let x265 = ["-c:v", "libx265", "-x265-params", "log-level=error"];
-    let cases: &[(&str, &[&str], &[&str], &str, &str)] = &[
+    let cases: &[Case] = &[
         ("hevc_aac", &x265, &["-c:a", "aac"], "hevc", "aac"),
         (
             "av1_opus",
