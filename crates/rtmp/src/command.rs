@@ -158,6 +158,8 @@ pub mod code {
     pub const PAUSE_NOTIFY: &str = "NetStream.Pause.Notify";
     /// Playback resumed.
     pub const UNPAUSE_NOTIFY: &str = "NetStream.Unpause.Notify";
+    /// E-RTMP v2: the server asks the client to reconnect (to the `tcUrl` given, or the same).
+    pub const CONNECT_RECONNECT_REQUEST: &str = "NetConnection.Connect.ReconnectRequest";
 }
 
 /// An `onStatus` info object: `{level, code, description}` plus extra properties.

@@ -98,6 +98,12 @@ pub struct RtmpConfig {
     pub send_buffer_bytes: usize,
     /// Socket receive buffer in bytes; 0 leaves the kernel's autotuning in charge.
     pub recv_buffer_bytes: usize,
+    /// Seconds a client that handles E-RTMP ReconnectRequest is still served after being
+    /// asked to reconnect at shutdown; others are closed at once. 0 closes everyone at once.
+    pub drain_timeout_secs: u64,
+    /// The tcUrl sent with ReconnectRequest (another server, `//host/app` or `/app`); empty:
+    /// reconnect to the same address.
+    pub reconnect_tc_url: String,
 }
 
 impl Default for RtmpConfig {
@@ -114,6 +120,8 @@ impl Default for RtmpConfig {
             max_chunk_streams: 64,
             send_buffer_bytes: 0,
             recv_buffer_bytes: 0,
+            drain_timeout_secs: 10,
+            reconnect_tc_url: String::new(),
         }
     }
 }
@@ -287,6 +295,9 @@ impl Config {
                 return invalid(key, "must be between 1 and 86400 (one day)");
             }
         }
+        if rtmp.drain_timeout_secs > MAX_SECS {
+            return invalid("rtmp.drain_timeout_secs", "must be at most 86400 (one day)");
+        }
         if self.streams.viewer_queue_frames < 16 {
             return invalid("streams.viewer_queue_frames", "must be at least 16");
         }
@@ -369,6 +380,14 @@ pub const KEYS: &[(&str, &str)] = &[
     (
         "rtmp.recv_buffer_bytes",
         "Socket receive buffer in bytes; 0 = kernel autotuning.",
+    ),
+    (
+        "rtmp.drain_timeout_secs",
+        "Seconds clients asked to reconnect (E-RTMP ReconnectRequest) are still served at shutdown; 0 = close at once.",
+    ),
+    (
+        "rtmp.reconnect_tc_url",
+        "tcUrl sent with ReconnectRequest (another server); empty = the same address.",
     ),
     (
         "streams",

@@ -93,7 +93,26 @@ struct Entry {
     bytes_out: AtomicU64,
     /// Taken by the first close request, which sends its reason. A oneshot: the driver polls
     /// its receiver on every turn of its loop, and that poll takes no lock.
-    close: Mutex<Option<oneshot::Sender<String>>>,
+    close: Mutex<Option<oneshot::Sender<CloseRequest>>>,
+}
+
+/// Why and how a connection is asked to close.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CloseRequest {
+    /// The reason, logged by the connection.
+    pub reason: String,
+    /// A drain: a client that handles E-RTMP ReconnectRequest is asked to reconnect and
+    /// served until it leaves or the drain's time is up; other clients close at once.
+    pub drain: Option<Drain>,
+}
+
+/// A drain's terms (see [`CloseRequest::drain`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Drain {
+    /// How long a client asked to reconnect is still served.
+    pub timeout: std::time::Duration,
+    /// Where it should reconnect (`None`: the same server).
+    pub tc_url: Option<String>,
 }
 
 /// A point-in-time copy of one connection's state.
@@ -127,8 +146,9 @@ pub struct Registry {
 #[derive(Default)]
 struct Entries {
     open: HashMap<u64, Arc<Entry>>,
-    /// Set by [`Registry::close_all`]: connections registered later are closed at once.
-    closing: Option<String>,
+    /// Set by [`Registry::close_all`] / [`Registry::drain_all`]: connections registered later
+    /// get the same request at once.
+    closing: Option<CloseRequest>,
 }
 
 impl Registry {
@@ -202,26 +222,46 @@ impl Registry {
         let Some(entry) = self.entries().open.get(&id).cloned() else {
             return false;
         };
-        entry.request_close(reason);
+        entry.request_close(&CloseRequest {
+            reason: reason.to_owned(),
+            drain: None,
+        });
         true
     }
 
     /// Closes every connection, and any that registers from now on (server shutdown). Each
     /// connection waits on its own signal, so no shared one sits in the drivers' loops.
     pub fn close_all(&self, reason: &str) {
+        self.request_all(CloseRequest {
+            reason: reason.to_owned(),
+            drain: None,
+        });
+    }
+
+    /// Drains every connection, and any that registers from now on: clients that handle
+    /// E-RTMP ReconnectRequest are asked to reconnect and served until they leave or
+    /// `drain.timeout` passes; the others close at once.
+    pub fn drain_all(&self, reason: &str, drain: Drain) {
+        self.request_all(CloseRequest {
+            reason: reason.to_owned(),
+            drain: Some(drain),
+        });
+    }
+
+    fn request_all(&self, request: CloseRequest) {
         let mut entries = self.entries();
-        entries.closing = Some(reason.to_owned());
         for entry in entries.open.values() {
-            entry.request_close(reason);
+            entry.request_close(&request);
         }
+        entries.closing = Some(request);
     }
 }
 
 impl Entry {
     /// Sends the close request, unless one was sent already (the first reason wins).
-    fn request_close(&self, reason: &str) {
+    fn request_close(&self, request: &CloseRequest) {
         if let Some(close) = lock(&self.close).take() {
-            let _ = close.send(reason.to_owned());
+            let _ = close.send(request.clone());
         }
     }
 }
@@ -250,7 +290,7 @@ fn info(entry: &Entry) -> ConnectionInfo {
 pub struct ConnectionHandle {
     registry: Arc<Registry>,
     entry: Arc<Entry>,
-    closed: Option<oneshot::Receiver<String>>,
+    closed: Option<oneshot::Receiver<CloseRequest>>,
 }
 
 impl ConnectionHandle {
@@ -282,13 +322,14 @@ impl ConnectionHandle {
     /// Resolves when [`Registry::close`] (or [`Registry::close_all`]) is called for this
     /// connection, with the reason. The future owns what it needs, so a driver pins it once
     /// outside its loop; a second call gives a future that never resolves.
-    pub fn closed(&mut self) -> impl std::future::Future<Output = String> + Send + 'static {
+    pub fn closed(&mut self) -> impl std::future::Future<Output = CloseRequest> + Send + 'static {
         let closed = self.closed.take();
         async move {
             match closed {
-                Some(closed) => closed
-                    .await
-                    .unwrap_or_else(|_| "closed by the server".to_owned()),
+                Some(closed) => closed.await.unwrap_or_else(|_| CloseRequest {
+                    reason: "closed by the server".to_owned(),
+                    drain: None,
+                }),
                 None => std::future::pending().await,
             }
         }
@@ -322,7 +363,7 @@ mod tests {
         assert_eq!((list[0].bytes_in, list[0].bytes_out), (1000, 15));
         assert_eq!(list[1].protocol, Protocol::Rtmps);
         assert!(registry.close(b.id(), "kicked by test"));
-        assert_eq!(b.closed().await, "kicked by test");
+        assert_eq!(b.closed().await.reason, "kicked by test");
         drop(b);
         assert_eq!(registry.len(), 1);
         assert!(!registry.close(999, "nobody"));
@@ -337,7 +378,7 @@ mod tests {
         let mut open = registry.register(peer, Protocol::Rtmp);
         registry.close_all("server shutting down");
         let mut late = registry.register(peer, Protocol::Rtmp);
-        assert_eq!(open.closed().await, "server shutting down");
-        assert_eq!(late.closed().await, "server shutting down");
+        assert_eq!(open.closed().await.reason, "server shutting down");
+        assert_eq!(late.closed().await.reason, "server shutting down");
     }
 }

@@ -27,6 +27,7 @@ pub struct Server {
     registry: Arc<Registry>,
     shutdown: watch::Sender<bool>,
     rtmp_task: JoinHandle<()>,
+    drain_timeout_secs: u64,
 }
 
 impl Server {
@@ -49,6 +50,7 @@ impl Server {
             )
         })?;
         let rtmp_addr = listener.local_addr()?;
+        let drain_timeout_secs = config.rtmp.drain_timeout_secs;
         let hub = Arc::new(Hub::new(config.streams.clone()));
         let registry = Arc::new(Registry::new());
         let (shutdown, watcher) = watch::channel(false);
@@ -66,6 +68,7 @@ impl Server {
             registry,
             shutdown,
             rtmp_task,
+            drain_timeout_secs,
         })
     }
 
@@ -84,14 +87,15 @@ impl Server {
         &self.registry
     }
 
-    /// Stops accepting, closes every connection and waits (up to a few seconds) for them.
+    /// Stops accepting and drains every connection: clients that handle E-RTMP
+    /// ReconnectRequest are asked to reconnect and served until they leave (at most
+    /// `rtmp.drain_timeout_secs`), the others are closed at once. Waits for them all.
     pub async fn shutdown(self) {
         let _ = self.shutdown.send(true);
-        if tokio::time::timeout(SHUTDOWN_GRACE, self.rtmp_task)
-            .await
-            .is_err()
-        {
-            warn!("some connections did not close within {SHUTDOWN_GRACE:?}");
+        // Clients asked to reconnect are served up to rtmp.drain_timeout_secs.
+        let grace = SHUTDOWN_GRACE + Duration::from_secs(self.drain_timeout_secs);
+        if tokio::time::timeout(grace, self.rtmp_task).await.is_err() {
+            warn!("some connections did not close within {grace:?}");
         }
     }
 }

@@ -338,7 +338,7 @@ fn connect_sequence_echoes_object_encoding_3() {
             00 04 65 63 2d 33 00 40 10 00 00 00 00 00 00      # ec-3: CanForward
           00 00 09                                            #
           00 06 63 61 70 73 45 78                             # capsEx
-          00 40 2c 00 00 00 00 00 00                          # Multitrack | ModEx | TimestampNanoOffset
+          00 40 2e 00 00 00 00 00 00                          # Reconnect | Multitrack | ModEx | TimestampNanoOffset
         00 00 09
         03
           00 05 6c 65 76 65 6c                               # level
@@ -389,8 +389,8 @@ fn connect_without_object_encoding_answers_0() {
                 "audioFourCcInfoMap",
                 fourcc_map(&["mp4a", ".mp3", "Opus", "fLaC", "ac-3", "ec-3"])
             ),
-            // 14 = Multitrack | ModEx | TimestampNanoOffset.
-            ("capsEx", "00 40 2c 00 00 00 00 00 00".into()),
+            // 15 = Reconnect | Multitrack | ModEx | TimestampNanoOffset.
+            ("capsEx", "00 40 2e 00 00 00 00 00 00".into()),
         ]),
         object(&[
             ("level", string("status")),
@@ -776,4 +776,34 @@ fn hand_written_amf_helpers_match_the_spec_examples() {
         "03000161003ff0000000000000000009"
     );
     assert_eq!(unhex("0a 0B"), vec![0x0a, 0x0b]);
+}
+
+#[test]
+fn reconnect_request_goes_to_the_net_connection_with_its_tc_url() {
+    let mut raw = Raw::playing();
+    raw.server
+        .request_reconnect(Some("rtmp://standby.example/live"), "server shutting down");
+    let info = object(&[
+        ("level", string("status")),
+        ("code", string("NetConnection.Connect.ReconnectRequest")),
+        ("description", string("server shutting down")),
+        ("tcUrl", string("rtmp://standby.example/live")),
+    ]);
+    let expected = format!("{}{}{NULL}{info}", string("onStatus"), squeeze(NUM_0));
+    assert_eq!(
+        raw.replies(),
+        vec![reply(COMMAND_AMF0, 0, COMMAND_CSID, &expected)]
+    );
+    // Without a tcUrl: the same server.
+    raw.server.request_reconnect(None, "maintenance");
+    let info = object(&[
+        ("level", string("status")),
+        ("code", string("NetConnection.Connect.ReconnectRequest")),
+        ("description", string("maintenance")),
+    ]);
+    let expected = format!("{}{}{NULL}{info}", string("onStatus"), squeeze(NUM_0));
+    assert_eq!(
+        raw.replies(),
+        vec![reply(COMMAND_AMF0, 0, COMMAND_CSID, &expected)]
+    );
 }

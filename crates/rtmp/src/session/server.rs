@@ -62,7 +62,8 @@ impl Default for ServerConfig {
             max_pending_input: 4 << 20,
             decoder_limits: DecoderLimits::default(),
             amf_limits: amf0::Limits::default(),
-            caps_ex: crate::caps::CAPS_EX_MULTITRACK
+            caps_ex: crate::caps::CAPS_EX_RECONNECT
+                | crate::caps::CAPS_EX_MULTITRACK
                 | crate::caps::CAPS_EX_MOD_EX
                 | crate::caps::CAPS_EX_TIMESTAMP_NANO_OFFSET,
         }
@@ -697,6 +698,26 @@ impl ServerSession {
         } else {
             false
         }
+    }
+
+    /// E-RTMP v2 Reconnect Request: `onStatus NetConnection.Connect.ReconnectRequest` on the
+    /// NetConnection, with `tcUrl` when the client should go elsewhere (absolute, `//host/app`
+    /// or `/app`). Send it only to clients whose connect set `capsEx` Reconnect
+    /// ([`crate::caps::Capabilities::reconnect`]); keep serving them until they leave.
+    pub fn request_reconnect(&mut self, tc_url: Option<&str>, description: &str) {
+        if self.phase != Phase::Connected {
+            return;
+        }
+        let mut info = command::status_object(
+            StatusLevel::Status,
+            code::CONNECT_RECONNECT_REQUEST,
+            description,
+        );
+        if let (Some(url), Value::Object(fields)) = (tc_url, &mut info) {
+            fields.push(("tcUrl".to_owned(), Value::from(url)));
+        }
+        let status = command::Command::new("onStatus", 0.0, Value::Null, vec![info]);
+        self.wire.send_command(0, &status);
     }
 
     fn send_status(&mut self, stream_id: u32, level: StatusLevel, code: &str, description: &str) {

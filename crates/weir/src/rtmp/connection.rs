@@ -23,7 +23,7 @@ use super::Context;
 use crate::config::Unadvertised;
 use crate::hub::{Packet, PublishError, Publisher};
 use crate::policy::{self, Answer, Decision, StreamRequest};
-use crate::registry::{ConnectionHandle, Protocol, Role};
+use crate::registry::{CloseRequest, ConnectionHandle, Protocol, Role};
 use crate::stream_key::StreamKey;
 use crate::viewer::{Accepts, Lagging};
 
@@ -75,6 +75,10 @@ struct Connection {
     app: String,
     /// What the client said it can take in `connect`, under `[playback]`.
     accepts: Accepts,
+    /// The client set `capsEx` Reconnect in `connect`.
+    reconnect: bool,
+    /// Why a drain asked the client to reconnect.
+    drain_reason: String,
     context: Arc<Context>,
     publications: HashMap<u32, Publication>,
     player: Option<Player>,
@@ -120,6 +124,8 @@ where
         protocol,
         app: String::new(),
         accepts: Accepts::legacy(Unadvertised::Send),
+        reconnect: false,
+        drain_reason: String::new(),
         context: Arc::clone(&context),
         publications: HashMap::new(),
         player: None,
@@ -142,6 +148,8 @@ where
     // takes no lock and shares nothing with other connections.
     let closed = conn.handle.closed();
     tokio::pin!(closed);
+    // Set when a drain asked the client to reconnect: served until then.
+    let mut drain_until: Option<tokio::time::Instant> = None;
     let end = loop {
         let deadline = session.poll_timeout();
         let sleep = async {
@@ -153,6 +161,12 @@ where
         let flush_timer = async {
             match flush_due {
                 Some(at) => tokio::time::sleep_until(at.into()).await,
+                None => std::future::pending().await,
+            }
+        };
+        let drain_timer = async {
+            match drain_until {
+                Some(at) => tokio::time::sleep_until(at).await,
                 None => std::future::pending().await,
             }
         };
@@ -195,7 +209,13 @@ where
                     .and_then(|()| conn.handle_events(&mut session, now))
             }
             () = flush_timer => Ok(()),
-            reason = &mut closed => Err(End::Closed(reason)),
+            request = &mut closed, if drain_until.is_none() => {
+                conn.close_requested(&mut session, request, &mut drain_until)
+            }
+            () = drain_timer => Err(End::Closed(format!(
+                "{} (asked to reconnect, still connected after rtmp.drain_timeout_secs)",
+                conn.drain_reason
+            ))),
         };
         if let Err(end) = step {
             // Send what is queued (a rejection, a status) before closing.
@@ -340,6 +360,7 @@ impl Connection {
             match event {
                 ServerEvent::ConnectRequested(request) => {
                     self.app = request.app.clone();
+                    self.reconnect = request.capabilities.reconnect();
                     let playback = &self.context.config.playback;
                     self.accepts = Accepts::from_capabilities(
                         &request.capabilities,
@@ -604,6 +625,32 @@ impl Connection {
         session.accept_play(stream_id).map_err(End::Session)?;
         player.start(session);
         self.player = Some(player);
+        Ok(())
+    }
+
+    /// A kick, a shutdown or a drain. A drain asks a client that handles ReconnectRequest to
+    /// reconnect and keeps serving it until it leaves or the drain's time is up.
+    fn close_requested(
+        &mut self,
+        session: &mut ServerSession,
+        request: CloseRequest,
+        drain_until: &mut Option<tokio::time::Instant>,
+    ) -> Result<(), End> {
+        let drain = match request.drain {
+            Some(drain) if self.reconnect && !drain.timeout.is_zero() => drain,
+            _ => return Err(End::Closed(request.reason)),
+        };
+        session.request_reconnect(drain.tc_url.as_deref(), &request.reason);
+        info!(
+            id = self.id(),
+            peer = %self.peer,
+            tc_url = drain.tc_url.as_deref().unwrap_or(""),
+            "asked the client to reconnect ({}); serving it for up to {:?}",
+            request.reason,
+            drain.timeout
+        );
+        self.drain_reason = request.reason;
+        *drain_until = Some(tokio::time::Instant::now() + drain.timeout);
         Ok(())
     }
 

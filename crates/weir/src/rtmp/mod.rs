@@ -26,7 +26,7 @@ use weir_rtmp::session::ServerConfig;
 use crate::config::Config;
 use crate::hub::Hub;
 use crate::policy::Policy;
-use crate::registry::{Protocol, Registry};
+use crate::registry::{Drain, Protocol, Registry};
 
 /// What every connection task shares.
 pub(crate) struct Context {
@@ -173,7 +173,14 @@ pub(crate) async fn serve<T: Transport>(
         }
     }
     // Every connection (of every listener) closes through its own registry signal.
-    context.registry.close_all("server shutting down");
+    let rtmp = &context.config.rtmp;
+    context.registry.drain_all(
+        "server shutting down",
+        Drain {
+            timeout: Duration::from_secs(rtmp.drain_timeout_secs),
+            tc_url: Some(rtmp.reconnect_tc_url.clone()).filter(|url| !url.is_empty()),
+        },
+    );
     let open = tasks.len();
     if open > 0 {
         info!("closing {open} {protocol} connections");

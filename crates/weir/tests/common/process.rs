@@ -116,12 +116,21 @@ impl ChildGuard {
 
     /// Sends SIGINT (the graceful stop for ffmpeg, rtmpdump and `gst-launch-1.0 -e`).
     pub fn interrupt(&mut self) {
+        self.signal(libc::SIGINT);
+    }
+
+    /// Sends SIGTERM (how a service manager stops a server).
+    pub fn terminate(&mut self) {
+        self.signal(libc::SIGTERM);
+    }
+
+    fn signal(&mut self, signal: libc::c_int) {
         if self.is_running() {
             let pid = libc::pid_t::try_from(self.pid()).expect("pid fits pid_t");
             // SAFETY: kill(2) has no memory-safety preconditions; the pid is our own child,
             // which has not been reaped yet (try_status returned None), so it is not reused.
             unsafe {
-                libc::kill(pid, libc::SIGINT);
+                libc::kill(pid, signal);
             }
         }
     }
