@@ -296,24 +296,24 @@ pub fn remove_emulation_prevention(ebsp: &[u8]) -> Vec<u8> {
 }
 
 /// An MSB-first bit reader with exp-Golomb decoding.
-struct BitReader<'a> {
+pub(crate) struct BitReader<'a> {
     data: &'a [u8],
     bit: usize,
 }
 
 impl<'a> BitReader<'a> {
-    fn new(data: &'a [u8]) -> Self {
+    pub(crate) fn new(data: &'a [u8]) -> Self {
         Self { data, bit: 0 }
     }
 
-    fn bit(&mut self) -> Result<bool, AvcError> {
+    pub(crate) fn bit(&mut self) -> Result<bool, AvcError> {
         let byte = self.data.get(self.bit / 8).ok_or(AvcError::Truncated)?;
         let value = (byte >> (7 - self.bit % 8)) & 1;
         self.bit += 1;
         Ok(value == 1)
     }
 
-    fn bits(&mut self, n: u32) -> Result<u32, AvcError> {
+    pub(crate) fn bits(&mut self, n: u32) -> Result<u32, AvcError> {
         let mut value = 0u32;
         for _ in 0..n {
             value = (value << 1) | u32::from(self.bit()?);
@@ -322,7 +322,7 @@ impl<'a> BitReader<'a> {
     }
 
     /// Unsigned exp-Golomb, up to 32 bits.
-    fn ue(&mut self) -> Result<u32, AvcError> {
+    pub(crate) fn ue(&mut self) -> Result<u32, AvcError> {
         let mut zeros = 0;
         while !self.bit()? {
             zeros += 1;

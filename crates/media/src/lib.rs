@@ -4,12 +4,16 @@
 #![warn(missing_docs)]
 
 pub mod aac;
+pub mod audio_config;
+pub mod av1;
 pub mod avc;
 pub mod flv;
 pub mod flv_file;
 pub mod frame;
 pub mod gop;
+pub mod hevc;
 pub mod rebase;
+pub mod track_info;
 
 pub use aac::{AacError, AudioSpecificConfig};
 pub use avc::{AvcDecoderConfig, AvcError, SequenceParameterSet};
@@ -21,3 +25,4 @@ pub use flv_file::{FlvFileError, FlvReader, FlvTag};
 pub use frame::{Audience, Frame, FrameInfo, MediaKind};
 pub use gop::{GopCache, GopLimits};
 pub use rebase::TimestampRebaser;
+pub use track_info::{CodecDetails, TrackInfo, TrackTable};

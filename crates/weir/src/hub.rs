@@ -16,7 +16,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use tokio::sync::broadcast;
-use weir_media::{Frame, GopCache, GopLimits};
+use weir_media::{Frame, GopCache, GopLimits, TrackInfo, TrackTable};
 
 use crate::config::StreamsConfig;
 use crate::registry::Protocol;
@@ -49,6 +49,8 @@ struct StreamState {
     /// What the current publisher sent.
     ingest: Option<IngestCounters>,
     gop: GopCache,
+    /// The current publisher's tracks.
+    tracks: TrackTable,
     /// Audio frames waiting to travel with the next video frame.
     held: Vec<Frame>,
     /// The current publisher has sent video.
@@ -138,7 +140,13 @@ impl Stream {
                 .iter()
                 .map(|p| (*p, self.viewers[p.index()].load(Ordering::Relaxed)))
                 .collect(),
+            tracks: state.tracks.tracks().to_vec(),
         }
+    }
+
+    /// The current publisher's tracks (empty when nobody publishes).
+    pub fn tracks(&self) -> Vec<TrackInfo> {
+        self.lock().tracks.tracks().to_vec()
     }
 }
 
@@ -178,6 +186,7 @@ impl Hub {
                         held: Vec::new(),
                         has_video: false,
                         publisher: None,
+                        tracks: TrackTable::new(),
                         gop: GopCache::new(GopLimits {
                             max_bytes: self.config.gop_max_bytes,
                             max_duration_ms: self.config.gop_max_duration_ms,
@@ -225,6 +234,7 @@ impl Hub {
             state.publisher = Some(id);
             state.ingest = Some(IngestCounters::new(Instant::now()));
             state.gop.clear();
+            state.tracks.clear();
             state.held.clear();
             state.has_video = false;
             let _ = stream.ring.send(Packet::PublisherStarted);
@@ -339,6 +349,7 @@ impl Publisher {
         if let Some(ingest) = state.ingest.as_mut() {
             ingest.count(&frame, now);
         }
+        state.tracks.observe(&frame);
         if frame.kind == MediaKind::Video {
             state.has_video = true;
         }
@@ -375,6 +386,11 @@ impl Publisher {
     pub fn stats(&self) -> StreamStats {
         self.stream.stats()
     }
+
+    /// The tracks published so far: codec, configuration, counters.
+    pub fn tracks(&self) -> Vec<TrackInfo> {
+        self.stream.tracks()
+    }
 }
 
 impl Drop for Publisher {
@@ -389,6 +405,7 @@ impl Drop for Publisher {
             state.publisher = None;
             state.ingest = None;
             state.gop.clear();
+            state.tracks.clear();
             let _ = self.stream.ring.send(Packet::PublisherLeft);
         }
         self.hub.release(&self.stream);

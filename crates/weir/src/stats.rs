@@ -164,6 +164,8 @@ pub struct StreamStats {
     /// Viewers by protocol, in [`Protocol::ALL`] order; subscriptions that are not viewers
     /// (recorders, segmenters) are not counted.
     pub viewers: Vec<(Protocol, usize)>,
+    /// The current publisher's tracks: codec, configuration, counters.
+    pub tracks: Vec<weir_media::TrackInfo>,
 }
 
 impl StreamStats {

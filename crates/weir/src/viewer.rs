@@ -86,6 +86,8 @@ pub struct ViewerCore {
     accepts: Accepts,
     /// Tracks already reported as withheld or unlisted: (kind, track, reason).
     reported: Vec<(MediaKind, u8, Option<WithheldReason>)>,
+    /// Video tracks other than the default one that reached a keyframe since the last gap.
+    started_tracks: Vec<u8>,
     frames_sent: u64,
     frames_skipped: u64,
 }
@@ -102,6 +104,7 @@ impl ViewerCore {
             lag,
             accepts: Accepts::everything(),
             reported: Vec::new(),
+            started_tracks: Vec::new(),
             frames_sent: 0,
             frames_skipped: 0,
         }
@@ -156,7 +159,7 @@ impl ViewerCore {
         let has_video = snapshot.iter().any(|f| f.kind == MediaKind::Video);
         if has_video && !has_keyframe {
             self.has_video = true;
-            self.need_keyframe = true;
+            self.wait_for_keyframe();
             self.pending_config = snapshot.into_iter().filter(is_config).collect();
             return;
         }
@@ -185,7 +188,7 @@ impl ViewerCore {
                 self.has_video = false;
                 self.pending_config.clear();
                 // The next publisher's stream starts at its first keyframe.
-                self.need_keyframe = true;
+                self.wait_for_keyframe();
             }
             Packet::PublisherStarted => sink.publisher_started(),
         }
@@ -197,7 +200,7 @@ impl ViewerCore {
             return Err(Lagging::Lost(lost));
         }
         self.frames_skipped += lost;
-        self.need_keyframe = true;
+        self.wait_for_keyframe();
         Ok(())
     }
 
@@ -223,7 +226,7 @@ impl ViewerCore {
 
     /// Drops frames until the next keyframe (after a pause, for instance).
     pub fn skip_to_keyframe(&mut self) {
-        self.need_keyframe = true;
+        self.wait_for_keyframe();
     }
 
     /// Whether the viewer waits for a keyframe.
@@ -279,7 +282,35 @@ impl ViewerCore {
         }
     }
 
+    /// Skips to the next default-track keyframe; every other video track then waits for its
+    /// own keyframe too.
+    fn wait_for_keyframe(&mut self) {
+        self.need_keyframe = true;
+        self.started_tracks.clear();
+    }
+
+    /// Whether a coded frame of a video track other than the default one may go out: from
+    /// that track's first keyframe on, so a Multitrack viewer starts every rendition clean.
+    fn track_started(&mut self, frame: &Frame) -> bool {
+        let info = &frame.info;
+        if frame.kind != MediaKind::Video || info.track_id == 0 || !info.is_coded_frame {
+            return true;
+        }
+        if self.started_tracks.contains(&info.track_id) {
+            return true;
+        }
+        if info.is_keyframe {
+            self.started_tracks.push(info.track_id);
+            return true;
+        }
+        false
+    }
+
     fn send(&mut self, sink: &mut impl ViewerSink, frame: &Frame, timestamp: u32) {
+        if !self.track_started(frame) {
+            self.frames_skipped += 1;
+            return;
+        }
         if frame.kind == MediaKind::Video {
             self.has_video = true;
         }

@@ -126,6 +126,23 @@ fn finish(child: &mut ChildGuard, what: &str) {
     let _ = what;
 }
 
+/// The FourCC weir names an ffprobe codec by in its log.
+fn fourcc_of(ffprobe_name: &str) -> &'static str {
+    match ffprobe_name {
+        "h264" => "avc1",
+        "hevc" => "hvc1",
+        "av1" => "av01",
+        "vp9" => "vp09",
+        "aac" => "mp4a",
+        "opus" => "Opus",
+        "flac" => "fLaC",
+        "ac3" => "ac-3",
+        "eac3" => "ec-3",
+        "mp3" => ".mp3",
+        other => panic!("no FourCC for {other}"),
+    }
+}
+
 /// A codec pair: stream name, video encoder arguments, audio encoder arguments, and the
 /// codec names ffprobe reports.
 type Case<'a> = (&'a str, &'a [&'a str], &'a [&'a str], &'a str, &'a str);
@@ -221,6 +238,22 @@ fn every_enhanced_codec_is_played_back_exactly() {
             played, sent,
             "{name}: FFmpeg 8 played back {played:?}, sent {sent:?}"
         );
+        // The publish's end line describes its tracks from their configurations and frames.
+        let ended = weir
+            .log_text()
+            .lines()
+            .find(|l| l.contains("publish ended") && l.contains(&format!("live/{name} ")))
+            .map(str::to_owned)
+            .unwrap_or_else(|| panic!("no publish end line for {name}\n{}", weir.log_tail(20)));
+        let (vfourcc, afourcc) = (fourcc_of(vcodec), fourcc_of(acodec));
+        for part in [
+            format!("video#0 {vfourcc}"),
+            "320x240 8-bit 25fps".to_owned(),
+            format!("audio#0 {afourcc}"),
+            "48 kHz mono".to_owned(),
+        ] {
+            assert!(ended.contains(&part), "{name}: {part:?} not in {ended}");
+        }
     }
     // FFmpeg 8 listed no codecs: weir said once per track that it sends them anyway.
     let log = weir.log_text();

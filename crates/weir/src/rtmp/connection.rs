@@ -44,7 +44,16 @@ fn now() -> Instant {
 struct Publication {
     publisher: Publisher,
     key: StreamKey,
+    started: Instant,
+    /// The tracks were described in the log (once a second of media came in).
+    tracks_logged: bool,
+    /// A tag header weir could not parse was logged.
+    warned_header: bool,
 }
+
+/// Time a publication has been live before its tracks are described in the log (then as
+/// soon as every video track's frame rate is measured, at the latest 5 times this).
+const DESCRIBE_TRACKS_AFTER: Duration = Duration::from_secs(1);
 
 /// A request waiting for the policy.
 struct PendingRequest {
@@ -441,7 +450,38 @@ impl Connection {
                             MediaType::Audio => Frame::audio(timestamp, payload),
                             MediaType::Video => Frame::video(timestamp, payload),
                         };
+                        if frame.info.codec.is_none() && !publication.warned_header {
+                            if let Some(err) = header_error(&frame) {
+                                publication.warned_header = true;
+                                warn!(
+                                    id = self.handle.id(),
+                                    stream = %publication.key,
+                                    kind = ?frame.kind,
+                                    "a media tag header weir does not understand ({err}); \
+                                     such messages are forwarded as they are (logged once)"
+                                );
+                            }
+                        }
                         publication.publisher.send_at(frame, now);
+                        let live_for = now.saturating_duration_since(publication.started);
+                        if !publication.tracks_logged && live_for >= DESCRIBE_TRACKS_AFTER {
+                            let tracks = publication.publisher.tracks();
+                            // Wait for the frame rates, up to a few seconds.
+                            let rates_known = tracks.iter().all(|t| {
+                                t.kind == weir_media::TrackKind::Video && t.frame_rate().is_some()
+                                    || t.kind == weir_media::TrackKind::Audio
+                            });
+                            if !rates_known && live_for < DESCRIBE_TRACKS_AFTER * 5 {
+                                continue;
+                            }
+                            publication.tracks_logged = true;
+                            info!(
+                                id = self.handle.id(),
+                                stream = %publication.key,
+                                tracks = %describe_tracks(&tracks),
+                                "publish tracks"
+                            );
+                        }
                     }
                 }
                 ServerEvent::Metadata {
@@ -576,8 +616,16 @@ impl Connection {
                     "publish started"
                 );
                 self.handle.set_role(Role::Publishing(key.clone()));
-                self.publications
-                    .insert(stream_id, Publication { publisher, key });
+                self.publications.insert(
+                    stream_id,
+                    Publication {
+                        publisher,
+                        key,
+                        started: now(),
+                        tracks_logged: false,
+                        warned_header: false,
+                    },
+                );
                 session.accept_publish(stream_id).map_err(End::Session)
             }
             Err(PublishError::AlreadyPublishing(_)) => {
@@ -691,10 +739,30 @@ impl Connection {
             avg_kbps = format!("{kbps:.0}"),
             viewers = stats.viewer_count(),
             duration_s = format!("{duration:.1}"),
+            tracks = %describe_tracks(&stats.tracks),
             reason = %reason,
             "publish ended"
         );
     }
+}
+
+/// Why a media frame's tag header did not parse (`None`: it did, or it is empty).
+fn header_error(frame: &Frame) -> Option<weir_media::FlvError> {
+    use weir_media::{AudioTagHeader, MediaKind, VideoTagHeader};
+    if frame.payload.is_empty() {
+        return None;
+    }
+    match frame.kind {
+        MediaKind::Video => VideoTagHeader::parse(&frame.payload).err(),
+        MediaKind::Audio => AudioTagHeader::parse(&frame.payload).err(),
+        MediaKind::Data => None,
+    }
+}
+
+/// `video#0 avc1 High L3.1 1280x720 8-bit 30fps, audio#0 mp4a LC 48 kHz stereo`.
+fn describe_tracks(tracks: &[weir_media::TrackInfo]) -> String {
+    let lines: Vec<String> = tracks.iter().map(ToString::to_string).collect();
+    lines.join(", ")
 }
 
 /// Fresh randomness for S1 (and S2 in the digest style).

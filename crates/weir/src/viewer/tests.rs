@@ -206,3 +206,97 @@ async fn viewer_drains_the_queue_until_the_sink_is_full() {
     assert_eq!(sink.frames.len(), 7);
     assert_eq!(viewer.core().frames_sent(), 7);
 }
+
+/// A Multitrack message of video track `track`: OneTrack, H.264, key or inter frame.
+fn track_frame(ts: u32, track: u8, key: bool) -> Frame {
+    let first = if key { 0x96 } else { 0xa6 };
+    let payload = [&[first, 0x01][..], b"avc1", &[track, 0, 0, 0, 0x09]].concat();
+    Frame::video(ts, bytes::Bytes::from(payload))
+}
+
+/// What the hub carries for one message: its single-track copy first, then the original.
+fn hub_forms(frame: Frame) -> Vec<Frame> {
+    let (original, copy) = frame.with_single_track_form();
+    copy.into_iter().chain([original]).collect()
+}
+
+#[derive(Default)]
+struct Tracked {
+    /// (track, multitrack framing, keyframe)
+    frames: Vec<(u8, bool, bool)>,
+    withheld: Vec<(u8, WithheldReason)>,
+}
+
+impl ViewerSink for Tracked {
+    fn frame(&mut self, frame: &Frame, _timestamp: u32) {
+        if frame.kind == MediaKind::Video && frame.info.is_coded_frame {
+            self.frames.push((
+                frame.info.track_id,
+                frame.info.multitrack,
+                frame.info.is_keyframe,
+            ));
+        }
+    }
+    fn withheld(&mut self, frame: &Frame, reason: WithheldReason) {
+        self.withheld.push((frame.info.track_id, reason));
+    }
+}
+
+#[test]
+fn a_multitrack_viewer_starts_each_rendition_at_its_own_keyframe() {
+    let mut core = core();
+    let mut sink = Tracked::default();
+    core.start(Vec::new(), &mut sink);
+    let messages = [
+        track_frame(0, 0, true),
+        track_frame(0, 1, false), // track 1 joined mid-GOP: skipped
+        track_frame(40, 0, false),
+        track_frame(40, 1, true),
+        track_frame(80, 1, false),
+    ];
+    for message in messages {
+        for frame in hub_forms(message) {
+            core.handle_packet(Packet::Frame(frame), &mut sink);
+        }
+    }
+    assert_eq!(
+        sink.frames,
+        vec![
+            (0, true, true),
+            (0, true, false),
+            (1, true, true),
+            (1, true, false)
+        ]
+    );
+    // After a loss, track 1 waits for its next keyframe again.
+    core.handle_loss(3).unwrap();
+    for message in [track_frame(120, 0, true), track_frame(120, 1, false)] {
+        for frame in hub_forms(message) {
+            core.handle_packet(Packet::Frame(frame), &mut sink);
+        }
+    }
+    assert_eq!(sink.frames.len(), 5, "{:?}", sink.frames);
+}
+
+#[test]
+fn a_legacy_viewer_gets_the_default_track_unwrapped_and_hears_of_the_rest_once() {
+    let mut core = core().with_accepts(Accepts::legacy(crate::config::Unadvertised::Send));
+    let mut sink = Tracked::default();
+    core.start(Vec::new(), &mut sink);
+    for ts in 0..3 {
+        for message in [
+            track_frame(ts * 40, 0, ts == 0),
+            track_frame(ts * 40, 1, ts == 0),
+        ] {
+            for frame in hub_forms(message) {
+                core.handle_packet(Packet::Frame(frame), &mut sink);
+            }
+        }
+    }
+    // Track 0 in legacy framing only; track 1 withheld, reported once.
+    assert_eq!(
+        sink.frames,
+        vec![(0, false, true), (0, false, false), (0, false, false)]
+    );
+    assert_eq!(sink.withheld, vec![(1, WithheldReason::NotMultitrack)]);
+}

@@ -1,0 +1,190 @@
+//! Sample rate and channels of the E-RTMP audio codecs besides AAC: the Opus ID header
+//! (RFC 7845 §5.1), FLAC STREAMINFO, and the frame headers of AC-3, E-AC-3 (ATSC A/52) and
+//! MP3, which carry no configuration record of their own.
+
+/// What an audio configuration or frame header says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AudioFormat {
+    /// Sample rate in Hz (Opus: the encoder's input rate; it always decodes at 48 kHz).
+    pub sample_rate: u32,
+    /// Channels (LFE counted).
+    pub channels: u8,
+    /// Bits per sample, where the format has a fixed one (FLAC).
+    pub bits_per_sample: Option<u8>,
+}
+
+/// An Opus ID header (`OpusHead`).
+pub fn opus_head(head: &[u8]) -> Option<AudioFormat> {
+    let rest = head.strip_prefix(b"OpusHead")?;
+    let [_version, channels, _, _, r0, r1, r2, r3, ..] = *rest else {
+        return None;
+    };
+    let rate = u32::from_le_bytes([r0, r1, r2, r3]);
+    Some(AudioFormat {
+        sample_rate: if rate == 0 { 48_000 } else { rate },
+        channels,
+        bits_per_sample: None,
+    })
+}
+
+/// FLAC STREAMINFO: bare (as FFmpeg sends it), or after `fLaC` and the metadata block header
+/// (as the E-RTMP spec describes it).
+pub fn flac_stream_info(body: &[u8]) -> Option<AudioFormat> {
+    let info = match body.strip_prefix(b"fLaC") {
+        Some(rest) => rest.get(4..)?,
+        None => body,
+    };
+    let bytes = info.get(10..13)?;
+    let bits = u32::from_be_bytes([0, bytes[0], bytes[1], bytes[2]]);
+    let sample_rate = bits >> 4;
+    let channels = ((bits >> 1) & 0x07) as u8 + 1;
+    let bps = (((bits & 1) << 4) as u8 | info.get(13)? >> 4) + 1;
+    (sample_rate > 0).then_some(AudioFormat {
+        sample_rate,
+        channels,
+        bits_per_sample: Some(bps),
+    })
+}
+
+/// Channels of an AC-3 / E-AC-3 audio coding mode (acmod) plus the LFE.
+fn ac3_channels(acmod: u8, lfe: bool) -> u8 {
+    let main = [2, 1, 2, 3, 3, 4, 4, 5][usize::from(acmod & 7)];
+    main + u8::from(lfe)
+}
+
+const AC3_RATES: [u32; 3] = [48_000, 44_100, 32_000];
+
+/// An AC-3 or E-AC-3 sync frame's header (the stream type is told by `bsid`).
+pub fn ac3_frame(frame: &[u8]) -> Option<AudioFormat> {
+    if frame.get(..2)? != [0x0b, 0x77] {
+        return None;
+    }
+    let bsid = frame.get(5)? >> 3;
+    if bsid > 10 {
+        // E-AC-3: strmtyp, substreamid, frmsiz (16 bits), then fscod.
+        let b = *frame.get(4)?;
+        let fscod = b >> 6;
+        let sample_rate = if fscod == 3 {
+            AC3_RATES[usize::from((b >> 4) & 3).min(2)] / 2
+        } else {
+            AC3_RATES[usize::from(fscod)]
+        };
+        let acmod = (b >> 1) & 7;
+        return Some(AudioFormat {
+            sample_rate,
+            channels: ac3_channels(acmod, b & 1 != 0),
+            bits_per_sample: None,
+        });
+    }
+    // AC-3: crc1 (16), fscod (2) + frmsizecod (6), bsid (5) + bsmod (3), then acmod.
+    let fscod = frame.get(4)? >> 6;
+    let sample_rate = *AC3_RATES.get(usize::from(fscod))?;
+    let b = u16::from_be_bytes([*frame.get(6)?, *frame.get(7)?]);
+    let acmod = (b >> 13) as u8;
+    // cmixlev, surmixlev and dsurmod (2 bits each) come before lfeon when present.
+    let mut skip = 0;
+    if acmod & 1 != 0 && acmod != 1 {
+        skip += 2;
+    }
+    if acmod & 4 != 0 {
+        skip += 2;
+    }
+    if acmod == 2 {
+        skip += 2;
+    }
+    let lfe = (b >> (12 - skip)) & 1 != 0;
+    Some(AudioFormat {
+        sample_rate,
+        channels: ac3_channels(acmod, lfe),
+        bits_per_sample: None,
+    })
+}
+
+/// An MPEG audio (MP3) frame header.
+pub fn mp3_frame(frame: &[u8]) -> Option<AudioFormat> {
+    let [0xff, b1, b2, b3, ..] = *frame else {
+        return None;
+    };
+    if b1 & 0xe0 != 0xe0 {
+        return None;
+    }
+    let base = match (b2 >> 2) & 3 {
+        0 => 44_100,
+        1 => 48_000,
+        2 => 32_000,
+        _ => return None,
+    };
+    let sample_rate = match (b1 >> 3) & 3 {
+        3 => base,     // MPEG-1
+        2 => base / 2, // MPEG-2
+        0 => base / 4, // MPEG-2.5
+        _ => return None,
+    };
+    Some(AudioFormat {
+        sample_rate,
+        channels: if b3 >> 6 == 3 { 1 } else { 2 },
+        bits_per_sample: None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hex(s: &str) -> Vec<u8> {
+        let s: String = s.split_whitespace().collect();
+        (0..s.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
+            .collect()
+    }
+
+    fn format(sample_rate: u32, channels: u8) -> Option<AudioFormat> {
+        Some(AudioFormat {
+            sample_rate,
+            channels,
+            bits_per_sample: None,
+        })
+    }
+
+    /// Headers FFmpeg 9 sent for a 48 kHz tone (libopus, flac stereo, ac3, eac3, libmp3lame).
+    #[test]
+    fn ffmpeg_headers() {
+        assert_eq!(
+            opus_head(&hex("4f707573486561640101380180bb0000000000")),
+            format(48_000, 1)
+        );
+        let flac = flac_stream_info(&hex("0400040000000000 10980bb802f000000000")).unwrap();
+        assert_eq!(
+            (flac.sample_rate, flac.channels, flac.bits_per_sample),
+            (48_000, 2, Some(16))
+        );
+        let mut spec_form = b"fLaC\x80\x00\x00\x22".to_vec();
+        spec_form.extend(hex("0400040000000000 10980bb802f000000000"));
+        assert_eq!(flac_stream_info(&spec_form), Some(flac));
+        assert_eq!(ac3_frame(&hex("0b77480d0c402f842bc1")), format(48_000, 1));
+        assert_eq!(ac3_frame(&hex("0b7700bf3287c0002106")), format(48_000, 1));
+        assert_eq!(mp3_frame(&hex("fffb54c4")), format(48_000, 1));
+    }
+
+    #[test]
+    fn other_layouts() {
+        // AC-3 3/2 with LFE (acmod 7: cmixlev, surmixlev, then lfeon).
+        assert_eq!(ac3_frame(&hex("0b77 0000 00 40 e5 00")), format(48_000, 6));
+        // AC-3 stereo (acmod 2: dsurmod, then lfeon) at 44.1 kHz.
+        assert_eq!(ac3_frame(&hex("0b77 0000 40 40 40 00")), format(44_100, 2));
+        // MP3 stereo MPEG-1 44.1 kHz.
+        assert_eq!(mp3_frame(&hex("fffb9064")), format(44_100, 2));
+    }
+
+    #[test]
+    fn garbage_gives_nothing() {
+        for bad in ["", "00", "4f707573", "0b77", "fffb", "ff0b", "0b7700"] {
+            let b = hex(bad);
+            assert_eq!(opus_head(&b), None);
+            assert_eq!(ac3_frame(&b), None);
+            assert_eq!(mp3_frame(&b), None);
+            assert_eq!(flac_stream_info(&b), None);
+        }
+    }
+}
