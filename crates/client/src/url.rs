@@ -33,6 +33,29 @@ pub struct RtmpUrl {
 }
 
 impl RtmpUrl {
+    /// Where an E-RTMP ReconnectRequest sends this stream: `tc_url` resolved against this
+    /// URL (absolute `rtmp://host/app`, scheme-relative `//host/app`, path-relative `/app`;
+    /// `None`: the same place), with the same stream name.
+    pub fn reconnect_target(&self, tc_url: Option<&str>) -> Result<RtmpUrl, ClientError> {
+        let Some(tc_url) = tc_url.filter(|t| !t.is_empty()) else {
+            return Ok(self.clone());
+        };
+        let base = if tc_url.contains("://") {
+            tc_url.to_owned()
+        } else if let Some(rest) = tc_url.strip_prefix("//") {
+            format!("{}://{rest}", self.scheme())
+        } else if let Some(path) = tc_url.strip_prefix('/') {
+            format!("{}://{}/{path}", self.scheme(), self.authority())
+        } else {
+            return Err(ClientError::BadUrl {
+                url: tc_url.to_owned(),
+                why: "not an absolute, //host or /path tcUrl",
+            });
+        };
+        let app = RtmpUrl::parse(base.trim_end_matches('/'))?;
+        Ok(app.with_stream(&self.stream))
+    }
+
     /// Parses `rtmp://host[:port]/app[/stream]` or the same with `rtmps://`.
     pub fn parse(url: &str) -> Result<RtmpUrl, ClientError> {
         let bad = |why| ClientError::BadUrl {
@@ -233,5 +256,27 @@ mod tests {
             .unwrap()
             .with_stream("b?x=1");
         assert_eq!(u.to_string(), "rtmp://h:1935/live/b?x=1");
+    }
+
+    #[test]
+    fn reconnect_targets_resolve_against_the_current_url() {
+        let current = RtmpUrl::parse("rtmp://a.example:1935/live/cam?token=1").unwrap();
+        let target = |tc: Option<&str>| current.reconnect_target(tc).unwrap().to_string();
+        assert_eq!(target(None), "rtmp://a.example:1935/live/cam?token=1");
+        assert_eq!(target(Some("")), "rtmp://a.example:1935/live/cam?token=1");
+        assert_eq!(
+            target(Some("rtmp://b.example:19350/live")),
+            "rtmp://b.example:19350/live/cam?token=1"
+        );
+        assert_eq!(
+            target(Some("//c.example/edge/")),
+            "rtmp://c.example:1935/edge/cam?token=1"
+        );
+        assert_eq!(
+            target(Some("/backup")),
+            "rtmp://a.example:1935/backup/cam?token=1"
+        );
+        assert!(current.reconnect_target(Some("elsewhere")).is_err());
+        assert!(current.reconnect_target(Some("http://x/y")).is_err());
     }
 }

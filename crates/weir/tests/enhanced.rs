@@ -454,6 +454,29 @@ fn multitrack_reaches_each_player_in_the_form_it_reads() {
         ],
         "weir-client (Multitrack) per-track coded frames"
     );
+    // weir-client publishes the recording (four tracks, Multitrack messages as FFmpeg wrote
+    // them); a Multitrack weir-client gets the same frames per track.
+    let url2 = weir.url("mt-client");
+    let player_url = url2.clone();
+    let second = thread::spawn(move || play_multitrack(player_url, Duration::from_secs(12)));
+    wait_viewers(&weir, "live/mt-client", 1);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let stats = runtime
+        .block_on(weir_client::publish_file(
+            &RtmpUrl::parse(&url2).unwrap(),
+            &copy,
+            weir_client::PublishOptions::default(),
+        ))
+        .expect("weir-client publishes the recording");
+    assert!(stats.video >= 2 * FRAMES as u64, "{stats:?}");
+    assert_eq!(
+        second.join().expect("second multitrack player"),
+        counts,
+        "weir-client publishing Multitrack"
+    );
     let log = weir.log_text();
     assert!(
         log.contains("track withheld from this player") && log.contains("video#1 H.264"),

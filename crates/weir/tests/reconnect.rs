@@ -1,7 +1,9 @@
-//! E-RTMP ReconnectRequest at shutdown: the `weir` binary gets SIGTERM while two players
-//! wait on a stream. The one whose connect set `capsEx` Reconnect is asked to reconnect
-//! (with the configured tcUrl) and still served until `rtmp.drain_timeout_secs` runs out; the
-//! legacy one is closed at once. Then weir exits cleanly.
+//! E-RTMP ReconnectRequest at shutdown: the `weir` binary gets SIGTERM while three players
+//! wait on a stream. The ones whose connect set `capsEx` Reconnect are asked to reconnect
+//! (to the configured tcUrl, a second weir) and still served until `rtmp.drain_timeout_secs`
+//! runs out; one of them follows the request (connects to the second weir and plays there
+//! before it leaves the first, as the spec's flow has it); the legacy player is closed at
+//! once. Then weir exits cleanly.
 
 #[allow(unused_imports)] // the harness re-exports more than this file uses
 mod common;
@@ -11,7 +13,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::process::ChildGuard;
-use common::{free_port, wait_for_port, TestDir};
+use common::{free_port, wait_for_port, TestDir, WeirServer};
 use weir_client::{Client, ClientEvent, ClientOptions, RtmpUrl};
 use weir_rtmp::caps::{CAPS_EX_MULTITRACK, CAPS_EX_RECONNECT};
 use weir_rtmp::command::code;
@@ -45,6 +47,8 @@ fn is_reconnect_request(event: &ClientEvent) -> bool {
 #[test]
 fn sigterm_asks_reconnect_capable_clients_to_reconnect_before_closing() {
     let dir = TestDir::new("reconnect");
+    let standby = WeirServer::start(dir.path());
+    let standby_tc_url = format!("rtmp://{}/live", standby.addr());
     let port = free_port();
     let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
     let config = dir.file("weir.toml");
@@ -52,7 +56,7 @@ fn sigterm_asks_reconnect_capable_clients_to_reconnect_before_closing() {
         &config,
         format!(
             "[rtmp]\naddr = \"{addr}\"\ndrain_timeout_secs = 3\n\
-             reconnect_tc_url = \"rtmp://standby.example/live\"\n"
+             reconnect_tc_url = \"{standby_tc_url}\"\n"
         ),
     )
     .unwrap();
@@ -79,12 +83,16 @@ fn sigterm_asks_reconnect_capable_clients_to_reconnect_before_closing() {
             caps_ex: None,
             ..ClientOptions::default()
         };
-        let mut a = Client::connect_with(&url, capable)
+        let mut a = Client::connect_with(&url, capable.clone())
             .await
             .expect("connect a");
         let mut b = Client::connect_with(&url, legacy).await.expect("connect b");
+        let mut c = Client::connect_with(&url, capable.clone())
+            .await
+            .expect("connect c");
         a.play("waiting").await.expect("play a");
         b.play("waiting").await.expect("play b");
+        c.play("waiting").await.expect("play c");
 
         let sent = Instant::now();
         weir.terminate();
@@ -102,6 +110,38 @@ fn sigterm_asks_reconnect_capable_clients_to_reconnect_before_closing() {
             "legacy close took {:?}",
             b_closed - sent
         );
+
+        // c follows the request: to the standby server, then it leaves the old one.
+        let target = loop {
+            match c.next_event(Duration::from_secs(5)).await {
+                Ok(Some(ClientEvent::ReconnectRequest { tc_url, .. })) => {
+                    break url
+                        .reconnect_target(tc_url.as_deref())
+                        .expect("resolvable tcUrl");
+                }
+                Ok(Some(_)) => continue,
+                other => panic!("c got no ReconnectRequest: {other:?}"),
+            }
+        };
+        assert_eq!(target.to_string(), format!("{standby_tc_url}/waiting"));
+        let mut moved = Client::connect_with(&target, capable)
+            .await
+            .expect("connect to the standby");
+        moved
+            .play(&target.stream)
+            .await
+            .expect("play on the standby");
+        let viewers = standby
+            .hub()
+            .stream_stats("live/waiting")
+            .map_or(0, |s| s.viewer_count());
+        assert_eq!(viewers, 1, "the moved player waits on the standby");
+        // The old connection was still served while the new one was set up.
+        assert!(
+            c.next_event(Duration::from_millis(10)).await.is_ok(),
+            "c's old connection closed before it moved"
+        );
+        c.close().await.expect("leave the draining server");
 
         let mut a_events = Vec::new();
         let a_closed = wait_closed(&mut a, Duration::from_secs(10), &mut a_events)
@@ -121,6 +161,7 @@ fn sigterm_asks_reconnect_capable_clients_to_reconnect_before_closing() {
             served >= Duration::from_millis(2500) && served < Duration::from_secs(8),
             "the capable client was served {served:?} after SIGTERM"
         );
+        moved.close().await.expect("close on the standby");
     });
     let status = weir
         .wait_timeout(Duration::from_secs(15))
@@ -132,8 +173,8 @@ fn sigterm_asks_reconnect_capable_clients_to_reconnect_before_closing() {
     );
     let log = weir.stderr() + &weir.stdout();
     assert!(
-        log.contains("asked the client to reconnect")
-            && log.contains("rtmp://standby.example/live"),
+        log.contains("asked the client to reconnect") && log.contains(&standby_tc_url),
         "{log}"
     );
+    standby.shutdown();
 }

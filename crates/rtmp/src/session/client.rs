@@ -98,6 +98,17 @@ pub enum ClientEvent {
         /// Its fields.
         status: Status,
     },
+    /// E-RTMP v2: the server asks us to reconnect (`NetConnection.Connect.ReconnectRequest`,
+    /// also reported as a [`ClientEvent::Status`]), to `tc_url` when it names another place
+    /// (absolute, `//host/app` or `/app`: resolve it against ours), else to the same server.
+    /// The server keeps serving this connection meanwhile: connect anew, switch over at a
+    /// media boundary, then close this one.
+    ReconnectRequest {
+        /// Where to reconnect, as sent.
+        tc_url: Option<String>,
+        /// The server's reason.
+        description: String,
+    },
     /// A user control event from the server (StreamBegin, StreamEOF, ...).
     UserControl(UserControl),
     /// Audio or video on the played stream.
@@ -557,8 +568,19 @@ impl ClientSession {
                     }
                     _ => {}
                 }
+                let reconnect = (status.code == code::CONNECT_RECONNECT_REQUEST).then(|| {
+                    ClientEvent::ReconnectRequest {
+                        tc_url: command
+                            .arguments
+                            .iter()
+                            .find_map(|v| v.property("tcUrl").and_then(Value::as_str))
+                            .map(str::to_owned),
+                        description: status.description.clone(),
+                    }
+                });
                 self.events
                     .push_back(ClientEvent::Status { stream_id, status });
+                self.events.extend(reconnect);
             }
             "onBWDone" => {
                 let check = Command::new("_checkbw", 0.0, Value::Null, vec![]);
