@@ -13,7 +13,7 @@ use tracing::warn;
 use crate::config::Config;
 use crate::hub::Hub;
 use crate::policy::{OpenPolicy, Policy};
-use crate::registry::Registry;
+use crate::registry::{Drain, Registry};
 use crate::rtmp;
 
 /// How long shutdown waits for connections to close before giving up on them.
@@ -28,6 +28,7 @@ pub struct Server {
     shutdown: watch::Sender<bool>,
     rtmp_task: JoinHandle<()>,
     drain_timeout_secs: u64,
+    reconnect_tc_url: Option<String>,
 }
 
 impl Server {
@@ -51,6 +52,8 @@ impl Server {
         })?;
         let rtmp_addr = listener.local_addr()?;
         let drain_timeout_secs = config.rtmp.drain_timeout_secs;
+        let reconnect_tc_url =
+            Some(config.rtmp.reconnect_tc_url.clone()).filter(|url| !url.is_empty());
         let hub = Arc::new(Hub::new(config.streams.clone()));
         let registry = Arc::new(Registry::new());
         let (shutdown, watcher) = watch::channel(false);
@@ -69,6 +72,7 @@ impl Server {
             shutdown,
             rtmp_task,
             drain_timeout_secs,
+            reconnect_tc_url,
         })
     }
 
@@ -85,6 +89,21 @@ impl Server {
     /// The open connections.
     pub fn registry(&self) -> &Arc<Registry> {
         &self.registry
+    }
+
+    /// Asks every client to leave, for maintenance (the trigger the API will expose): clients
+    /// that handle E-RTMP ReconnectRequest are asked to reconnect (to
+    /// `rtmp.reconnect_tc_url` when set) and served until they leave, at most
+    /// `rtmp.drain_timeout_secs`; the others are closed at once, and so is every connection
+    /// that arrives from now on. The listener stays open until [`Server::shutdown`].
+    pub fn drain(&self, reason: &str) {
+        self.registry.drain_all(
+            reason,
+            Drain {
+                timeout: Duration::from_secs(self.drain_timeout_secs),
+                tc_url: self.reconnect_tc_url.clone(),
+            },
+        );
     }
 
     /// Stops accepting and drains every connection: clients that handle E-RTMP

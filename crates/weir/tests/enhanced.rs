@@ -485,3 +485,41 @@ fn multitrack_reaches_each_player_in_the_form_it_reads() {
     );
     weir.shutdown();
 }
+
+/// ffprobe (Debian's 5.1) against a live weir stream lists exactly its video and audio: no
+/// phantom "data" stream made of a data message in the play answer.
+#[test]
+fn ffprobe_lists_exactly_the_audio_and_video_streams() {
+    let dir = TestDir::new("enhanced-ffprobe-streams");
+    let weir = WeirServer::start(dir.path());
+    let url = weir.url("probe");
+    let inputs = [
+        "testsrc=size=320x240:rate=25",
+        "sine=frequency=440:sample_rate=48000",
+    ];
+    let codecs = ["-c:v", "libx264", "-g", "25", "-c:a", "aac", "-t", "8"];
+    let copy = dir.file("sent.flv");
+    let mut publisher = publish(&url, &inputs, &codecs, &copy, dir.path());
+    weir.wait_published(&["live/probe"], START);
+    let mut cmd = Command::new(tools::ffprobe());
+    cmd.args([
+        "-v",
+        "error",
+        "-show_entries",
+        "stream=codec_type",
+        "-of",
+        "csv=p=0",
+    ])
+    .arg(&url);
+    let (status, out, err) = process::run("ffprobe", cmd, dir.path(), Duration::from_secs(30));
+    assert!(status.success(), "ffprobe: {err}");
+    let mut kinds: Vec<&str> = out
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect();
+    kinds.sort_unstable();
+    assert_eq!(kinds, vec!["audio", "video"], "ffprobe 5.1 listed {out:?}");
+    publisher.kill();
+    weir.shutdown();
+}

@@ -178,3 +178,56 @@ fn sigterm_asks_reconnect_capable_clients_to_reconnect_before_closing() {
     );
     standby.shutdown();
 }
+
+/// `Server::drain` (the trigger the API will expose) asks a capable player to reconnect and
+/// closes a legacy one, while the server keeps running.
+#[tokio::test]
+async fn drain_asks_capable_clients_to_reconnect_and_closes_the_rest() {
+    let mut config = weir::Config::default();
+    config.rtmp.addr = "127.0.0.1:0".parse().unwrap();
+    config.rtmp.reconnect_tc_url = "/backup".into();
+    let server = weir::Server::start(config).await.unwrap();
+    let url = RtmpUrl::parse(&format!("rtmp://{}/live/s", server.rtmp_addr())).unwrap();
+    let capable = ClientOptions {
+        caps_ex: Some(CAPS_EX_RECONNECT),
+        ..ClientOptions::default()
+    };
+    let legacy = ClientOptions {
+        caps_ex: None,
+        ..ClientOptions::default()
+    };
+    let mut a = Client::connect_with(&url, capable).await.unwrap();
+    let mut b = Client::connect_with(&url, legacy).await.unwrap();
+    a.play("s").await.unwrap();
+    b.play("s").await.unwrap();
+    server.drain("maintenance");
+    let request = loop {
+        match a.next_event(Duration::from_secs(5)).await {
+            Ok(Some(ClientEvent::ReconnectRequest {
+                tc_url,
+                description,
+            })) => break (tc_url, description),
+            Ok(Some(_)) => continue,
+            other => panic!("no ReconnectRequest: {other:?}"),
+        }
+    };
+    assert_eq!(
+        request,
+        (Some("/backup".to_owned()), "maintenance".to_owned())
+    );
+    assert_eq!(
+        url.reconnect_target(request.0.as_deref())
+            .unwrap()
+            .to_string(),
+        format!("rtmp://{}/backup/s", server.rtmp_addr())
+    );
+    let mut seen = Vec::new();
+    assert!(
+        wait_closed(&mut b, Duration::from_secs(5), &mut seen)
+            .await
+            .is_some(),
+        "the legacy player is closed"
+    );
+    a.close().await.unwrap();
+    server.shutdown().await;
+}
