@@ -39,6 +39,8 @@ pub struct PlaybackConfig {
     pub unadvertised_codecs: Unadvertised,
     /// `unadvertised_codecs` for particular apps, e.g. `{ legacy = "withhold" }`.
     pub app_unadvertised_codecs: std::collections::BTreeMap<String, Unadvertised>,
+    /// `multitrack` for particular apps, e.g. `{ simple = false }`.
+    pub app_multitrack: std::collections::BTreeMap<String, bool>,
 }
 
 impl Default for PlaybackConfig {
@@ -47,11 +49,20 @@ impl Default for PlaybackConfig {
             multitrack: true,
             unadvertised_codecs: Unadvertised::Send,
             app_unadvertised_codecs: Default::default(),
+            app_multitrack: Default::default(),
         }
     }
 }
 
 impl PlaybackConfig {
+    /// `multitrack` for `app`.
+    pub fn multitrack_for(&self, app: &str) -> bool {
+        self.app_multitrack
+            .get(app)
+            .copied()
+            .unwrap_or(self.multitrack)
+    }
+
     /// `unadvertised_codecs` for `app`.
     pub fn unadvertised_for(&self, app: &str) -> Unadvertised {
         self.app_unadvertised_codecs
@@ -431,6 +442,10 @@ pub const KEYS: &[(&str, &str)] = &[
         "Players that list no codecs in connect get codecs beyond H.264/AAC/MP3: \"send\" or \"withhold\".",
     ),
     (
+        "playback.app_multitrack",
+        "multitrack per app, e.g. { simple = false }.",
+    ),
+    (
         "playback.app_unadvertised_codecs",
         "unadvertised_codecs per app, e.g. { legacy = \"withhold\" }.",
     ),
@@ -504,6 +519,28 @@ mod tests {
         let err = Config::from_toml("[rtmp]\nrequest_timeout_secs = 9000000000000\n").unwrap_err();
         assert!(
             err.to_string().contains("rtmp.request_timeout_secs"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn playback_policy_per_app() {
+        let config = Config::from_toml(
+            "[playback]\nunadvertised_codecs = \"send\"\n\
+             app_multitrack = { simple = false }\n\
+             [playback.app_unadvertised_codecs]\nlegacy = \"withhold\"\n",
+        )
+        .unwrap();
+        let playback = &config.playback;
+        assert_eq!(playback.unadvertised_for("legacy"), Unadvertised::Withhold);
+        assert_eq!(playback.unadvertised_for("live"), Unadvertised::Send);
+        assert!(!playback.multitrack_for("simple"));
+        assert!(playback.multitrack_for("live"));
+        let err = Config::from_toml("[playback]\nunadvertised_codecs = \"maybe\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("unadvertised_codecs") || err.contains("maybe"),
             "{err}"
         );
     }

@@ -373,7 +373,7 @@ impl Connection {
                     let playback = &self.context.config.playback;
                     self.accepts = Accepts::from_capabilities(
                         &request.capabilities,
-                        playback.multitrack,
+                        playback.multitrack_for(&request.app),
                         playback.unadvertised_for(&request.app),
                     );
                     info!(
