@@ -79,6 +79,8 @@ async fn play(
     rand::thread_rng().fill_bytes(&mut random);
     let mut config = ClientConfig::new(&url.authority(), &url.app);
     config.digest_handshake = false;
+    // A legacy connect, like FFmpeg, ffplay and VLC: no E-RTMP capabilities.
+    config.caps_ex = None;
     let mut session = ClientSession::new(config, Instant::now(), random);
     session.play(Instant::now(), &url.stream);
     let joined_ns = shared.epoch.elapsed().as_nanos() as u64;

@@ -86,14 +86,18 @@ struct Connection {
     accepts: Accepts,
     /// The client set `capsEx` Reconnect in `connect`.
     reconnect: bool,
-    /// Why a drain asked the client to reconnect.
-    drain_reason: String,
     context: Arc<Context>,
     publications: HashMap<u32, Publication>,
     player: Option<Player>,
     /// Boxed: most connections never wait for a decision, and every byte of the connection's
     /// state is paid once per viewer.
     pending: Option<Box<PendingRequest>>,
+}
+
+/// A connection asked to reconnect by a drain, served until `until`.
+struct Draining {
+    until: Instant,
+    reason: String,
 }
 
 /// Why the connection ended, for the close log line.
@@ -134,7 +138,6 @@ where
         app: String::new(),
         accepts: Accepts::legacy(Unadvertised::Send),
         reconnect: false,
-        drain_reason: String::new(),
         context: Arc::clone(&context),
         publications: HashMap::new(),
         player: None,
@@ -158,9 +161,13 @@ where
     let closed = conn.handle.closed();
     tokio::pin!(closed);
     // Set when a drain asked the client to reconnect: served until then.
-    let mut drain_until: Option<tokio::time::Instant> = None;
+    let mut draining: Option<Box<Draining>> = None;
     let end = loop {
-        let deadline = session.poll_timeout();
+        // One timer for the session's deadline and the drain's end.
+        let deadline = match (session.poll_timeout(), draining.as_ref().map(|d| d.until)) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
         let sleep = async {
             match deadline {
                 Some(at) => tokio::time::sleep_until(at.into()).await,
@@ -170,12 +177,6 @@ where
         let flush_timer = async {
             match flush_due {
                 Some(at) => tokio::time::sleep_until(at.into()).await,
-                None => std::future::pending().await,
-            }
-        };
-        let drain_timer = async {
-            match drain_until {
-                Some(at) => tokio::time::sleep_until(at).await,
                 None => std::future::pending().await,
             }
         };
@@ -212,19 +213,22 @@ where
             }
             () = sleep => {
                 let now = now();
-                session
-                    .handle_timeout(now)
-                    .map_err(End::Session)
-                    .and_then(|()| conn.handle_events(&mut session, now))
+                match draining.as_ref().filter(|d| now >= d.until) {
+                    Some(d) => Err(End::Closed(format!(
+                        "{} (asked to reconnect, still connected after rtmp.drain_timeout_secs)",
+                        d.reason
+                    ))),
+                    None => session
+                        .handle_timeout(now)
+                        .map_err(End::Session)
+                        .and_then(|()| conn.handle_events(&mut session, now)),
+                }
             }
             () = flush_timer => Ok(()),
-            request = &mut closed, if drain_until.is_none() => {
-                conn.close_requested(&mut session, request, &mut drain_until)
+            request = &mut closed, if draining.is_none() => {
+                conn.close_requested(&mut session, request)
+                    .map(|drain| draining = Some(drain))
             }
-            () = drain_timer => Err(End::Closed(format!(
-                "{} (asked to reconnect, still connected after rtmp.drain_timeout_secs)",
-                conn.drain_reason
-            ))),
         };
         if let Err(end) = step {
             // Send what is queued (a rejection, a status) before closing.
@@ -682,8 +686,7 @@ impl Connection {
         &mut self,
         session: &mut ServerSession,
         request: CloseRequest,
-        drain_until: &mut Option<tokio::time::Instant>,
-    ) -> Result<(), End> {
+    ) -> Result<Box<Draining>, End> {
         let drain = match request.drain {
             Some(drain) if self.reconnect && !drain.timeout.is_zero() => drain,
             _ => return Err(End::Closed(request.reason)),
@@ -697,9 +700,10 @@ impl Connection {
             request.reason,
             drain.timeout
         );
-        self.drain_reason = request.reason;
-        *drain_until = Some(tokio::time::Instant::now() + drain.timeout);
-        Ok(())
+        Ok(Box::new(Draining {
+            until: now() + drain.timeout,
+            reason: request.reason,
+        }))
     }
 
     fn set_idle_role(&self) {

@@ -13,17 +13,22 @@ use weir_rtmp::caps::{Capabilities, FourCcSet};
 
 use crate::config::Unadvertised;
 
-/// What one viewer can take; see the module docs.
+/// What one viewer can take; see the module docs. Small for the common viewer that listed
+/// nothing (it is kept per connection and per viewer).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Accepts {
     /// Reads E-RTMP Multitrack messages: gets every track as the publisher sent it.
-    pub multitrack: bool,
-    /// Video codecs it listed; `None`: it listed none.
-    pub video: Option<FourCcSet>,
-    /// Audio codecs it listed; `None`: it listed none.
-    pub audio: Option<FourCcSet>,
+    multitrack: bool,
     /// What it gets of non-legacy codecs it did not list, when it listed none.
-    pub unadvertised: Unadvertised,
+    unadvertised: Unadvertised,
+    /// The codecs it listed, if it listed any.
+    listed: Option<Box<Listed>>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Listed {
+    video: Option<FourCcSet>,
+    audio: Option<FourCcSet>,
 }
 
 /// What a viewer does with one frame.
@@ -53,24 +58,40 @@ pub enum WithheldReason {
 }
 
 impl Accepts {
+    /// A viewer that reads Multitrack or not, listed `video` and `audio` codecs (`None`:
+    /// none of that kind) and gets `unadvertised` when it listed none at all.
+    pub fn new(
+        multitrack: bool,
+        video: Option<FourCcSet>,
+        audio: Option<FourCcSet>,
+        unadvertised: Unadvertised,
+    ) -> Accepts {
+        let listed = (video.is_some() || audio.is_some()).then(|| Box::new(Listed { video, audio }));
+        Accepts {
+            multitrack,
+            unadvertised,
+            listed,
+        }
+    }
+
     /// Everything, every track: recorders, relays, tests.
     pub fn everything() -> Accepts {
-        Accepts {
-            multitrack: true,
-            video: Some(FourCcSet::Any),
-            audio: Some(FourCcSet::Any),
-            unadvertised: Unadvertised::Send,
-        }
+        Accepts::new(
+            true,
+            Some(FourCcSet::Any),
+            Some(FourCcSet::Any),
+            Unadvertised::Send,
+        )
     }
 
     /// A player of the legacy kind (listed nothing, no Multitrack).
     pub fn legacy(unadvertised: Unadvertised) -> Accepts {
-        Accepts {
-            multitrack: false,
-            video: None,
-            audio: None,
-            unadvertised,
-        }
+        Accepts::new(false, None, None, unadvertised)
+    }
+
+    /// Whether the viewer reads Multitrack messages.
+    pub fn multitrack(&self) -> bool {
+        self.multitrack
     }
 
     /// What an RTMP player said in `connect`; `multitrack_allowed` is
@@ -80,12 +101,12 @@ impl Accepts {
         multitrack_allowed: bool,
         unadvertised: Unadvertised,
     ) -> Accepts {
-        Accepts {
-            multitrack: multitrack_allowed && caps.multitrack(),
-            video: caps.video.clone(),
-            audio: caps.audio.clone(),
+        Accepts::new(
+            multitrack_allowed && caps.multitrack(),
+            caps.video.clone(),
+            caps.audio.clone(),
             unadvertised,
-        }
+        )
     }
 
     /// Whether the viewer gets `frame`.
@@ -106,31 +127,29 @@ impl Accepts {
         let Some(codec) = info.codec.filter(|c| !is_legacy(*c)) else {
             return Verdict::Send;
         };
-        let listed = match frame.kind {
-            MediaKind::Video => &self.video,
-            MediaKind::Audio => &self.audio,
-            MediaKind::Data => return Verdict::Send,
-        };
-        match (listed, codec.fourcc()) {
-            (Some(set), Some(fourcc)) if set.contains(fourcc) => Verdict::Send,
-            (Some(_), _) => Verdict::Withheld(WithheldReason::NotListed),
-            (None, _) if self.video.is_some() || self.audio.is_some() => {
-                // It listed codecs of the other kind only: this kind's legacy codecs are all
-                // it said it takes.
-                Verdict::Withheld(WithheldReason::NotListed)
-            }
-            (None, _) => match self.unadvertised {
+        let Some(listed) = &self.listed else {
+            return match self.unadvertised {
                 Unadvertised::Send => Verdict::Send,
                 Unadvertised::Withhold => Verdict::Withheld(WithheldReason::Unadvertised),
-            },
+            };
+        };
+        let set = match frame.kind {
+            MediaKind::Video => &listed.video,
+            MediaKind::Audio => &listed.audio,
+            MediaKind::Data => return Verdict::Send,
+        };
+        // Listing codecs of the other kind only means this kind's legacy codecs are all it
+        // said it takes.
+        match (set, codec.fourcc()) {
+            (Some(set), Some(fourcc)) if set.contains(fourcc) => Verdict::Send,
+            _ => Verdict::Withheld(WithheldReason::NotListed),
         }
     }
 
     /// Whether `frame` is a codec the viewer gets only because it listed nothing (worth one
     /// log line).
     pub fn sends_unlisted(&self, frame: &Frame) -> bool {
-        self.video.is_none()
-            && self.audio.is_none()
+        self.listed.is_none()
             && frame.kind != MediaKind::Data
             && frame.info.codec.is_some_and(|c| !is_legacy(c))
     }
@@ -199,12 +218,8 @@ mod tests {
             Verdict::Withheld(WithheldReason::Unadvertised)
         );
         // FFmpeg 7 with -rtmp_enhanced_codecs hvc1: HEVC yes, Opus no, AAC always.
-        let listed = Accepts {
-            multitrack: false,
-            video: Some(FourCcSet::Listed(vec![fourcc_value("hvc1").unwrap()])),
-            audio: Some(FourCcSet::Listed(vec![fourcc_value("hvc1").unwrap()])),
-            unadvertised: Unadvertised::Send,
-        };
+        let hvc1 = || Some(FourCcSet::Listed(vec![fourcc_value("hvc1").unwrap()]));
+        let listed = Accepts::new(false, hvc1(), hvc1(), Unadvertised::Send);
         assert_eq!(listed.verdict(&hevc), Verdict::Send);
         assert_eq!(
             listed.verdict(&opus),
