@@ -66,7 +66,8 @@ impl Accepts {
         audio: Option<FourCcSet>,
         unadvertised: Unadvertised,
     ) -> Accepts {
-        let listed = (video.is_some() || audio.is_some()).then(|| Box::new(Listed { video, audio }));
+        let listed =
+            (video.is_some() || audio.is_some()).then(|| Box::new(Listed { video, audio }));
         Accepts {
             multitrack,
             unadvertised,
