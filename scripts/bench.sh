@@ -176,8 +176,11 @@ server_pid="" # the process whose CPU and memory are measured (nginx: the worker
 start_server() { # server port log
   case "$1" in
     weir)
-      echo "# \$CARGO_TARGET_DIR/release/weir --rtmp-addr 127.0.0.1:$2 --log warn" >>"$results/commands.txt"
-      "$weir" --rtmp-addr "127.0.0.1:$2" --log warn >"$3" 2>&1 &
+      # Builds with an HTTP listener get a free port for it (older ones have no such flag).
+      http_args=()
+      if "$weir" --help | grep -q -- --http-addr; then http_args=(--http-addr 127.0.0.1:0); fi
+      echo "# \$CARGO_TARGET_DIR/release/weir --rtmp-addr 127.0.0.1:$2 ${http_args[*]} --log warn" >>"$results/commands.txt"
+      "$weir" --rtmp-addr "127.0.0.1:$2" "${http_args[@]}" --log warn >"$3" 2>&1 &
       server_main=$!
       server_pid=$server_main
       wait_port "$2" "$server_main"

@@ -9,6 +9,7 @@ pub mod av1;
 pub mod avc;
 pub mod flv;
 pub mod flv_file;
+pub mod flv_stream;
 pub mod frame;
 pub mod gop;
 pub mod hevc;

@@ -18,10 +18,32 @@ pub struct Config {
     pub rtmp: RtmpConfig,
     /// Per-stream buffering: GOP cache and viewer queues.
     pub streams: StreamsConfig,
+    /// The HTTP listener: HTTP-FLV (and the browser outputs to come).
+    pub http: HttpConfig,
     /// What players get of E-RTMP streams.
     pub playback: PlaybackConfig,
     /// Logging.
     pub log: LogConfig,
+}
+
+/// `[http]`: the HTTP listener.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct HttpConfig {
+    /// Address and port of the HTTP listener.
+    pub addr: SocketAddr,
+    /// Seconds an HTTP-FLV request for a stream nobody publishes waits for a publisher before
+    /// it is answered 404; 0 answers at once.
+    pub flv_wait_secs: u64,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        Self {
+            addr: SocketAddr::from(([0, 0, 0, 0], 8080)),
+            flv_wait_secs: 0,
+        }
+    }
 }
 
 /// `[playback]`: what players get of Enhanced RTMP streams (codecs beyond H.264/AAC, several
@@ -306,6 +328,12 @@ impl Config {
                 return invalid(key, "must be between 1 and 86400 (one day)");
             }
         }
+        if self.http.flv_wait_secs > MAX_SECS {
+            return invalid("http.flv_wait_secs", "must be at most 86400 (one day)");
+        }
+        if self.http.addr == rtmp.addr && rtmp.addr.port() != 0 {
+            return invalid("http.addr", "must differ from rtmp.addr");
+        }
         if rtmp.drain_timeout_secs > MAX_SECS {
             return invalid("rtmp.drain_timeout_secs", "must be at most 86400 (one day)");
         }
@@ -431,6 +459,12 @@ pub const KEYS: &[(&str, &str)] = &[
     (
         "streams.video_coalesce_ms",
         "Milliseconds video may wait to merge pictures into one write (0 = at once; adds latency).",
+    ),
+    ("http", "The HTTP listener: HTTP-FLV at /{app}/{stream}.flv."),
+    ("http.addr", "Address and port of the HTTP listener."),
+    (
+        "http.flv_wait_secs",
+        "Seconds an HTTP-FLV request for an unpublished stream waits for a publisher before 404; 0 = at once.",
     ),
     ("playback", "What players get of Enhanced RTMP streams (HEVC, AV1, VP9, Opus, FLAC, AC-3, several tracks)."),
     (

@@ -436,6 +436,11 @@ impl Subscription {
         &self.stream.key
     }
 
+    /// The current publisher's tracks.
+    pub fn tracks(&self) -> Vec<TrackInfo> {
+        self.stream.tracks()
+    }
+
     /// Whether the stream had a publisher when the subscription started.
     pub fn was_published(&self) -> bool {
         self.published
@@ -574,7 +579,11 @@ mod tests {
         assert_eq!(stats.bytes_in, 10 + 10 + 3);
         assert_eq!(
             stats.viewers,
-            vec![(Protocol::Rtmp, 1), (Protocol::Rtmps, 0)]
+            vec![
+                (Protocol::Rtmp, 1),
+                (Protocol::Rtmps, 0),
+                (Protocol::HttpFlv, 0)
+            ]
         );
         assert_eq!((stats.frames_out, stats.bytes_out), (3, 300));
         drop(viewer);

@@ -8,6 +8,7 @@
 #![warn(missing_docs)]
 
 pub mod config;
+mod http;
 pub mod hub;
 pub mod policy;
 pub mod registry;

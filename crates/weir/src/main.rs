@@ -9,7 +9,7 @@ use tracing::{error, info, warn};
 use tracing_subscriber::EnvFilter;
 use weir::{Config, Server};
 
-/// weir: a live streaming media server. Publish with RTMP, watch with RTMP.
+/// weir: a live streaming media server. Publish with RTMP, watch with RTMP or HTTP-FLV.
 #[derive(Parser, Debug)]
 #[command(version, about)]
 struct Cli {
@@ -19,6 +19,9 @@ struct Cli {
     /// Listen for RTMP on this address (overrides rtmp.addr), e.g. 0.0.0.0:1935.
     #[arg(long, global = true)]
     rtmp_addr: Option<SocketAddr>,
+    /// Listen for HTTP (HTTP-FLV) on this address (overrides http.addr), e.g. 0.0.0.0:8080.
+    #[arg(long, global = true)]
+    http_addr: Option<SocketAddr>,
     /// Log filter (overrides log.level), e.g. info, debug, weir=debug.
     #[arg(long, global = true)]
     log: Option<String>,
@@ -60,6 +63,9 @@ fn load(cli: &Cli) -> anyhow::Result<Config> {
     if let Some(addr) = cli.rtmp_addr {
         config.rtmp.addr = addr;
     }
+    if let Some(addr) = cli.http_addr {
+        config.http.addr = addr;
+    }
     if let Some(level) = &cli.log {
         config.log.level.clone_from(level);
     }
@@ -99,7 +105,7 @@ fn run(config: Config) -> ExitCode {
                 return ExitCode::FAILURE;
             }
         };
-        banner(server.rtmp_addr());
+        banner(server.rtmp_addr(), server.http_addr());
         wait_for_signal().await;
         info!("shutting down");
         server.shutdown().await;
@@ -108,12 +114,15 @@ fn run(config: Config) -> ExitCode {
     })
 }
 
-fn banner(addr: SocketAddr) {
-    let host = if addr.ip().is_unspecified() {
-        "HOST".to_owned()
-    } else {
-        addr.ip().to_string()
+fn banner(addr: SocketAddr, http: SocketAddr) {
+    let host_of = |addr: SocketAddr| {
+        if addr.ip().is_unspecified() {
+            "HOST".to_owned()
+        } else {
+            addr.ip().to_string()
+        }
     };
+    let host = host_of(addr);
     let port = addr.port();
     info!(
         "weir {} listening for RTMP on {addr}",
@@ -121,6 +130,11 @@ fn banner(addr: SocketAddr) {
     );
     info!("publish: OBS Server rtmp://{host}:{port}/live with any Stream Key, or: ffmpeg -re -i in.flv -c copy -f flv rtmp://{host}:{port}/live/KEY");
     info!("watch:   ffplay rtmp://{host}:{port}/live/KEY   (VLC: Media > Open Network Stream, same URL)");
+    info!(
+        "watch over HTTP: ffplay http://{}:{}/live/KEY.flv   (HTTP-FLV, for mpegts.js in a page)",
+        host_of(http),
+        http.port()
+    );
 }
 
 async fn wait_for_signal() {

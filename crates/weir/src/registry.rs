@@ -24,17 +24,20 @@ pub enum Protocol {
     Rtmp,
     /// RTMP over TLS.
     Rtmps,
+    /// HTTP-FLV (a long GET of an FLV stream).
+    HttpFlv,
 }
 
 impl Protocol {
     /// Every protocol, in a fixed order (index = [`Protocol::index`]).
-    pub const ALL: [Protocol; 2] = [Protocol::Rtmp, Protocol::Rtmps];
+    pub const ALL: [Protocol; 3] = [Protocol::Rtmp, Protocol::Rtmps, Protocol::HttpFlv];
 
     /// Lowercase name, as in logs and the API.
     pub fn as_str(self) -> &'static str {
         match self {
             Protocol::Rtmp => "rtmp",
             Protocol::Rtmps => "rtmps",
+            Protocol::HttpFlv => "http-flv",
         }
     }
 
@@ -43,6 +46,7 @@ impl Protocol {
         match self {
             Protocol::Rtmp => 0,
             Protocol::Rtmps => 1,
+            Protocol::HttpFlv => 2,
         }
     }
 }

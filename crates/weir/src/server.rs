@@ -14,7 +14,7 @@ use crate::config::Config;
 use crate::hub::Hub;
 use crate::policy::{OpenPolicy, Policy};
 use crate::registry::{Drain, Registry};
-use crate::rtmp;
+use crate::{http, rtmp};
 
 /// How long shutdown waits for connections to close before giving up on them.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
@@ -23,6 +23,8 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 /// also stops the listener and closes every connection, without waiting.
 pub struct Server {
     rtmp_addr: SocketAddr,
+    http_addr: SocketAddr,
+    http_task: JoinHandle<()>,
     hub: Arc<Hub>,
     registry: Arc<Registry>,
     shutdown: watch::Sender<bool>,
@@ -51,6 +53,13 @@ impl Server {
             )
         })?;
         let rtmp_addr = listener.local_addr()?;
+        let http_listener = TcpListener::bind(config.http.addr).await.with_context(|| {
+            format!(
+                "cannot listen for HTTP on {} (is another server using the port? set http.addr or --http-addr)",
+                config.http.addr
+            )
+        })?;
+        let http_addr = http_listener.local_addr()?;
         let drain_timeout_secs = config.rtmp.drain_timeout_secs;
         let reconnect_tc_url =
             Some(config.rtmp.reconnect_tc_url.clone()).filter(|url| !url.is_empty());
@@ -64,9 +73,16 @@ impl Server {
             Arc::clone(&registry),
             policy,
         ));
+        let http_task = tokio::spawn(http::serve(
+            http_listener,
+            Arc::clone(&context),
+            watcher.clone(),
+        ));
         let rtmp_task = tokio::spawn(rtmp::serve(transport, context, watcher));
         Ok(Server {
             rtmp_addr,
+            http_addr,
+            http_task,
             hub,
             registry,
             shutdown,
@@ -79,6 +95,11 @@ impl Server {
     /// The bound RTMP address (with the real port when the config asked for port 0).
     pub fn rtmp_addr(&self) -> SocketAddr {
         self.rtmp_addr
+    }
+
+    /// The bound HTTP address (with the real port when the config asked for port 0).
+    pub fn http_addr(&self) -> SocketAddr {
+        self.http_addr
     }
 
     /// The stream hub, for inspection.
@@ -113,7 +134,12 @@ impl Server {
         let _ = self.shutdown.send(true);
         // Clients asked to reconnect are served up to rtmp.drain_timeout_secs.
         let grace = SHUTDOWN_GRACE + Duration::from_secs(self.drain_timeout_secs);
-        if tokio::time::timeout(grace, self.rtmp_task).await.is_err() {
+        let (rtmp_task, http_task) = (self.rtmp_task, self.http_task);
+        let both = async move {
+            let _ = rtmp_task.await;
+            let _ = http_task.await;
+        };
+        if tokio::time::timeout(grace, both).await.is_err() {
             warn!("some connections did not close within {grace:?}");
         }
     }

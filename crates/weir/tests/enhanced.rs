@@ -272,6 +272,7 @@ fn unadvertised_codecs_can_be_withheld_per_app() {
     let dir = TestDir::new("enhanced-withhold");
     let mut config = weir::Config::default();
     config.rtmp.addr = "127.0.0.1:0".parse().unwrap();
+    config.http.addr = "127.0.0.1:0".parse().unwrap();
     config
         .playback
         .app_unadvertised_codecs

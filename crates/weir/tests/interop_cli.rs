@@ -69,7 +69,7 @@ fn sigterm(child: &mut ChildGuard) {
 fn binary_prints_real_port_serves_a_publisher_and_stops_on_sigterm() {
     let dir = TestDir::new("cli-run");
     let mut cmd = weir_command();
-    cmd.args(["--rtmp-addr", "127.0.0.1:0"]);
+    cmd.args(["--rtmp-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0"]);
     let mut weir = ChildGuard::spawn("weir", cmd, dir.path());
 
     let listening = wait_for_line(&mut weir, "listening for RTMP on ", Duration::from_secs(15));
@@ -198,8 +198,14 @@ fn unknown_config_key_exits_2_and_names_the_key() {
         std::fs::write(&path, text).expect("write config");
         let mut cmd = weir_command();
         // If the file were accepted, weir would listen on loopback, never on 1935.
-        cmd.args(["--rtmp-addr", "127.0.0.1:0", "--config"])
-            .arg(&path);
+        cmd.args([
+            "--rtmp-addr",
+            "127.0.0.1:0",
+            "--http-addr",
+            "127.0.0.1:0",
+            "--config",
+        ])
+        .arg(&path);
         let (status, stdout, stderr) =
             process::run("weir-bad", cmd, dir.path(), Duration::from_secs(10));
         assert_eq!(

@@ -55,7 +55,7 @@ fn sigterm_asks_reconnect_capable_clients_to_reconnect_before_closing() {
     std::fs::write(
         &config,
         format!(
-            "[rtmp]\naddr = \"{addr}\"\ndrain_timeout_secs = 3\n\
+            "[http]\naddr = \"127.0.0.1:0\"\n[rtmp]\naddr = \"{addr}\"\ndrain_timeout_secs = 3\n\
              reconnect_tc_url = \"{standby_tc_url}\"\n"
         ),
     )
@@ -185,6 +185,7 @@ fn sigterm_asks_reconnect_capable_clients_to_reconnect_before_closing() {
 async fn drain_asks_capable_clients_to_reconnect_and_closes_the_rest() {
     let mut config = weir::Config::default();
     config.rtmp.addr = "127.0.0.1:0".parse().unwrap();
+    config.http.addr = "127.0.0.1:0".parse().unwrap();
     config.rtmp.reconnect_tc_url = "/backup".into();
     let server = weir::Server::start(config).await.unwrap();
     let url = RtmpUrl::parse(&format!("rtmp://{}/live/s", server.rtmp_addr())).unwrap();

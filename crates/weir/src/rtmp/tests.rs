@@ -165,7 +165,11 @@ async fn publish_and_play_in_memory_with_stats_and_registry() {
     assert_eq!(stats.keyframes_in, 1);
     assert_eq!(
         stats.viewers,
-        vec![(Protocol::Rtmp, 1), (Protocol::Rtmps, 0)]
+        vec![
+            (Protocol::Rtmp, 1),
+            (Protocol::Rtmps, 0),
+            (Protocol::HttpFlv, 0)
+        ]
     );
     let roles: Vec<String> = server
         .registry

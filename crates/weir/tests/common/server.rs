@@ -29,6 +29,7 @@ impl WeirServer {
     pub fn start(log_dir: &Path) -> WeirServer {
         let mut config = weir::Config::default();
         config.rtmp.addr = "127.0.0.1:0".parse().expect("loopback addr");
+        config.http.addr = "127.0.0.1:0".parse().expect("loopback addr");
         Self::start_with(config, log_dir)
     }
 
@@ -82,6 +83,16 @@ impl WeirServer {
     /// `rtmp://127.0.0.1:PORT/live/{key}`.
     pub fn url(&self, key: &str) -> String {
         super::rtmp_url(self.addr, "live", key)
+    }
+
+    /// The bound HTTP address.
+    pub fn http_addr(&self) -> SocketAddr {
+        self.server.as_ref().expect("server running").http_addr()
+    }
+
+    /// `http://127.0.0.1:PORT/live/{key}.flv`.
+    pub fn flv_url(&self, key: &str) -> String {
+        format!("http://{}/live/{key}.flv", self.http_addr())
     }
 
     /// The stream hub.

@@ -1,0 +1,270 @@
+//! HTTP-FLV: `GET /{app}/{stream}.flv` streams the live FLV (mpegts.js, flv.js, ffplay, VLC).
+//!
+//! The request goes through the access policy like an RTMP play, then one task per viewer
+//! runs the shared viewer core (snapshot: metadata, sequence headers, the cached GOP; then
+//! live; keyframe gating, rebased timestamps, the RTMP viewers' lag policy) into an FLV sink.
+//! The sink writes each tag as a 15-byte prefix plus the frame's shared payload
+//! ([`FlvStreamWriter`]); the chunks go to the response body through a bounded channel, so a
+//! client that stops reading holds its own task back and is dropped after
+//! `rtmp.write_timeout_secs` (or when it falls `streams.max_viewer_lag_secs` behind), never
+//! the publisher. The response ends when the publisher leaves (players reconnect).
+//! HTTP-FLV viewers get the default track only, with every codec (mpegts.js plays HEVC, AV1,
+//! Opus and FLAC in enhanced tags).
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::body::Body;
+use axum::http::{header, HeaderValue, Response, StatusCode};
+use bytes::Bytes;
+use tokio::sync::mpsc;
+use tracing::info;
+use weir_media::flv_stream::FlvStreamWriter;
+use weir_media::{Frame, TrackKind};
+
+use super::text;
+use crate::config::Unadvertised;
+use crate::policy::{Answer, Client, Decision, StreamRequest};
+use crate::registry::{ConnectionHandle, Protocol, Role};
+use crate::rtmp::Context;
+use crate::stream_key::StreamKey;
+use crate::viewer::{Accepts, LagPolicy, Viewer, ViewerSink};
+
+/// Chunks queued for the response body (two per tag).
+const CHANNEL_CHUNKS: usize = 256;
+/// Bytes the sink gathers before they are handed to the body.
+const BATCH_BYTES: usize = 256 * 1024;
+/// How often a viewer adds what it wrote to the stream's counters.
+const REPORT_EVERY: Duration = Duration::from_secs(1);
+
+fn now() -> Instant {
+    tokio::time::Instant::now().into_std()
+}
+
+/// Answers `GET /{app}/{stream}.flv` (and `HEAD`, without starting a viewer).
+pub(super) async fn play(
+    context: Arc<Context>,
+    peer: SocketAddr,
+    app: &str,
+    stream: &str,
+    query: Option<&str>,
+    head_only: bool,
+) -> Response<Body> {
+    let key = StreamKey::new(app, stream, query);
+    let handle = context.registry.register(peer, Protocol::HttpFlv);
+    let client = Client {
+        id: handle.id(),
+        peer,
+        protocol: Protocol::HttpFlv,
+    };
+    let request = StreamRequest {
+        client,
+        key: key.clone(),
+    };
+    let decision = match context.policy.play(&request) {
+        Answer::Ready(decision) => decision,
+        Answer::Pending(answer) => {
+            match tokio::time::timeout(context.config.rtmp.request_timeout(), answer).await {
+                Ok(decision) => decision,
+                Err(_) => Decision::Deny(
+                    "the access policy did not answer in time (rtmp.request_timeout_secs)".into(),
+                ),
+            }
+        }
+    };
+    if let Decision::Deny(reason) = decision {
+        info!(id = handle.id(), peer = %peer, stream = %key, reason = %reason, "http-flv play denied");
+        return text(StatusCode::FORBIDDEN, format!("{reason}\n"));
+    }
+    if !wait_for_publisher(&context, key.path()).await {
+        info!(id = handle.id(), peer = %peer, stream = %key, "http-flv play of a stream nobody publishes: 404");
+        return text(
+            StatusCode::NOT_FOUND,
+            format!("stream {} is not being published\n", key.path()),
+        );
+    }
+    let mut response = if head_only {
+        Response::new(Body::empty())
+    } else {
+        let subscription = context.hub.subscribe_viewer(key.path(), Protocol::HttpFlv);
+        let (flags_audio, flags_video) = flags(&subscription.tracks());
+        let (tx, rx) = mpsc::channel(CHANNEL_CHUNKS);
+        let max_lag = Duration::from_secs(context.config.streams.max_viewer_lag_secs);
+        let viewer = Viewer::new(subscription, LagPolicy::SkipThenDisconnect(max_lag), now())
+            .with_accepts(Accepts::new(false, None, None, Unadvertised::Send));
+        info!(id = handle.id(), peer = %peer, stream = %key, "http-flv play started");
+        handle.set_role(Role::Playing(key.clone()));
+        let sink = FlvSink {
+            writer: FlvStreamWriter::new(),
+            flags: (flags_audio, flags_video),
+            chunks: Vec::new(),
+            bytes: 0,
+            ended: false,
+        };
+        tokio::spawn(run(context, handle, viewer, sink, tx, key));
+        let body = futures_util::stream::unfold(rx, |mut rx| async move {
+            rx.recv()
+                .await
+                .map(|chunk| (Ok::<Bytes, Infallible>(chunk), rx))
+        });
+        Response::new(Body::from_stream(body))
+    };
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("video/x-flv"),
+    );
+    headers.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("no-cache, no-store"),
+    );
+    response
+}
+
+/// Whether `path` is published, waiting up to `http.flv_wait_secs` for a publisher.
+async fn wait_for_publisher(context: &Context, path: &str) -> bool {
+    let published = || {
+        context
+            .hub
+            .stream_stats(path)
+            .is_some_and(|stats| stats.published)
+    };
+    let deadline =
+        tokio::time::Instant::now() + Duration::from_secs(context.config.http.flv_wait_secs);
+    loop {
+        if published() {
+            return true;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The FLV header's audio and video flags: the tracks the stream has (both when it has
+/// announced none yet).
+fn flags(tracks: &[weir_media::TrackInfo]) -> (bool, bool) {
+    if tracks.is_empty() {
+        return (true, true);
+    }
+    let has = |kind| tracks.iter().any(|t| t.kind == kind && t.track_id == 0);
+    (has(TrackKind::Audio), has(TrackKind::Video))
+}
+
+/// Turns the viewer core's frames into FLV chunks.
+struct FlvSink {
+    writer: FlvStreamWriter,
+    flags: (bool, bool),
+    chunks: Vec<Bytes>,
+    bytes: usize,
+    /// The publisher left: the response ends.
+    ended: bool,
+}
+
+impl ViewerSink for FlvSink {
+    fn frame(&mut self, frame: &Frame, timestamp: u32) {
+        if self.ended {
+            return;
+        }
+        if !self.writer.started() {
+            let header = self.writer.header(self.flags.0, self.flags.1);
+            self.bytes += header.len();
+            self.chunks.push(header);
+        }
+        if let Some(chunks) = self.writer.tag(frame, timestamp) {
+            for chunk in chunks {
+                self.bytes += chunk.len();
+                self.chunks.push(chunk);
+            }
+        }
+    }
+
+    fn publisher_left(&mut self) {
+        self.ended = true;
+    }
+
+    fn is_full(&self) -> bool {
+        self.bytes >= BATCH_BYTES
+    }
+}
+
+/// One viewer's task: the viewer core into the response body until something ends it.
+async fn run(
+    context: Arc<Context>,
+    mut handle: ConnectionHandle,
+    mut viewer: Viewer,
+    mut sink: FlvSink,
+    tx: mpsc::Sender<Bytes>,
+    key: StreamKey,
+) {
+    let started = now();
+    let write_timeout = context.config.rtmp.write_timeout();
+    let closed = handle.closed();
+    tokio::pin!(closed);
+    let (mut bytes_out, mut unreported, mut reported_frames) = (0u64, 0u64, 0u64);
+    let mut reported_at = started;
+    viewer.start(&mut sink);
+    let reason = loop {
+        let mut failed = None;
+        for chunk in sink.chunks.drain(..) {
+            let len = chunk.len() as u64;
+            match tokio::time::timeout(write_timeout, tx.send(chunk)).await {
+                Ok(Ok(())) => {
+                    bytes_out += len;
+                    unreported += len;
+                }
+                Ok(Err(_)) => {
+                    failed = Some("client closed the connection".to_owned());
+                    break;
+                }
+                Err(_) => {
+                    failed = Some("write timed out (rtmp.write_timeout_secs)".to_owned());
+                    break;
+                }
+            }
+        }
+        sink.bytes = 0;
+        if let Some(reason) = failed {
+            break reason;
+        }
+        if sink.ended {
+            break "publisher stopped".to_owned();
+        }
+        let now = now();
+        if now.saturating_duration_since(reported_at) >= REPORT_EVERY {
+            let frames = viewer.core().frames_sent();
+            viewer
+                .subscription()
+                .record_output(frames - reported_frames, unreported);
+            handle.add_bytes_out(unreported);
+            (reported_frames, unreported, reported_at) = (frames, 0, now);
+        }
+        tokio::select! {
+            received = viewer.recv() => {
+                if let Err(lagging) = viewer.handle_recv(received, &mut sink, crate::http::flv::now()) {
+                    break lagging.to_string();
+                }
+            }
+            () = tx.closed() => break "client closed the connection".to_owned(),
+            request = &mut closed => break request.reason,
+        }
+    };
+    let frames = viewer.core().frames_sent();
+    viewer
+        .subscription()
+        .record_output(frames - reported_frames, unreported);
+    handle.add_bytes_out(unreported);
+    info!(
+        id = handle.id(),
+        stream = %key,
+        frames,
+        skipped = viewer.core().frames_skipped(),
+        bytes_out,
+        duration_s = format!("{:.1}", now().saturating_duration_since(started).as_secs_f64()),
+        reason = %reason,
+        "http-flv play ended"
+    );
+}
