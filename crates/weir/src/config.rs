@@ -460,7 +460,7 @@ pub const KEYS: &[(&str, &str)] = &[
         "streams.video_coalesce_ms",
         "Milliseconds video may wait to merge pictures into one write (0 = at once; adds latency).",
     ),
-    ("http", "The HTTP listener: HTTP-FLV at /{app}/{stream}.flv."),
+    ("http", "The HTTP listener: HTTP-FLV and WebSocket-FLV at /{app}/{stream}.flv."),
     ("http.addr", "Address and port of the HTTP listener."),
     (
         "http.flv_wait_secs",

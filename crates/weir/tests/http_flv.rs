@@ -183,3 +183,145 @@ fn ffmpeg_plays_http_flv_while_another_client_stalls() {
     publisher.child().kill();
     weir.shutdown();
 }
+
+/// A WebSocket client, just enough for the tests: the opening handshake, then frames.
+struct Ws {
+    socket: TcpStream,
+    buffered: Vec<u8>,
+}
+
+impl Ws {
+    fn open(addr: SocketAddr, path: &str) -> Ws {
+        let mut socket = TcpStream::connect(addr).expect("connect");
+        socket
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        let request = format!(
+            "GET {path} HTTP/1.1\r\nHost: test\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+             Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+        );
+        socket.write_all(request.as_bytes()).unwrap();
+        let mut data = Vec::new();
+        let mut buf = [0u8; 4096];
+        let end = loop {
+            let n = socket.read(&mut buf).expect("read the handshake answer");
+            assert!(n > 0, "closed during the handshake");
+            data.extend_from_slice(&buf[..n]);
+            if let Some(i) = data.windows(4).position(|w| w == b"\r\n\r\n") {
+                break i + 4;
+            }
+        };
+        let head = String::from_utf8_lossy(&data[..end]).to_string();
+        assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+        // RFC 6455's example key and its accept value.
+        assert!(head.contains("s3pPLMBiTxaQ9kYGzzhZRbK+xOo="), "{head}");
+        Ws {
+            socket,
+            buffered: data[end..].to_vec(),
+        }
+    }
+
+    fn fill(&mut self, n: usize) -> bool {
+        let mut buf = [0u8; 16 * 1024];
+        while self.buffered.len() < n {
+            match self.socket.read(&mut buf) {
+                Ok(0) | Err(_) => return false,
+                Ok(k) => self.buffered.extend_from_slice(&buf[..k]),
+            }
+        }
+        true
+    }
+
+    /// The next frame's opcode and payload (server frames are not masked); `None` at EOF.
+    fn frame(&mut self) -> Option<(u8, Vec<u8>)> {
+        if !self.fill(2) {
+            return None;
+        }
+        let opcode = self.buffered[0] & 0x0f;
+        let (len, header) = match self.buffered[1] & 0x7f {
+            126 => {
+                self.fill(4).then_some(())?;
+                (
+                    u16::from_be_bytes([self.buffered[2], self.buffered[3]]) as usize,
+                    4,
+                )
+            }
+            127 => {
+                self.fill(10).then_some(())?;
+                let mut b = [0u8; 8];
+                b.copy_from_slice(&self.buffered[2..10]);
+                (u64::from_be_bytes(b) as usize, 10)
+            }
+            n => (n as usize, 2),
+        };
+        self.fill(header + len).then_some(())?;
+        let payload = self.buffered[header..header + len].to_vec();
+        self.buffered.drain(..header + len);
+        Some((opcode, payload))
+    }
+
+    /// Binary payloads, concatenated, until `want` bytes or the end.
+    fn read_binary(&mut self, want: usize) -> Vec<u8> {
+        let mut out = Vec::new();
+        while out.len() < want {
+            match self.frame() {
+                Some((2, payload)) => out.extend_from_slice(&payload),
+                Some((8, _)) | None => break,
+                Some(_) => {}
+            }
+        }
+        out
+    }
+}
+
+/// WebSocket-FLV on the same URL: the same FLV stream as binary messages; a client that sends
+/// a frame over the limit is closed and the other keeps playing.
+#[test]
+fn websocket_flv_streams_the_same_flv() {
+    let dir = TestDir::new("ws-flv");
+    let weir = WeirServer::start(dir.path());
+    let url = weir.url("ws");
+    let mut publisher = ffmpeg_publish(
+        Ffmpeg::Debian,
+        &url,
+        fixture(FixtureKind::H264Baseline),
+        true,
+        dir.path(),
+    );
+    publisher.wait_started(START);
+    weir.wait_published(&["live/ws"], START);
+
+    let mut good = Ws::open(weir.http_addr(), "/live/ws.flv");
+    let mut bad = Ws::open(weir.http_addr(), "/live/ws.flv");
+    // A masked binary frame that announces 100 MiB (over the 64 KiB limit).
+    let mut frame = vec![0x82, 0xff];
+    frame.extend_from_slice(&(100u64 << 20).to_be_bytes());
+    frame.extend_from_slice(&[1, 2, 3, 4]);
+    bad.socket.write_all(&frame).unwrap();
+    let started = Instant::now();
+    while bad.frame().is_some() {
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "the bad client was not closed"
+        );
+    }
+
+    let data = good.read_binary(256 * 1024);
+    assert_eq!(&data[..5], b"FLV\x01\x05");
+    let mut tags = Vec::new();
+    if let Ok(reader) = weir_media::FlvReader::from_bytes(bytes::Bytes::from(data)) {
+        tags.extend(reader.map_while(Result::ok).map(|t| t.to_frame()));
+    }
+    assert!(tags.len() > 10, "{} tags", tags.len());
+    assert!(tags[0].info.is_metadata, "metadata first");
+    assert!(tags[1].info.is_sequence_header, "then the codec headers");
+    let first_coded = tags
+        .iter()
+        .find(|f| f.info.is_coded_frame && f.kind == weir_media::MediaKind::Video);
+    assert!(
+        first_coded.is_some_and(|f| f.info.is_keyframe),
+        "video starts at a keyframe"
+    );
+    publisher.child().kill();
+    weir.shutdown();
+}

@@ -1,4 +1,7 @@
-//! HTTP-FLV: `GET /{app}/{stream}.flv` streams the live FLV (mpegts.js, flv.js, ffplay, VLC).
+//! HTTP-FLV: `GET /{app}/{stream}.flv` streams the live FLV (mpegts.js, flv.js, ffplay, VLC);
+//! WebSocket-FLV: the same URL with `Upgrade: websocket` sends the same bytes as binary
+//! messages (mpegts.js's WebSocket loader). What a WebSocket client sends is read and
+//! dropped (messages over 64 KiB close it); a close frame or a broken socket ends it.
 //!
 //! The request goes through the access policy like an RTMP play, then one task per viewer
 //! runs the shared viewer core (snapshot: metadata, sequence headers, the cached GOP; then
@@ -17,6 +20,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::body::Body;
+use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::http::{header, HeaderValue, Response, StatusCode};
 use bytes::Bytes;
 use tokio::sync::mpsc;
@@ -43,14 +47,27 @@ fn now() -> Instant {
     tokio::time::Instant::now().into_std()
 }
 
-/// Answers `GET /{app}/{stream}.flv` (and `HEAD`, without starting a viewer).
+/// Where the FLV stream goes.
+pub(super) enum Output {
+    /// The response body (HTTP-FLV).
+    Body,
+    /// Only the headers (`HEAD`): no viewer starts.
+    HeadOnly,
+    /// Binary messages on a WebSocket (WebSocket-FLV).
+    WebSocket(WebSocketUpgrade),
+}
+
+/// Largest message a WebSocket-FLV client may send (it has nothing to say).
+const MAX_CLIENT_MESSAGE: usize = 64 * 1024;
+
+/// Answers `GET /{app}/{stream}.flv`: HTTP-FLV, WebSocket-FLV, or `HEAD`.
 pub(super) async fn play(
     context: Arc<Context>,
     peer: SocketAddr,
     app: &str,
     stream: &str,
     query: Option<&str>,
-    head_only: bool,
+    output: Output,
 ) -> Response<Body> {
     let key = StreamKey::new(app, stream, query);
     let handle = context.registry.register(peer, Protocol::HttpFlv);
@@ -85,7 +102,7 @@ pub(super) async fn play(
             format!("stream {} is not being published\n", key.path()),
         );
     }
-    let mut response = if head_only {
+    let mut response = if matches!(output, Output::HeadOnly) {
         Response::new(Body::empty())
     } else {
         let subscription = context.hub.subscribe_viewer(key.path(), Protocol::HttpFlv);
@@ -104,6 +121,12 @@ pub(super) async fn play(
             ended: false,
         };
         tokio::spawn(run(context, handle, viewer, sink, tx, key));
+        if let Output::WebSocket(upgrade) = output {
+            return upgrade
+                .max_message_size(MAX_CLIENT_MESSAGE)
+                .max_frame_size(MAX_CLIENT_MESSAGE)
+                .on_upgrade(move |socket| forward(socket, rx));
+        }
         let body = futures_util::stream::unfold(rx, |mut rx| async move {
             rx.recv()
                 .await
@@ -121,6 +144,30 @@ pub(super) async fn play(
         HeaderValue::from_static("no-cache, no-store"),
     );
     response
+}
+
+/// Moves the FLV chunks to the WebSocket as binary messages (the payloads are not copied),
+/// reading and dropping what the client sends; ends with either side.
+async fn forward(mut socket: WebSocket, mut rx: mpsc::Receiver<Bytes>) {
+    loop {
+        tokio::select! {
+            chunk = rx.recv() => match chunk {
+                Some(chunk) => {
+                    if socket.send(Message::Binary(chunk)).await.is_err() {
+                        return;
+                    }
+                }
+                None => {
+                    let _ = socket.send(Message::Close(None)).await;
+                    return;
+                }
+            },
+            message = socket.recv() => match message {
+                Some(Ok(Message::Close(_))) | Some(Err(_)) | None => return,
+                Some(Ok(_)) => {}
+            },
+        }
+    }
 }
 
 /// Whether `path` is published, waiting up to `http.flv_wait_secs` for a publisher.

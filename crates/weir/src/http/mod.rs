@@ -1,5 +1,5 @@
-//! The HTTP listener: HTTP-FLV today; the other browser outputs (WebSocket-FLV, HLS, DASH, the
-//! player page) plug in here next.
+//! The HTTP listener: HTTP-FLV and WebSocket-FLV today; the other browser outputs (HLS, DASH,
+//! the player page) plug in here next.
 //!
 //! axum over hyper (HTTP/1.1 and HTTP/2 cleartext). Media endpoints answer CORS requests from
 //! any origin (`OPTIONS` preflights included), `HEAD` works wherever `GET` does, and unknown
@@ -9,9 +9,11 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::body::Body;
-use axum::extract::{ConnectInfo, Path, State};
+use axum::extract::ws::WebSocketUpgrade;
+use axum::extract::{ConnectInfo, FromRequestParts, Path, State};
 use axum::http::{header, HeaderValue, Method, Request, Response, StatusCode};
 use axum::middleware::{self, Next};
+use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::Router;
 use tokio::net::TcpListener;
@@ -57,21 +59,31 @@ async fn media(
     Path((app, file)): Path<(String, String)>,
     request: Request<Body>,
 ) -> Response<Body> {
-    match file.strip_suffix(".flv") {
-        Some(stream) if !stream.is_empty() => {
-            let head_only = request.method() == Method::HEAD;
-            flv::play(
-                context,
-                peer,
-                &app,
-                stream,
-                request.uri().query(),
-                head_only,
-            )
-            .await
+    let Some(stream) = file.strip_suffix(".flv").filter(|s| !s.is_empty()) else {
+        return not_found().await;
+    };
+    let query = request.uri().query().map(str::to_owned);
+    let output = if is_websocket(&request) {
+        let (mut parts, _) = request.into_parts();
+        match WebSocketUpgrade::from_request_parts(&mut parts, &()).await {
+            Ok(upgrade) => flv::Output::WebSocket(upgrade),
+            Err(rejection) => return rejection.into_response(),
         }
-        _ => not_found().await,
-    }
+    } else if request.method() == Method::HEAD {
+        flv::Output::HeadOnly
+    } else {
+        flv::Output::Body
+    };
+    flv::play(context, peer, &app, stream, query.as_deref(), output).await
+}
+
+/// A WebSocket upgrade request (`Upgrade: websocket`).
+fn is_websocket(request: &Request<Body>) -> bool {
+    request
+        .headers()
+        .get(header::UPGRADE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.eq_ignore_ascii_case("websocket"))
 }
 
 async fn not_found() -> Response<Body> {
