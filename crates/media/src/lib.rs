@@ -10,6 +10,7 @@ pub mod avc;
 pub mod flv;
 pub mod flv_file;
 pub mod flv_stream;
+pub mod fmp4;
 pub mod frame;
 pub mod gop;
 pub mod hevc;
