@@ -16,6 +16,7 @@ pub mod gop;
 pub mod hevc;
 pub mod rebase;
 pub mod track_info;
+pub mod ts;
 
 pub use aac::{AacError, AudioSpecificConfig};
 pub use avc::{AvcDecoderConfig, AvcError, SequenceParameterSet};

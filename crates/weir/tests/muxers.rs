@@ -1,7 +1,8 @@
-//! weir-media's fragmented-MP4 writer against FFmpeg: FFmpeg 9 encodes a test pattern and a
+//! weir-media's muxers against FFmpeg. Fragmented MP4: FFmpeg 9 encodes a test pattern and a
 //! tone to FLV (H.264+AAC, HEVC+Opus, AV1+Opus, VP9+Opus), weir-media turns the FLV frames
 //! into an init segment and one-second media segments, and FFmpeg 8's ffprobe and FFmpeg 9
-//! read the result: codecs, size, every packet, and a decode without errors.
+//! read the result: codecs, size, every packet, and a decode without errors. MPEG-TS: the
+//! same with H.264+AAC, HEVC+AAC and H.264+MP3.
 //!
 //! Not covered yet: FLAC. Its `fLaC`/`dfLa` entry is byte for byte what FFmpeg's own muxer
 //! writes, yet FFmpeg 8 refuses our fragmented file with FLAC ("error reading header"); the
@@ -239,6 +240,129 @@ fn ffmpeg_reads_what_the_fmp4_writer_wrote() {
         let mut cmd = Command::new(tools::ffmpeg_recent());
         cmd.args(["-hide_banner", "-v", "error", "-i"])
             .arg(&mp4)
+            .args(["-f", "null", "-"]);
+        let (status, _, err) =
+            process::run("ffmpeg9-decode", cmd, dir.path(), Duration::from_secs(60));
+        assert!(
+            status.success() && err.trim().is_empty(),
+            "{name}: decode errors: {err}"
+        );
+    }
+}
+
+/// The MPEG-TS muxer the same way: H.264+AAC, HEVC+AAC, H.264+MP3 from FFmpeg 9's FLV, one
+/// PES per frame; ffprobe 8 counts every packet, FFmpeg 9 decodes without an error.
+#[test]
+fn ffmpeg_reads_what_the_ts_muxer_wrote() {
+    use weir_media::ts::{TsMuxer, TsStream};
+    let dir = TestDir::new("ts-files");
+    let cases: [(&str, &[&str], &str, &str); 3] = [
+        (
+            "h264_aac",
+            &["-c:v", "libx264", "-c:a", "aac"],
+            "h264",
+            "aac",
+        ),
+        (
+            "hevc_aac",
+            &[
+                "-c:v",
+                "libx265",
+                "-x265-params",
+                "log-level=error",
+                "-c:a",
+                "aac",
+            ],
+            "hevc",
+            "aac",
+        ),
+        (
+            "h264_mp3",
+            &["-c:v", "libx264", "-c:a", "libmp3lame"],
+            "h264",
+            "mp3",
+        ),
+    ];
+    for (name, codecs, vcodec, acodec) in cases {
+        let flv = dir.file(&format!("{name}.flv"));
+        let mut cmd = Command::new(tools::ffmpeg_recent());
+        cmd.args(["-hide_banner", "-loglevel", "error", "-y", "-f", "lavfi"])
+            .args(["-i", "testsrc=size=320x240:rate=25", "-f", "lavfi"])
+            .args([
+                "-i",
+                "sine=frequency=440:sample_rate=44100",
+                "-t",
+                "3",
+                "-g",
+                "25",
+            ])
+            .args(codecs)
+            .arg(&flv);
+        let (status, _, err) =
+            process::run("ffmpeg9-encode", cmd, dir.path(), Duration::from_secs(60));
+        assert!(status.success(), "{name}: {err}");
+        let data = Bytes::from(std::fs::read(&flv).unwrap());
+        let frames: Vec<Frame> = FlvReader::from_bytes(data)
+            .unwrap()
+            .map(|t| t.unwrap().to_frame())
+            .collect();
+        let header = |kind| {
+            frames
+                .iter()
+                .find(|f| f.kind == kind && f.info.is_sequence_header)
+                .map(Frame::body)
+                .unwrap_or_default()
+        };
+        let codec = |kind| {
+            frames
+                .iter()
+                .find(|f| f.kind == kind && f.info.codec.is_some())
+                .and_then(|f| f.info.codec)
+                .unwrap()
+        };
+        let mut muxer = TsMuxer::new(
+            Some(TsStream {
+                codec: codec(MediaKind::Video),
+                config: header(MediaKind::Video),
+            }),
+            Some(TsStream {
+                codec: codec(MediaKind::Audio),
+                config: header(MediaKind::Audio),
+            }),
+        )
+        .expect("muxer");
+        let mut out = bytes::BytesMut::new();
+        muxer.tables(&mut out);
+        let (mut video, mut audio) = (0, 0);
+        for frame in frames.iter().filter(|f| f.info.is_coded_frame) {
+            let dts = u64::from(frame.timestamp) * 90;
+            match frame.kind {
+                MediaKind::Video => {
+                    let pts = (dts as i64 + i64::from(frame.info.composition_time) * 90) as u64;
+                    muxer.video(&frame.body(), dts, pts, frame.info.is_keyframe, &mut out);
+                    video += 1;
+                }
+                MediaKind::Audio => {
+                    muxer.audio(&frame.body(), dts, &mut out);
+                    audio += 1;
+                }
+                MediaKind::Data => {}
+            }
+        }
+        let ts = dir.file(&format!("{name}.ts"));
+        std::fs::write(&ts, &out).unwrap();
+        let streams = probe(&ts, dir.path());
+        assert_eq!(
+            streams,
+            vec![
+                (vcodec.to_owned(), 320, 240, video),
+                (acodec.to_owned(), 0, 0, audio),
+            ],
+            "{name}"
+        );
+        let mut cmd = Command::new(tools::ffmpeg_recent());
+        cmd.args(["-hide_banner", "-v", "error", "-i"])
+            .arg(&ts)
             .args(["-f", "null", "-"]);
         let (status, _, err) =
             process::run("ffmpeg9-decode", cmd, dir.path(), Duration::from_secs(60));
