@@ -14,6 +14,7 @@ pub mod fmp4;
 pub mod frame;
 pub mod gop;
 pub mod hevc;
+pub mod hls;
 pub mod rebase;
 pub mod track_info;
 pub mod ts;

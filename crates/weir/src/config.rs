@@ -20,6 +20,8 @@ pub struct Config {
     pub streams: StreamsConfig,
     /// The HTTP listener: HTTP-FLV (and the browser outputs to come).
     pub http: HttpConfig,
+    /// HLS segmenting.
+    pub hls: HlsConfig,
     /// What players get of E-RTMP streams.
     pub playback: PlaybackConfig,
     /// Logging.
@@ -42,6 +44,31 @@ impl Default for HttpConfig {
         Self {
             addr: SocketAddr::from(([0, 0, 0, 0], 8080)),
             flv_wait_secs: 0,
+        }
+    }
+}
+
+/// `[hls]`: how HLS segments are cut and kept.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct HlsConfig {
+    /// `EXT-X-TARGETDURATION` in seconds: no segment is longer (a longer GOP is cut).
+    pub target_duration_secs: u32,
+    /// A segment ends at the first key frame after it is this long, in milliseconds.
+    pub min_segment_ms: u32,
+    /// Segments listed in a playlist (as many more stay downloadable).
+    pub window: usize,
+    /// Seconds a stream's segmenter keeps running after the last HLS request.
+    pub idle_secs: u64,
+}
+
+impl Default for HlsConfig {
+    fn default() -> Self {
+        Self {
+            target_duration_secs: 6,
+            min_segment_ms: 1000,
+            window: 6,
+            idle_secs: 30,
         }
     }
 }
@@ -334,6 +361,22 @@ impl Config {
         if self.http.addr == rtmp.addr && rtmp.addr.port() != 0 {
             return invalid("http.addr", "must differ from rtmp.addr");
         }
+        let hls = &self.hls;
+        if !(1..=60).contains(&hls.target_duration_secs) {
+            return invalid("hls.target_duration_secs", "must be between 1 and 60");
+        }
+        if hls.min_segment_ms < 100 || hls.min_segment_ms >= hls.target_duration_secs * 1000 {
+            return invalid(
+                "hls.min_segment_ms",
+                "must be at least 100 and below hls.target_duration_secs",
+            );
+        }
+        if !(2..=100).contains(&hls.window) {
+            return invalid("hls.window", "must be between 2 and 100");
+        }
+        if !(1..=MAX_SECS).contains(&hls.idle_secs) {
+            return invalid("hls.idle_secs", "must be between 1 and 86400 (one day)");
+        }
         if rtmp.drain_timeout_secs > MAX_SECS {
             return invalid("rtmp.drain_timeout_secs", "must be at most 86400 (one day)");
         }
@@ -465,6 +508,20 @@ pub const KEYS: &[(&str, &str)] = &[
     (
         "http.flv_wait_secs",
         "Seconds an HTTP-FLV request for an unpublished stream waits for a publisher before 404; 0 = at once.",
+    ),
+    ("hls", "HLS at /{app}/{stream}/index.m3u8 (fMP4) and /{app}/{stream}/ts/index.m3u8 (MPEG-TS)."),
+    (
+        "hls.target_duration_secs",
+        "EXT-X-TARGETDURATION in seconds: no segment is longer (a longer GOP is cut).",
+    ),
+    (
+        "hls.min_segment_ms",
+        "A segment ends at the first key frame after it is this long (ms).",
+    ),
+    ("hls.window", "Segments listed in a playlist (as many more stay downloadable)."),
+    (
+        "hls.idle_secs",
+        "Seconds a stream's segmenter keeps running after the last HLS request.",
     ),
     ("playback", "What players get of Enhanced RTMP streams (HEVC, AV1, VP9, Opus, FLAC, AC-3, several tracks)."),
     (

@@ -23,6 +23,10 @@ use tracing::warn;
 use crate::rtmp::Context;
 
 mod flv;
+mod hls;
+
+pub(crate) use hls::HlsStreams;
+use weir_media::hls::Container;
 
 /// Serves HTTP on `listener` until `shutdown` turns true.
 pub(crate) async fn serve(
@@ -47,6 +51,8 @@ pub(crate) async fn serve(
 fn router(context: Arc<Context>) -> Router {
     Router::new()
         .route("/{app}/{file}", get(media))
+        .route("/{app}/{stream}/{file}", get(hls_fmp4))
+        .route("/{app}/{stream}/ts/{file}", get(hls_ts))
         .fallback(not_found)
         .layer(middleware::from_fn(cors))
         .with_state(context)
@@ -77,6 +83,37 @@ async fn media(
     flv::play(context, peer, &app, stream, query.as_deref(), output).await
 }
 
+/// `/{app}/{stream}/index.m3u8`, `init.mp4`, `seg{N}.m4s`.
+async fn hls_fmp4(
+    State(context): State<Arc<Context>>,
+    Path((app, stream, file)): Path<(String, String, String)>,
+) -> Response<Body> {
+    hls_file(context, &app, &stream, &file, Container::Fmp4).await
+}
+
+/// `/{app}/{stream}/ts/index.m3u8`, `seg{N}.ts`.
+async fn hls_ts(
+    State(context): State<Arc<Context>>,
+    Path((app, stream, file)): Path<(String, String, String)>,
+) -> Response<Body> {
+    hls_file(context, &app, &stream, &file, Container::Ts).await
+}
+
+async fn hls_file(
+    context: Arc<Context>,
+    app: &str,
+    stream: &str,
+    file: &str,
+    container: Container,
+) -> Response<Body> {
+    let path = format!("{app}/{stream}");
+    if file == "index.m3u8" {
+        hls::playlist(context, &path, container).await
+    } else {
+        hls::file(&context, &path, container, file)
+    }
+}
+
 /// A WebSocket upgrade request (`Upgrade: websocket`).
 fn is_websocket(request: &Request<Body>) -> bool {
     request
@@ -89,7 +126,7 @@ fn is_websocket(request: &Request<Body>) -> bool {
 async fn not_found() -> Response<Body> {
     text(
         StatusCode::NOT_FOUND,
-        "not found; streams play at /{app}/{stream}.flv\n",
+        "not found; streams play at /{app}/{stream}.flv, /{app}/{stream}/index.m3u8 and /{app}/{stream}/ts/index.m3u8\n",
     )
 }
 

@@ -35,6 +35,8 @@ pub(crate) struct Context {
     pub(crate) hub: Arc<Hub>,
     pub(crate) registry: Arc<Registry>,
     pub(crate) policy: Arc<dyn Policy>,
+    /// The HLS segmenters that run (started by the HTTP listener).
+    pub(crate) hls: crate::http::HlsStreams,
 }
 
 impl Context {
@@ -63,6 +65,7 @@ impl Context {
             hub,
             registry,
             policy,
+            hls: Default::default(),
         }
     }
 }

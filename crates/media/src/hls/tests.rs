@@ -1,0 +1,123 @@
+//! The segmenter on synthetic streams: where it cuts, what the playlist says, both containers.
+
+use bytes::Bytes;
+
+use super::*;
+
+const AVCC: &[u8] = &[
+    1, 0x64, 0, 0x1f, 0xff, 0xe1, 0, 4, 0x67, 0x64, 0, 0x1f, 1, 0, 4, 0x68, 0xee, 0x3c, 0x80,
+];
+
+fn video_header() -> Frame {
+    Frame::video(0, Bytes::from([&[0x17, 0, 0, 0, 0][..], AVCC].concat()))
+}
+
+fn audio_header() -> Frame {
+    Frame::audio(0, Bytes::from_static(&[0xaf, 0, 0x11, 0x90]))
+}
+
+fn video(ts: u32, key: bool) -> Frame {
+    let first = if key { 0x17 } else { 0x27 };
+    let nal = if key { 0x65 } else { 0x41 };
+    Frame::video(
+        ts,
+        Bytes::from(vec![first, 1, 0, 0, 0, 0, 0, 0, 2, nal, 0xaa]),
+    )
+}
+
+fn audio(ts: u32) -> Frame {
+    Frame::audio(ts, Bytes::from_static(&[0xaf, 1, 0x21, 0x10, 0x04]))
+}
+
+/// `seconds` of 25 fps video with a key frame every `gop` frames, and AAC every ~21 ms.
+fn feed(segmenter: &mut Segmenter, seconds: u32, gop: u32) -> usize {
+    let mut finished = 0;
+    segmenter.push(&video_header());
+    segmenter.push(&audio_header());
+    let mut next_audio = 0u32;
+    for i in 0..seconds * 25 {
+        let ts = i * 40;
+        while next_audio <= ts {
+            finished += usize::from(segmenter.push(&audio(next_audio)));
+            next_audio += 21;
+        }
+        finished += usize::from(segmenter.push(&video(ts, i % gop == 0)));
+    }
+    finished
+}
+
+#[test]
+fn cuts_at_key_frames_and_lists_the_window() {
+    let mut s = Segmenter::new(HlsConfig::default());
+    let finished = feed(&mut s, 12, 50);
+    // Key frames every 2 s: segments of 2 s; the last one is still open.
+    assert_eq!(finished, 5);
+    let playlist = s.playlist();
+    assert!(playlist.starts_with("#EXTM3U\n#EXT-X-VERSION:7\n#EXT-X-TARGETDURATION:6\n"));
+    assert!(playlist.contains("#EXT-X-MEDIA-SEQUENCE:0\n#EXT-X-MAP:URI=\"init.mp4\"\n"));
+    assert_eq!(playlist.matches("#EXTINF:2.000,").count(), 5, "{playlist}");
+    assert!(playlist.contains("seg4.m4s"));
+    assert!(s.init_segment().is_some());
+    let segment = s.segment(1).unwrap();
+    assert!(segment.independent);
+    assert_eq!(&segment.data[4..8], b"moof");
+    assert!(s.segment(9).is_none());
+}
+
+#[test]
+fn a_long_gop_is_cut_at_the_target_duration() {
+    let mut s = Segmenter::new(HlsConfig {
+        target_duration_secs: 4,
+        ..HlsConfig::default()
+    });
+    feed(&mut s, 30, 250); // key frames every 10 s
+    for sequence in 0..s.segment_count() {
+        if let Some(segment) = s.segment(sequence) {
+            assert!(
+                segment.duration <= 4.0,
+                "segment {sequence}: {}",
+                segment.duration
+            );
+        }
+    }
+    let independent = (0..s.segment_count())
+        .filter_map(|n| s.segment(n))
+        .filter(|s| s.independent)
+        .count();
+    assert!(independent >= 1 && independent < s.segment_count() as usize);
+}
+
+#[test]
+fn the_window_slides_and_old_segments_stay_a_while() {
+    let mut s = Segmenter::new(HlsConfig {
+        window: 3,
+        ..HlsConfig::default()
+    });
+    feed(&mut s, 30, 25); // 1 s segments
+    let playlist = s.playlist();
+    let sequence = s.segment_count() - 3;
+    assert!(
+        playlist.contains(&format!("#EXT-X-MEDIA-SEQUENCE:{sequence}\n")),
+        "{playlist}"
+    );
+    assert_eq!(playlist.matches("#EXTINF").count(), 3);
+    // Three more stay downloadable after leaving the playlist.
+    assert!(s.segment(sequence - 3).is_some());
+    assert!(s.segment(sequence - 4).is_none());
+}
+
+#[test]
+fn ts_segments_are_whole_packets() {
+    let mut s = Segmenter::new(HlsConfig {
+        container: Container::Ts,
+        ..HlsConfig::default()
+    });
+    feed(&mut s, 5, 25);
+    let playlist = s.playlist();
+    assert!(playlist.contains("#EXT-X-VERSION:3\n") && !playlist.contains("EXT-X-MAP"));
+    assert!(playlist.contains("seg0.ts"));
+    let segment = s.segment(0).unwrap();
+    assert_eq!(segment.data.len() % 188, 0);
+    assert_eq!(segment.data[0], 0x47);
+    assert!(s.init_segment().is_none());
+}

@@ -1,0 +1,108 @@
+//! HLS from one RTMP ingest: Debian's FFmpeg publishes the test fixture (H.264 640x360 30 fps,
+//! 1 s GOP, AAC), Debian's FFmpeg plays `index.m3u8` (fMP4) and `ts/index.m3u8` (MPEG-TS) as
+//! live HLS; raw requests check the playlist, the caching headers and the 404s.
+
+#[allow(unused_imports)] // the harness re-exports more than this file uses
+mod common;
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::thread;
+use std::time::Duration;
+
+use common::fixtures::{HEIGHT, WIDTH};
+use common::{
+    ffmpeg_play_to_flv, ffmpeg_publish, fixture, Expect, Ffmpeg, FixtureKind, TestDir, WeirServer,
+};
+
+const START: Duration = Duration::from_secs(15);
+
+/// GET `path` with HTTP/1.0 (body until close): status line + headers, body.
+fn get(addr: SocketAddr, path: &str) -> (String, Vec<u8>) {
+    let mut socket = TcpStream::connect(addr).unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    socket
+        .write_all(format!("GET {path} HTTP/1.0\r\nHost: t\r\n\r\n").as_bytes())
+        .unwrap();
+    let mut data = Vec::new();
+    let _ = socket.read_to_end(&mut data);
+    let end = data
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map_or(data.len(), |i| i + 4);
+    (
+        String::from_utf8_lossy(&data[..end]).to_ascii_lowercase(),
+        data[end..].to_vec(),
+    )
+}
+
+#[test]
+fn ffmpeg_plays_live_hls_in_both_containers() {
+    let dir = TestDir::new("hls");
+    let weir = WeirServer::start(dir.path());
+    let addr = weir.http_addr();
+
+    // Nothing published: 404, and nothing starts.
+    let (head, _) = get(addr, "/live/hls/index.m3u8");
+    assert!(head.starts_with("http/1.0 404"), "{head}");
+
+    let mut publisher = ffmpeg_publish(
+        Ffmpeg::Debian,
+        &weir.url("hls"),
+        fixture(FixtureKind::H264Baseline),
+        true,
+        dir.path(),
+    );
+    publisher.wait_started(START);
+    weir.wait_published(&["live/hls"], START);
+
+    // The first playlist request waits for the first segment.
+    let (head, body) = get(addr, "/live/hls/index.m3u8");
+    let playlist = String::from_utf8_lossy(&body).to_string();
+    assert!(head.starts_with("http/1.0 200"), "{head}");
+    assert!(
+        head.contains("content-type: application/vnd.apple.mpegurl"),
+        "{head}"
+    );
+    assert!(head.contains("cache-control: max-age=1"), "{head}");
+    assert!(head.contains("access-control-allow-origin: *"), "{head}");
+    assert!(playlist.starts_with("#EXTM3U\n"), "{playlist}");
+    assert!(playlist.contains("#EXT-X-TARGETDURATION:6\n"), "{playlist}");
+    assert!(
+        playlist.contains("#EXT-X-MAP:URI=\"init.mp4\""),
+        "{playlist}"
+    );
+    assert!(playlist.contains("seg0.m4s"), "{playlist}");
+    let (head, init) = get(addr, "/live/hls/init.mp4");
+    assert!(
+        head.starts_with("http/1.0 200") && &init[4..8] == b"ftyp",
+        "{head}"
+    );
+    let (head, segment) = get(addr, "/live/hls/seg0.m4s");
+    assert!(head.contains("immutable"), "{head}");
+    assert_eq!(&segment[4..8], b"moof");
+    let (head, _) = get(addr, "/live/hls/seg999.m4s");
+    assert!(head.starts_with("http/1.0 404"), "{head}");
+
+    let fmp4 = format!("http://{addr}/live/hls/index.m3u8");
+    let ts = format!("http://{addr}/live/hls/ts/index.m3u8");
+    let (from_fmp4, from_ts) = thread::scope(|s| {
+        let from_ts = s.spawn(|| ffmpeg_play_to_flv(Ffmpeg::Debian, &ts, 2.0, dir.path()));
+        let from_fmp4 = ffmpeg_play_to_flv(Ffmpeg::Debian, &fmp4, 2.0, dir.path());
+        (from_fmp4, from_ts.join().unwrap())
+    });
+    let expect = Expect::h264_aac(WIDTH, HEIGHT).min_seconds(1.8);
+    for (who, report) in [("hls fmp4", &from_fmp4), ("hls ts", &from_ts)] {
+        report.assert_matches(&expect, who);
+        let v = report.video_frames();
+        assert!(
+            (54..=62).contains(&v),
+            "{who}: {v} video frames for 2 s at 30 fps"
+        );
+        assert!(report.video_keyframes() >= 1, "{who}");
+    }
+    publisher.wait_finished(Duration::from_secs(20));
+    weir.shutdown();
+}
