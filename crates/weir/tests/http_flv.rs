@@ -325,3 +325,126 @@ fn websocket_flv_streams_the_same_flv() {
     publisher.child().kill();
     weir.shutdown();
 }
+
+/// Bad input on the HTTP listener, while a stream plays over HTTP-FLV: an oversized request
+/// head (431), a head trickled byte by byte (closed after the 10 s header timeout), encoded
+/// and plain `..` in paths (404), garbage (400), requests for streams that never existed
+/// (404); HTTP connections count toward `rtmp.max_connections`.
+#[test]
+fn bad_http_input_is_refused_and_the_stream_plays_on() {
+    let dir = TestDir::new("http-bad-input");
+    let mut config = weir::Config::default();
+    config.rtmp.addr = "127.0.0.1:0".parse().unwrap();
+    config.http.addr = "127.0.0.1:0".parse().unwrap();
+    config.rtmp.max_connections = 12;
+    let weir = WeirServer::start_with(config, dir.path());
+    let url = weir.url("bad");
+    let mut publisher = ffmpeg_publish(
+        Ffmpeg::Debian,
+        &url,
+        fixture(FixtureKind::H264Baseline),
+        true,
+        dir.path(),
+    );
+    publisher.wait_started(START);
+    weir.wait_published(&["live/bad"], START);
+    let addr = weir.http_addr();
+    let wait = Duration::from_secs(5);
+
+    // A viewer that must keep receiving through all of this.
+    let mut viewer = TcpStream::connect(addr).unwrap();
+    viewer
+        .write_all(b"GET /live/bad.flv HTTP/1.0\r\nHost: t\r\n\r\n")
+        .unwrap();
+    viewer.set_read_timeout(Some(wait)).unwrap();
+
+    // The slowloris starts first: one byte a second.
+    let slow = thread::spawn(move || {
+        let mut socket = TcpStream::connect(addr).unwrap();
+        socket
+            .set_read_timeout(Some(Duration::from_secs(1)))
+            .unwrap();
+        let started = Instant::now();
+        let request =
+            b"GET /live/bad.flv HTTP/1.1\r\nHost: t\r\nX-Slow: aaaaaaaaaaaaaaaaaaaaaaaaaaaa";
+        for byte in request.iter().cycle() {
+            if socket.write_all(&[*byte]).is_err() {
+                break;
+            }
+            let mut buf = [0u8; 256];
+            match socket.read(&mut buf) {
+                Ok(0) => break,
+                Ok(_) => break, // an error answer counts as being shown the door
+                Err(_) => {}
+            }
+            if started.elapsed() > Duration::from_secs(30) {
+                break;
+            }
+        }
+        started.elapsed()
+    });
+
+    let big = format!(
+        "GET /live/bad.flv HTTP/1.1\r\nHost: t\r\nX-Big: {}\r\n\r\n",
+        "a".repeat(20 * 1024)
+    );
+    let (head, _) = http(addr, &big, 0, wait);
+    assert!(head.starts_with("HTTP/1.1 431"), "oversized head: {head:?}");
+    for path in [
+        "/live/..%2F..%2Fetc%2Fpasswd.flv",
+        "/../../etc/passwd",
+        "/live/never-existed.flv",
+        "/live/never/index.m3u8",
+        "/live/never/seg1.m4s",
+    ] {
+        let (head, _) = http(addr, &get(path), 0, wait);
+        assert!(head.starts_with("HTTP/1.1 404"), "{path}: {head:?}");
+    }
+    let (head, _) = http(addr, "\x16\x03\x01\x02\x00garbage\r\n\r\n", 0, wait);
+    assert!(
+        head.is_empty() || head.starts_with("HTTP/1.1 400"),
+        "garbage: {head:?}"
+    );
+
+    // The connection limit: fill what is left of the 12 permits with idle connections.
+    let mut idle = Vec::new();
+    for _ in 0..20 {
+        if let Ok(s) = TcpStream::connect(addr) {
+            idle.push(s);
+        }
+    }
+    thread::sleep(Duration::from_millis(300));
+    let mut refused = 0;
+    for s in &mut idle {
+        s.set_read_timeout(Some(Duration::from_millis(200)))
+            .unwrap();
+        if matches!(s.read(&mut [0u8; 1]), Ok(0)) {
+            refused += 1;
+        }
+    }
+    assert!(
+        refused >= 8,
+        "{refused} of 20 extra connections were refused at the limit"
+    );
+    drop(idle);
+
+    let slow_for = slow.join().unwrap();
+    assert!(
+        slow_for >= Duration::from_secs(8) && slow_for < Duration::from_secs(20),
+        "the slow client was dropped after {slow_for:?}"
+    );
+    // The viewer still receives.
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut got = 0;
+    let until = Instant::now() + Duration::from_secs(2);
+    while Instant::now() < until {
+        match viewer.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => got += n,
+        }
+    }
+    assert!(got > 10_000, "the viewer got {got} bytes in the last 2 s");
+    assert!(weir.log_text().contains("connection limit reached"));
+    publisher.child().kill();
+    weir.shutdown();
+}

@@ -7,6 +7,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::body::Body;
 use axum::extract::ws::WebSocketUpgrade;
@@ -16,8 +17,13 @@ use axum::middleware::{self, Next};
 use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::Router;
-use tokio::net::TcpListener;
-use tokio::sync::watch;
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto::Builder;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{watch, OwnedSemaphorePermit};
+use tokio::task::JoinSet;
+use tower::ServiceExt;
 use tracing::warn;
 
 use crate::rtmp::Context;
@@ -28,24 +34,78 @@ mod hls;
 pub(crate) use hls::HlsStreams;
 use weir_media::hls::Container;
 
-/// Serves HTTP on `listener` until `shutdown` turns true.
+/// Longest time a client may take to send a request's head (slowloris).
+const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+/// Largest request head read (a bigger one gets 431).
+const MAX_HEAD: usize = 16 * 1024;
+
+/// Serves HTTP on `listener` until `shutdown` turns true. Every connection takes a permit of
+/// `rtmp.max_connections` (shared with RTMP); a request head must arrive within 10 s and fit
+/// in 16 KiB.
 pub(crate) async fn serve(
     listener: TcpListener,
     context: Arc<Context>,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let app = router(context);
-    let result = axum::serve(
-        listener,
-        app.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(async move {
-        let _ = shutdown.wait_for(|stop| *stop).await;
-    })
-    .await;
-    if let Err(err) = result {
-        warn!("http listener stopped: {err}");
+    let app = router(Arc::clone(&context));
+    let mut tasks = JoinSet::new();
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let (socket, peer) = match accepted {
+                    Ok(pair) => pair,
+                    Err(err) => {
+                        warn!("http accept failed: {err}");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                };
+                let Ok(permit) = Arc::clone(&context.permits).try_acquire_owned() else {
+                    warn!(%peer, limit = context.config.rtmp.max_connections,
+                        "refused http connection: connection limit reached (rtmp.max_connections)");
+                    continue;
+                };
+                let _ = socket.set_nodelay(true);
+                tasks.spawn(connection(socket, peer, app.clone(), shutdown.clone(), permit));
+            }
+            stop = shutdown.changed() => if stop.is_err() || *shutdown.borrow() { break },
+            Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
+        }
     }
+    while tasks.join_next().await.is_some() {}
+}
+
+/// One HTTP connection (HTTP/1.1 with upgrades, or h2c) until it ends or the server stops.
+async fn connection(
+    socket: TcpStream,
+    peer: SocketAddr,
+    app: Router,
+    mut shutdown: watch::Receiver<bool>,
+    permit: OwnedSemaphorePermit,
+) {
+    let service = hyper::service::service_fn(move |mut request: Request<Incoming>| {
+        request.extensions_mut().insert(ConnectInfo(peer));
+        app.clone().oneshot(request)
+    });
+    let mut builder = Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_TIMEOUT)
+        .max_buf_size(MAX_HEAD);
+    let conn = builder.serve_connection_with_upgrades(TokioIo::new(socket), service);
+    tokio::pin!(conn);
+    let stopping = async move {
+        let _ = shutdown.wait_for(|stop| *stop).await;
+    };
+    tokio::select! {
+        _ = conn.as_mut() => {}
+        () = stopping => {
+            conn.as_mut().graceful_shutdown();
+            let _ = tokio::time::timeout(Duration::from_secs(5), conn).await;
+        }
+    }
+    drop(permit);
 }
 
 fn router(context: Arc<Context>) -> Router {

@@ -37,6 +37,8 @@ pub(crate) struct Context {
     pub(crate) policy: Arc<dyn Policy>,
     /// The HLS segmenters that run (started by the HTTP listener).
     pub(crate) hls: crate::http::HlsStreams,
+    /// Connections held at once, RTMP and HTTP together (`rtmp.max_connections`).
+    pub(crate) permits: Arc<Semaphore>,
 }
 
 impl Context {
@@ -59,6 +61,7 @@ impl Context {
             },
             ..ServerConfig::default()
         };
+        let permits = Arc::new(Semaphore::new(config.rtmp.max_connections));
         Self {
             config,
             session,
@@ -66,6 +69,7 @@ impl Context {
             registry,
             policy,
             hls: Default::default(),
+            permits,
         }
     }
 }
@@ -137,7 +141,7 @@ pub(crate) async fn serve<T: Transport>(
     context: Arc<Context>,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let permits = Arc::new(Semaphore::new(context.config.rtmp.max_connections));
+    let permits = Arc::clone(&context.permits);
     let protocol = transport.protocol();
     let mut tasks = JoinSet::new();
     loop {
