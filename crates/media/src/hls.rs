@@ -9,8 +9,13 @@
 //! §6.2.2: at least the playlist's duration), then are dropped. Frames must carry the
 //! viewer's rebased timestamps (continuous, starting near 0).
 //!
-//! Not yet: Low-Latency HLS parts, `EXT-X-DISCONTINUITY` on a codec change, multitrack
-//! renditions.
+//! A publisher leaving ([`Segmenter::publisher_left`]) or a codec configuration that changes
+//! closes the current segment and marks the next one `EXT-X-DISCONTINUITY` (with a new
+//! `EXT-X-MAP` when the init segment changes); media sequence numbers never go back. With a
+//! wall clock given ([`Segmenter::set_wall_clock`]) every segment carries
+//! `EXT-X-PROGRAM-DATE-TIME`.
+//!
+//! Not yet: Low-Latency HLS parts, multitrack renditions.
 
 use std::collections::VecDeque;
 use std::fmt::Write as _;
@@ -66,6 +71,14 @@ pub struct Segment {
     pub data: Bytes,
     /// Starts with a key frame.
     pub independent: bool,
+    /// Follows a discontinuity (publisher change, codec change).
+    pub discontinuity: bool,
+    /// Discontinuities up to and including this segment's.
+    pub discontinuity_sequence: u64,
+    /// The init segment it needs (fMP4).
+    pub init_id: u32,
+    /// Wall clock at its first frame, ms since the Unix epoch, when known.
+    pub program_date_ms: Option<u64>,
 }
 
 /// A frame waiting for the next one of its track (which gives its duration).
@@ -93,6 +106,17 @@ pub struct Segmenter {
     /// Segments kept after leaving the playlist.
     keep_after: usize,
     has_video: bool,
+    /// The next segment follows a discontinuity.
+    discontinuity_pending: bool,
+    /// The segment being built follows one.
+    current_discontinuity: bool,
+    discontinuity_sequence: u64,
+    /// Init segments by id, the latest last.
+    inits: VecDeque<(u32, Bytes)>,
+    wall_ms: Option<u64>,
+    current_wall_ms: Option<u64>,
+    /// Last frame duration per track, for closing a segment without a next frame.
+    last_duration: [u32; 2],
 }
 
 impl Segmenter {
@@ -113,7 +137,39 @@ impl Segmenter {
             next_sequence: 0,
             keep_after: config.window,
             has_video: false,
+            discontinuity_pending: false,
+            current_discontinuity: false,
+            discontinuity_sequence: 0,
+            inits: VecDeque::new(),
+            wall_ms: None,
+            current_wall_ms: None,
+            last_duration: [40, 21],
         }
+    }
+
+    /// The wall clock now, ms since the Unix epoch (for `EXT-X-PROGRAM-DATE-TIME`).
+    pub fn set_wall_clock(&mut self, unix_ms: u64) {
+        self.wall_ms = Some(unix_ms);
+    }
+
+    /// The publisher left: the current segment ends with its last frame and the next one
+    /// (from the next publisher) follows a discontinuity.
+    pub fn publisher_left(&mut self) -> bool {
+        let mut end = None;
+        for slot in 0..2 {
+            if let Some(held) = self.held[slot].take() {
+                let duration = self.last_duration[slot];
+                let frame_end = held.frame.timestamp.wrapping_add(duration);
+                end = Some(end.map_or(frame_end, |e: u32| e.max(frame_end)));
+                self.current.push((held.frame, duration));
+            }
+        }
+        let finished = end.is_some_and(|end| self.finish_segment(end));
+        self.current.clear();
+        self.segment_start = None;
+        self.has_video = false;
+        self.discontinuity_pending = true;
+        finished
     }
 
     /// Sets what the track table says of the video and audio tracks (sizes, sample rates).
@@ -129,12 +185,22 @@ impl Segmenter {
             return false;
         }
         if info.is_sequence_header {
-            match frame.kind {
-                MediaKind::Video => self.video = Some(frame.clone()),
-                _ => self.audio = Some(frame.clone()),
+            let slot = match frame.kind {
+                MediaKind::Video => &mut self.video,
+                _ => &mut self.audio,
+            };
+            let changed = slot
+                .as_ref()
+                .is_some_and(|old| old.payload != frame.payload);
+            let new = slot.is_none() || changed;
+            *slot = Some(frame.clone());
+            if new {
+                self.init = None;
+                self.ts = None;
             }
-            self.init = None;
-            self.ts = None;
+            if changed {
+                self.discontinuity_pending = true;
+            }
             return false;
         }
         if !info.is_coded_frame {
@@ -150,29 +216,35 @@ impl Segmenter {
                 .timestamp
                 .wrapping_sub(held.frame.timestamp)
                 .min(10_000);
+            self.last_duration[slot] = duration.max(1);
             self.current.push((held.frame, duration));
         }
         let mut finished = false;
-        let cut_here = match self.segment_start {
-            None => frame.kind == MediaKind::Video && info.is_keyframe || !self.has_video,
-            Some(start) => {
-                let length = frame.timestamp.wrapping_sub(start);
-                let key = frame.kind == MediaKind::Video && info.is_keyframe;
-                let long_enough = length >= self.config.min_segment_ms;
-                let too_long = length + 100 >= self.config.target_duration_secs * 1000;
-                if self.has_video {
-                    frame.kind == MediaKind::Video && (key && long_enough || too_long)
-                } else {
-                    long_enough
+        // A codec change mid-segment closes it at once.
+        let forced = self.discontinuity_pending && self.segment_start.is_some();
+        let cut_here = forced
+            || match self.segment_start {
+                None => frame.kind == MediaKind::Video && info.is_keyframe || !self.has_video,
+                Some(start) => {
+                    let length = frame.timestamp.wrapping_sub(start);
+                    let key = frame.kind == MediaKind::Video && info.is_keyframe;
+                    let long_enough = length >= self.config.min_segment_ms;
+                    let too_long = length + 100 >= self.config.target_duration_secs * 1000;
+                    if self.has_video {
+                        frame.kind == MediaKind::Video && (key && long_enough || too_long)
+                    } else {
+                        long_enough
+                    }
                 }
-            }
-        };
+            };
         if cut_here {
             if self.segment_start.is_some() {
                 finished = self.finish_segment(frame.timestamp);
             }
             self.segment_start = Some(frame.timestamp);
             self.segment_independent = frame.kind == MediaKind::Audio || info.is_keyframe;
+            self.current_discontinuity = std::mem::take(&mut self.discontinuity_pending);
+            self.current_wall_ms = self.wall_ms;
         }
         if self.segment_start.is_some() {
             self.held[slot] = Some(Pending {
@@ -198,11 +270,18 @@ impl Segmenter {
         let Some(data) = data else {
             return false;
         };
+        if self.current_discontinuity {
+            self.discontinuity_sequence += 1;
+        }
         let segment = Segment {
             sequence: self.next_sequence,
             duration: f64::from(end.wrapping_sub(start)) / 1000.0,
             data,
             independent: self.segment_independent,
+            discontinuity: std::mem::take(&mut self.current_discontinuity),
+            discontinuity_sequence: self.discontinuity_sequence,
+            init_id: self.inits.back().map_or(0, |(id, _)| *id),
+            program_date_ms: self.current_wall_ms,
         };
         self.next_sequence += 1;
         self.segments.push_back(segment);
@@ -227,6 +306,15 @@ impl Segmenter {
         let tracks = self.tracks();
         if self.init.is_none() {
             self.init = fmp4::init_segment(&tracks).ok();
+            if let Some(init) = &self.init {
+                if self.inits.back().is_none_or(|(_, last)| last != init) {
+                    let id = self.inits.back().map_or(0, |(id, _)| id + 1);
+                    self.inits.push_back((id, init.clone()));
+                    if self.inits.len() > 8 {
+                        self.inits.pop_front();
+                    }
+                }
+            }
         }
         self.init.as_ref()?;
         let mut runs: Vec<(u32, u64, Vec<Sample>)> = Vec::new();
@@ -314,9 +402,17 @@ impl Segmenter {
         Some(out.freeze())
     }
 
-    /// The init segment (fMP4), once the codecs are known and a segment was written.
+    /// The latest init segment (fMP4), once the codecs are known and a segment was written.
     pub fn init_segment(&self) -> Option<Bytes> {
-        self.init.clone()
+        self.inits.back().map(|(_, init)| init.clone())
+    }
+
+    /// An init segment by id (`init{id}.mp4` in the playlist), while it is kept.
+    pub fn init_segment_by_id(&self, id: u32) -> Option<Bytes> {
+        self.inits
+            .iter()
+            .find(|(i, _)| *i == id)
+            .map(|(_, init)| init.clone())
     }
 
     /// A segment still held, by sequence number.
@@ -351,14 +447,29 @@ impl Segmenter {
         );
         let first = listed.first().map_or(0, |s| s.sequence);
         let _ = writeln!(out, "#EXT-X-MEDIA-SEQUENCE:{first}");
-        if self.config.container == Container::Fmp4 {
-            out.push_str("#EXT-X-MAP:URI=\"init.mp4\"\n");
-        }
+        let discontinuity_sequence = listed
+            .first()
+            .map_or(0, |s| s.discontinuity_sequence - u64::from(s.discontinuity));
+        let _ = writeln!(
+            out,
+            "#EXT-X-DISCONTINUITY-SEQUENCE:{discontinuity_sequence}"
+        );
         let ext = match self.config.container {
             Container::Fmp4 => "m4s",
             Container::Ts => "ts",
         };
+        let mut map = None;
         for segment in listed {
+            if segment.discontinuity {
+                out.push_str("#EXT-X-DISCONTINUITY\n");
+            }
+            if self.config.container == Container::Fmp4 && map != Some(segment.init_id) {
+                map = Some(segment.init_id);
+                let _ = writeln!(out, "#EXT-X-MAP:URI=\"init{}.mp4\"", segment.init_id);
+            }
+            if let Some(ms) = segment.program_date_ms {
+                let _ = writeln!(out, "#EXT-X-PROGRAM-DATE-TIME:{}", iso8601(ms));
+            }
             let _ = writeln!(
                 out,
                 "#EXTINF:{:.3},\nseg{}.{ext}",
@@ -367,6 +478,29 @@ impl Segmenter {
         }
         out
     }
+}
+
+/// `2026-11-27T01:23:45.678Z` from ms since the Unix epoch (UTC, proleptic Gregorian).
+fn iso8601(unix_ms: u64) -> String {
+    let days = (unix_ms / 86_400_000) as i64;
+    let ms_of_day = unix_ms % 86_400_000;
+    // Days to civil date (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
+        ms_of_day / 3_600_000,
+        ms_of_day / 60_000 % 60,
+        ms_of_day / 1000 % 60,
+        ms_of_day % 1000
+    )
 }
 
 #[cfg(test)]

@@ -71,11 +71,12 @@ fn ffmpeg_plays_live_hls_in_both_containers() {
     assert!(playlist.starts_with("#EXTM3U\n"), "{playlist}");
     assert!(playlist.contains("#EXT-X-TARGETDURATION:6\n"), "{playlist}");
     assert!(
-        playlist.contains("#EXT-X-MAP:URI=\"init.mp4\""),
+        playlist.contains("#EXT-X-MAP:URI=\"init0.mp4\""),
         "{playlist}"
     );
+    assert!(playlist.contains("#EXT-X-PROGRAM-DATE-TIME:"), "{playlist}");
     assert!(playlist.contains("seg0.m4s"), "{playlist}");
-    let (head, init) = get(addr, "/live/hls/init.mp4");
+    let (head, init) = get(addr, "/live/hls/init0.mp4");
     assert!(
         head.starts_with("http/1.0 200") && &init[4..8] == b"ftyp",
         "{head}"

@@ -54,7 +54,10 @@ fn cuts_at_key_frames_and_lists_the_window() {
     assert_eq!(finished, 5);
     let playlist = s.playlist();
     assert!(playlist.starts_with("#EXTM3U\n#EXT-X-VERSION:7\n#EXT-X-TARGETDURATION:6\n"));
-    assert!(playlist.contains("#EXT-X-MEDIA-SEQUENCE:0\n#EXT-X-MAP:URI=\"init.mp4\"\n"));
+    assert!(playlist.contains(
+        "#EXT-X-MEDIA-SEQUENCE:0\n#EXT-X-DISCONTINUITY-SEQUENCE:0\n#EXT-X-MAP:URI=\"init0.mp4\"\n"
+    ));
+    assert!(!playlist.contains("#EXT-X-DISCONTINUITY\n"));
     assert_eq!(playlist.matches("#EXTINF:2.000,").count(), 5, "{playlist}");
     assert!(playlist.contains("seg4.m4s"));
     assert!(s.init_segment().is_some());
@@ -120,4 +123,60 @@ fn ts_segments_are_whole_packets() {
     assert_eq!(segment.data.len() % 188, 0);
     assert_eq!(segment.data[0], 0x47);
     assert!(s.init_segment().is_none());
+}
+
+#[test]
+fn a_new_publisher_or_codec_is_a_discontinuity_and_sequence_numbers_go_on() {
+    let mut s = Segmenter::new(HlsConfig::default());
+    s.set_wall_clock(1_795_742_625_678);
+    feed(&mut s, 4, 25);
+    let before = s.segment_count();
+    assert!(s.publisher_left(), "the open segment is closed");
+    assert_eq!(s.segment_count(), before + 1);
+    // The next publisher, same codec configuration, timestamps continuing (rebased).
+    let offset = 5_000;
+    s.push(&video_header());
+    s.push(&audio_header());
+    for i in 0..75u32 {
+        s.push(&audio(offset + i * 40));
+        s.push(&video(offset + i * 40, i % 25 == 0));
+    }
+    let playlist = s.playlist();
+    assert_eq!(
+        playlist.matches("#EXT-X-DISCONTINUITY\n").count(),
+        1,
+        "{playlist}"
+    );
+    assert!(
+        playlist.contains("#EXT-X-DISCONTINUITY-SEQUENCE:0\n"),
+        "{playlist}"
+    );
+    assert!(playlist.contains("#EXT-X-PROGRAM-DATE-TIME:2026-11-27T01:23:45.678Z\n"));
+    // Same codecs: one init segment all along.
+    assert_eq!(playlist.matches("#EXT-X-MAP").count(), 1, "{playlist}");
+    let first_after = s.segment(before + 1).unwrap();
+    assert!(first_after.discontinuity && first_after.independent);
+    // A new codec configuration: another discontinuity and a second init segment.
+    let other = Frame::video(
+        9_000,
+        Bytes::from([&[0x17, 0, 0, 0, 0][..], &AVCC[..18], &[0x81]].concat()),
+    );
+    s.push(&other);
+    for i in 0..60u32 {
+        s.push(&video(9_000 + i * 40, i % 25 == 0));
+    }
+    let playlist = s.playlist();
+    assert!(
+        playlist.contains("#EXT-X-MAP:URI=\"init1.mp4\""),
+        "{playlist}"
+    );
+    assert!(s.init_segment_by_id(0).is_some() && s.init_segment_by_id(1).is_some());
+    assert_eq!(s.init_segment(), s.init_segment_by_id(1));
+}
+
+#[test]
+fn program_date_time_format() {
+    assert_eq!(iso8601(0), "1970-01-01T00:00:00.000Z");
+    assert_eq!(iso8601(951_868_799_999), "2000-02-29T23:59:59.999Z");
+    assert_eq!(iso8601(1_795_742_625_678), "2026-11-27T01:23:45.678Z");
 }

@@ -4,7 +4,8 @@
 //! One segmenter per stream and container, whatever the number of clients: the first
 //! playlist request of a published stream starts it (a hub subscription through the shared
 //! viewer core with `LagPolicy::Skip`, the default track in single-track form, rebased
-//! timestamps), and it stops `hls.idle_secs` after the last request. Segments are served
+//! timestamps), and it stops `hls.idle_secs` after the last request. It outlives a publisher:
+//! the next one continues the same playlist after an `EXT-X-DISCONTINUITY`. Segments are served
 //! from memory: playlists short-lived, segments immutable (cache headers for a CDN).
 //!
 //! Not yet: Low-Latency HLS (parts, blocking reload), DASH, the multivariant playlist for
@@ -133,6 +134,11 @@ async fn run(context: Arc<Context>, path: String, container: Container, stream: 
                 Vec::new()
             };
             let mut segmenter = lock(&stream.segmenter);
+            if let Ok(since_epoch) =
+                std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)
+            {
+                segmenter.set_wall_clock(since_epoch.as_millis() as u64);
+            }
             if has_header {
                 let details = |kind| {
                     tracks
@@ -146,14 +152,14 @@ async fn run(context: Arc<Context>, path: String, container: Container, stream: 
             for frame in sink.frames.drain(..) {
                 segmenter.push(&frame);
             }
+            if std::mem::take(&mut sink.ended) {
+                segmenter.publisher_left();
+            }
             let count = segmenter.segment_count();
             drop(segmenter);
             stream
                 .finished
                 .send_if_modified(|n| std::mem::replace(n, count) != count);
-        }
-        if sink.ended {
-            break "publisher stopped";
         }
         let since = lock(&stream.last_request).elapsed();
         if since >= idle {
@@ -221,9 +227,22 @@ pub(super) fn file(
         return missing();
     };
     let segmenter = lock(&stream.segmenter);
-    let (data, content_type, cache) = if file == "init.mp4" && container == Container::Fmp4 {
-        match segmenter.init_segment() {
-            Some(init) => (init, "video/mp4", "max-age=10"),
+    let init_id = file
+        .strip_prefix("init")
+        .and_then(|rest| rest.strip_suffix(".mp4"))
+        .filter(|_| container == Container::Fmp4);
+    let (data, content_type, cache) = if let Some(id) = init_id {
+        let init = match id {
+            "" => segmenter.init_segment(),
+            id => id
+                .parse()
+                .ok()
+                .and_then(|id| segmenter.init_segment_by_id(id)),
+        };
+        match init {
+            // `init{N}.mp4` never changes; `init.mp4` is the latest.
+            Some(init) if id.is_empty() => (init, "video/mp4", "max-age=1"),
+            Some(init) => (init, "video/mp4", "public, max-age=86400, immutable"),
             None => return missing(),
         }
     } else {
