@@ -5,7 +5,8 @@
 #   scripts/bench.sh [--quick] [--scenarios "fanout:100 ingest:200 idle:10000"]
 #                    [--servers "weir nginx"] [--duration S]
 #
-# Scenarios: fanout:N (one publisher, N players), ingest:M (M publishers, one player each),
+# Scenarios: fanout:N (one publisher, N players), flvfanout:N (the same with HTTP-FLV players;
+# weir only: nginx-rtmp has no HTTP-FLV), ingest:M (M publishers, one player each),
 # idle:N (N players waiting on a key nobody publishes: memory per connection).
 # WEIR_BIN=/path/to/weir benchmarks that server binary (e.g. a build of an older commit, for a
 # before/after comparison with the same load tool) instead of the one built here.
@@ -44,8 +45,8 @@ for s in $servers; do
 done
 for sc in $scenarios; do
   case "$sc" in
-    fanout:[0-9]*|ingest:[0-9]*|idle:[0-9]*) ;;
-    *) echo "bench: bad scenario $sc (fanout:N, ingest:M, idle:N)" >&2; exit 2 ;;
+    fanout:[0-9]*|flvfanout:[0-9]*|ingest:[0-9]*|idle:[0-9]*) ;;
+    *) echo "bench: bad scenario $sc (fanout:N, flvfanout:N, ingest:M, idle:N)" >&2; exit 2 ;;
   esac
 done
 
@@ -178,7 +179,7 @@ start_server() { # server port log
     weir)
       # Builds with an HTTP listener get a free port for it (older ones have no such flag).
       http_args=()
-      if "$weir" --help | grep -q -- --http-addr; then http_args=(--http-addr 127.0.0.1:0); fi
+      if "$weir" --help | grep -q -- --http-addr; then http_args=(--http-addr "127.0.0.1:$http_port"); fi
       echo "# \$CARGO_TARGET_DIR/release/weir --rtmp-addr 127.0.0.1:$2 ${http_args[*]} --log warn" >>"$results/commands.txt"
       "$weir" --rtmp-addr "127.0.0.1:$2" "${http_args[@]}" --log warn >"$3" 2>&1 &
       server_main=$!
@@ -224,12 +225,15 @@ echo "== results in $results"
 for sc in $scenarios; do
   kind=${sc%%:*}
   n=${sc#*:}
+  http_port=$(free_port)
   case "$kind" in
     fanout) args=(--file "$stream" --publishers 1 --players "$n") ;;
+    flvfanout) args=(--file "$stream" --publishers 1 --players "$n" --play-http "127.0.0.1:$http_port") ;;
     ingest) args=(--file "$stream" --publishers "$n" --players "$n") ;;
     idle) args=(--idle "$n" --players 0) ;;
   esac
   for server in $servers; do
+    if [ "$kind" = flvfanout ] && [ "$server" != weir ]; then continue; fi
     name="$server-$kind-$n"
     port=$(free_port)
     echo "-- $server $sc (port $port, ${duration}s)"

@@ -13,8 +13,8 @@ import sys
 from pathlib import Path
 
 SERVER_ORDER = ["weir", "nginx"]
-KIND_ORDER = ["fanout", "ingest", "idle"]
-NAME = re.compile(r"^(?P<server>[a-z]+)-(?P<kind>fanout|ingest|idle)-(?P<n>\d+)\.json(?P<failed>\.failed)?$")
+KIND_ORDER = ["fanout", "flvfanout", "ingest", "idle"]
+NAME = re.compile(r"^(?P<server>[a-z]+)-(?P<kind>fanout|flvfanout|ingest|idle)-(?P<n>\d+)\.json(?P<failed>\.failed)?$")
 
 
 def dash(value):
@@ -106,6 +106,7 @@ def main():
         by = runs[(kind, n)]
         title = {
             "fanout": f"fan-out: 1 publisher, {n:,} players",
+            "flvfanout": f"HTTP-FLV fan-out: 1 RTMP publisher, {n:,} HTTP-FLV players",
             "ingest": f"ingest: {n:,} publishers, one player each",
             "idle": f"idle: {n:,} players waiting on an unpublished key",
         }[kind]

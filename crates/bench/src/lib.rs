@@ -12,6 +12,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+mod http_player;
 mod player;
 pub mod procstat;
 mod publisher;
@@ -69,6 +70,10 @@ pub struct BenchOptions {
     /// A label for the report (e.g. "weir" or "nginx-rtmp").
     #[arg(long, default_value = "")]
     pub label: String,
+    /// Players play HTTP-FLV from this `host:port` (`/{app}/bench-N.flv`) instead of RTMP;
+    /// publishers still use `--url`.
+    #[arg(long)]
+    pub play_http: Option<String>,
     /// Fraction of the source frame rate a player must keep to count as held.
     #[arg(long, default_value_t = 0.95)]
     pub held_fraction: f64,
@@ -170,11 +175,23 @@ pub async fn run(options: BenchOptions) -> anyhow::Result<Report> {
         } else {
             ("bench-idle".to_owned(), true)
         };
-        players.spawn(player::run(
-            base.with_stream(&stream),
-            Arc::clone(&shared),
-            idle,
-        ));
+        match &options.play_http {
+            Some(authority) if !idle => {
+                players.spawn(http_player::run(
+                    authority.clone(),
+                    base.app.clone(),
+                    stream,
+                    Arc::clone(&shared),
+                ));
+            }
+            _ => {
+                players.spawn(player::run(
+                    base.with_stream(&stream),
+                    Arc::clone(&shared),
+                    idle,
+                ));
+            }
+        }
         if (i + 1) % options.connect_batch.max(1) == 0 {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }

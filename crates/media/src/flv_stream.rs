@@ -1,11 +1,12 @@
 //! A live FLV byte stream (HTTP-FLV, WebSocket-FLV), written as chunks that share the
 //! frames' payloads.
 //!
-//! Each tag goes out as two chunks: a small prefix (the previous tag's back pointer, then this
-//! tag's 11-byte header; only the header for the first tag) and the frame's payload itself, a
-//! reference-counted [`Bytes`] shared with the hub and every other viewer. Nothing of the
-//! payload is copied; the per-viewer part is the 11 to 15 bytes that carry the viewer's own
-//! timestamp. The file header starts the stream.
+//! Each tag goes out as three chunks: its 11-byte header (with the viewer's own timestamp),
+//! the frame's payload itself (a reference-counted [`Bytes`] shared with the hub and every
+//! other viewer, never copied) and its 4-byte back pointer. The back pointer goes right
+//! after the payload, not with the next tag: flv.js and mpegts.js parse a tag only once its
+//! back pointer has arrived, so holding it back would delay every tag by one. The file header
+//! starts the stream.
 
 use bytes::{BufMut, Bytes, BytesMut};
 
@@ -17,8 +18,6 @@ use crate::frame::Frame;
 pub struct FlvStreamWriter {
     /// The file header was written.
     started: bool,
-    /// Body size of the last tag written (its back pointer goes before the next tag).
-    last_size: Option<u32>,
 }
 
 impl FlvStreamWriter {
@@ -40,19 +39,17 @@ impl FlvStreamWriter {
         out.freeze()
     }
 
-    /// The chunks of one tag for `frame` at the viewer's `timestamp`: the prefix, then the
-    /// payload (shared, not copied). A payload FLV cannot describe (over 16 MiB) gives no
-    /// chunks.
-    pub fn tag(&mut self, frame: &Frame, timestamp: u32) -> Option<[Bytes; 2]> {
+    /// The chunks of one tag for `frame` at the viewer's `timestamp`: the header, the payload
+    /// (shared, not copied) and the back pointer. A payload FLV cannot describe (over 16 MiB)
+    /// gives no chunks.
+    pub fn tag(&mut self, frame: &Frame, timestamp: u32) -> Option<[Bytes; 3]> {
         let size = u32::try_from(frame.payload.len())
             .ok()
             .filter(|s| *s <= MAX_TAG_SIZE)?;
-        let mut prefix = BytesMut::with_capacity(4 + TAG_HEADER_LEN);
-        if let Some(last) = self.last_size.replace(size) {
-            prefix.put_u32(last + TAG_HEADER_LEN as u32);
-        }
-        prefix.put_slice(&tag_header(frame.kind, timestamp, size));
-        Some([prefix.freeze(), frame.payload.clone()])
+        let header = Bytes::copy_from_slice(&tag_header(frame.kind, timestamp, size));
+        let mut back = BytesMut::with_capacity(4);
+        back.put_u32(size + TAG_HEADER_LEN as u32);
+        Some([header, frame.payload.clone(), back.freeze()])
     }
 }
 
@@ -77,15 +74,14 @@ mod tests {
         let mut writer = FlvStreamWriter::new();
         let mut file = writer.header(true, true).to_vec();
         for frame in &frames {
-            let [prefix, payload] = writer.tag(frame, frame.timestamp).unwrap();
+            let [header, payload, back] = writer.tag(frame, frame.timestamp).unwrap();
             // The payload chunk is the frame's own buffer.
             assert_eq!(payload.as_ptr(), frame.payload.as_ptr());
-            file.extend_from_slice(&prefix);
+            assert_eq!(back.as_ref(), &(11 + payload.len() as u32).to_be_bytes());
+            file.extend_from_slice(&header);
             file.extend_from_slice(&payload);
+            file.extend_from_slice(&back);
         }
-        // The last back pointer, as a finished file would have it.
-        let last = frames[frames.len() - 1].payload.len() as u32;
-        file.extend_from_slice(&(11 + last).to_be_bytes());
         let reader = FlvReader::from_bytes(Bytes::from(file)).unwrap();
         assert!(reader.has_audio() && reader.has_video());
         let read: Vec<_> = reader.map(|t| t.unwrap().to_frame()).collect();

@@ -6,7 +6,7 @@
 //! The request goes through the access policy like an RTMP play, then one task per viewer
 //! runs the shared viewer core (snapshot: metadata, sequence headers, the cached GOP; then
 //! live; keyframe gating, rebased timestamps, the RTMP viewers' lag policy) into an FLV sink.
-//! The sink writes each tag as a 15-byte prefix plus the frame's shared payload
+//! The sink writes each tag as its 11-byte header, the frame's shared payload and its back pointer
 //! ([`FlvStreamWriter`]); the chunks go to the response body through a bounded channel, so a
 //! client that stops reading holds its own task back and is dropped after
 //! `rtmp.write_timeout_secs` (or when it falls `streams.max_viewer_lag_secs` behind), never
@@ -36,8 +36,9 @@ use crate::rtmp::Context;
 use crate::stream_key::StreamKey;
 use crate::viewer::{Accepts, LagPolicy, Viewer, ViewerSink};
 
-/// Chunks queued for the response body (two per tag).
-const CHANNEL_CHUNKS: usize = 256;
+/// Batches of chunks queued for the response body (a batch is what one wake-up of the viewer
+/// took from the hub: usually one picture with its audio, three chunks per tag).
+const CHANNEL_BATCHES: usize = 64;
 /// Bytes the sink gathers before they are handed to the body.
 const BATCH_BYTES: usize = 256 * 1024;
 /// How often a viewer adds what it wrote to the stream's counters.
@@ -107,7 +108,7 @@ pub(super) async fn play(
     } else {
         let subscription = context.hub.subscribe_viewer(key.path(), Protocol::HttpFlv);
         let (flags_audio, flags_video) = flags(&subscription.tracks());
-        let (tx, rx) = mpsc::channel(CHANNEL_CHUNKS);
+        let (tx, rx) = mpsc::channel(CHANNEL_BATCHES);
         let max_lag = Duration::from_secs(context.config.streams.max_viewer_lag_secs);
         let viewer = Viewer::new(subscription, LagPolicy::SkipThenDisconnect(max_lag), now())
             .with_accepts(Accepts::new(false, None, None, Unadvertised::Send));
@@ -127,11 +128,21 @@ pub(super) async fn play(
                 .max_frame_size(MAX_CLIENT_MESSAGE)
                 .on_upgrade(move |socket| forward(socket, rx));
         }
-        let body = futures_util::stream::unfold(rx, |mut rx| async move {
-            rx.recv()
-                .await
-                .map(|chunk| (Ok::<Bytes, Infallible>(chunk), rx))
-        });
+        // One channel message per batch; the body yields its chunks one by one.
+        let body = futures_util::stream::unfold(
+            (rx, std::collections::VecDeque::new()),
+            |(mut rx, mut pending): (
+                mpsc::Receiver<Vec<Bytes>>,
+                std::collections::VecDeque<Bytes>,
+            )| async move {
+                loop {
+                    if let Some(chunk) = pending.pop_front() {
+                        return Some((Ok::<Bytes, Infallible>(chunk), (rx, pending)));
+                    }
+                    pending.extend(rx.recv().await?);
+                }
+            },
+        );
         Response::new(Body::from_stream(body))
     };
     let headers = response.headers_mut();
@@ -148,13 +159,15 @@ pub(super) async fn play(
 
 /// Moves the FLV chunks to the WebSocket as binary messages (the payloads are not copied),
 /// reading and dropping what the client sends; ends with either side.
-async fn forward(mut socket: WebSocket, mut rx: mpsc::Receiver<Bytes>) {
+async fn forward(mut socket: WebSocket, mut rx: mpsc::Receiver<Vec<Bytes>>) {
     loop {
         tokio::select! {
-            chunk = rx.recv() => match chunk {
-                Some(chunk) => {
-                    if socket.send(Message::Binary(chunk)).await.is_err() {
-                        return;
+            batch = rx.recv() => match batch {
+                Some(batch) => {
+                    for chunk in batch {
+                        if socket.send(Message::Binary(chunk)).await.is_err() {
+                            return;
+                        }
                     }
                 }
                 None => {
@@ -244,7 +257,7 @@ async fn run(
     mut handle: ConnectionHandle,
     mut viewer: Viewer,
     mut sink: FlvSink,
-    tx: mpsc::Sender<Bytes>,
+    tx: mpsc::Sender<Vec<Bytes>>,
     key: StreamKey,
 ) {
     let started = now();
@@ -256,21 +269,16 @@ async fn run(
     viewer.start(&mut sink);
     let reason = loop {
         let mut failed = None;
-        for chunk in sink.chunks.drain(..) {
-            let len = chunk.len() as u64;
-            match tokio::time::timeout(write_timeout, tx.send(chunk)).await {
+        if !sink.chunks.is_empty() {
+            let batch = std::mem::take(&mut sink.chunks);
+            let len = sink.bytes as u64;
+            match tokio::time::timeout(write_timeout, tx.send(batch)).await {
                 Ok(Ok(())) => {
                     bytes_out += len;
                     unreported += len;
                 }
-                Ok(Err(_)) => {
-                    failed = Some("client closed the connection".to_owned());
-                    break;
-                }
-                Err(_) => {
-                    failed = Some("write timed out (rtmp.write_timeout_secs)".to_owned());
-                    break;
-                }
+                Ok(Err(_)) => failed = Some("client closed the connection".to_owned()),
+                Err(_) => failed = Some("write timed out (rtmp.write_timeout_secs)".to_owned()),
             }
         }
         sink.bytes = 0;
