@@ -130,10 +130,10 @@ fn banner(addr: SocketAddr, http: SocketAddr) {
     );
     info!("publish: OBS Server rtmp://{host}:{port}/live with any Stream Key, or: ffmpeg -re -i in.flv -c copy -f flv rtmp://{host}:{port}/live/KEY");
     info!("watch:   ffplay rtmp://{host}:{port}/live/KEY   (VLC: Media > Open Network Stream, same URL)");
+    let (http_host, http_port) = (host_of(http), http.port());
     info!(
-        "watch over HTTP: ffplay http://{}:{}/live/KEY.flv   (HTTP-FLV, for mpegts.js in a page)",
-        host_of(http),
-        http.port()
+        "watch over HTTP: http://{http_host}:{http_port}/live/KEY/index.m3u8 (HLS: Safari, hls.js, VLC) \
+         or http://{http_host}:{http_port}/live/KEY.flv (HTTP-FLV, mpegts.js)"
     );
 }
 
