@@ -11,6 +11,7 @@ use std::thread;
 use std::time::Duration;
 
 use common::fixtures::{HEIGHT, WIDTH};
+use common::playlist::MediaPlaylist;
 use common::{
     ffmpeg_play_to_flv, ffmpeg_publish, fixture, Expect, Ffmpeg, FixtureKind, TestDir, WeirServer,
 };
@@ -36,6 +37,39 @@ fn get(addr: SocketAddr, path: &str) -> (String, Vec<u8>) {
         String::from_utf8_lossy(&data[..end]).to_ascii_lowercase(),
         data[end..].to_vec(),
     )
+}
+
+/// The validator itself catches what it is there for.
+#[test]
+fn the_playlist_validator_catches_broken_playlists() {
+    let ok = MediaPlaylist::parse(
+        "#EXTM3U\n#EXT-X-TARGETDURATION:2\n#EXT-X-MEDIA-SEQUENCE:5\n#EXTINF:2.0,\na.ts\n",
+    )
+    .unwrap();
+    assert_eq!(ok.segments[0].0, 5);
+    for bad in [
+        "#EXT-X-TARGETDURATION:2\n",
+        "#EXTM3U\n#EXTINF:1.0,\na.ts\n",
+        "#EXTM3U\n#EXT-X-TARGETDURATION:1\n#EXTINF:2.0,\na.ts\n",
+        "#EXTM3U\n#EXT-X-TARGETDURATION:2\na.ts\n",
+        "#EXTM3U\n#EXT-X-TARGETDURATION:2\n#EXT-X-PROGRAM-DATE-TIME:2026-01-01T00:00:01.000Z\n\
+         #EXTINF:1.0,\na.ts\n#EXT-X-PROGRAM-DATE-TIME:2026-01-01T00:00:00.000Z\n#EXTINF:1.0,\nb.ts\n",
+    ] {
+        assert!(MediaPlaylist::parse(bad).is_err(), "accepted {bad:?}");
+    }
+    let later = |text: &str| MediaPlaylist::parse(text).unwrap();
+    let back =
+        later("#EXTM3U\n#EXT-X-TARGETDURATION:2\n#EXT-X-MEDIA-SEQUENCE:4\n#EXTINF:2.0,\na.ts\n");
+    assert!(back.check_reload(&ok).is_err(), "media sequence going back");
+    let target =
+        later("#EXTM3U\n#EXT-X-TARGETDURATION:3\n#EXT-X-MEDIA-SEQUENCE:5\n#EXTINF:2.0,\na.ts\n");
+    assert!(
+        target.check_reload(&ok).is_err(),
+        "target duration changing"
+    );
+    let changed =
+        later("#EXTM3U\n#EXT-X-TARGETDURATION:2\n#EXT-X-MEDIA-SEQUENCE:5\n#EXTINF:1.5,\na.ts\n");
+    assert!(changed.check_reload(&ok).is_err(), "segment 5 changing");
 }
 
 #[test]
@@ -86,6 +120,32 @@ fn ffmpeg_plays_live_hls_in_both_containers() {
     assert_eq!(&segment[4..8], b"moof");
     let (head, _) = get(addr, "/live/hls/seg999.m4s");
     assert!(head.starts_with("http/1.0 404"), "{head}");
+
+    // Our validator on live reloads of both playlists: each on its own, and against the one
+    // before; every listed segment downloads.
+    for container in ["", "ts/"] {
+        let mut before: Option<MediaPlaylist> = None;
+        for _ in 0..3 {
+            let (_, body) = get(addr, &format!("/live/hls/{container}index.m3u8"));
+            let text = String::from_utf8_lossy(&body).to_string();
+            let playlist = MediaPlaylist::parse(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+            if let Some(before) = &before {
+                playlist
+                    .check_reload(before)
+                    .unwrap_or_else(|e| panic!("{e}\n{text}"));
+            }
+            assert!(!playlist.segments.is_empty());
+            let last = playlist.segments.last().unwrap();
+            let (head, data) = get(addr, &format!("/live/hls/{container}{}", last.2));
+            assert!(
+                head.starts_with("http/1.0 200") && !data.is_empty(),
+                "{}: {head}",
+                last.2
+            );
+            before = Some(playlist);
+            thread::sleep(Duration::from_millis(500));
+        }
+    }
 
     let fmp4 = format!("http://{addr}/live/hls/index.m3u8");
     let ts = format!("http://{addr}/live/hls/ts/index.m3u8");

@@ -17,6 +17,7 @@ pub mod clients;
 pub mod fixtures;
 pub mod logs;
 pub mod nginx;
+pub mod playlist;
 pub mod probe;
 pub mod process;
 pub mod raw_client;
