@@ -81,11 +81,10 @@ pub struct Segment {
     pub program_date_ms: Option<u64>,
 }
 
-/// A frame waiting for the next one of its track (which gives its duration).
-#[derive(Debug, Clone)]
-struct Pending {
-    frame: Frame,
-}
+/// Most frames or payload bytes one segment collects; past either it is cut whatever the
+/// timestamps say (a publisher whose timestamps stand still must not grow it without bound).
+const MAX_SEGMENT_FRAMES: usize = 20_000;
+const MAX_SEGMENT_BYTES: usize = 64 << 20;
 
 /// The segmenter of one stream; see the module docs.
 #[derive(Debug)]
@@ -94,17 +93,20 @@ pub struct Segmenter {
     video: Option<Frame>,
     audio: Option<Frame>,
     details: (CodecDetails, CodecDetails),
-    init: Option<Bytes>,
+    /// The codec configuration changed since the latest init segment was built.
+    init_stale: bool,
     ts: Option<TsMuxer>,
     /// Frames of the segment being built, in arrival order, each with its duration once known.
     current: Vec<(Frame, u32)>,
-    held: [Option<Pending>; 2],
+    /// Payload bytes in `current`.
+    current_bytes: usize,
+    /// The latest frame of each track (video, audio), waiting for the next one of its track,
+    /// which gives its duration.
+    held: [Option<Frame>; 2],
     segment_start: Option<u32>,
     segment_independent: bool,
     segments: VecDeque<Segment>,
     next_sequence: u64,
-    /// Segments kept after leaving the playlist.
-    keep_after: usize,
     has_video: bool,
     /// The next segment follows a discontinuity.
     discontinuity_pending: bool,
@@ -127,15 +129,15 @@ impl Segmenter {
             video: None,
             audio: None,
             details: (CodecDetails::default(), CodecDetails::default()),
-            init: None,
+            init_stale: true,
             ts: None,
             current: Vec::new(),
+            current_bytes: 0,
             held: [None, None],
             segment_start: None,
             segment_independent: false,
             segments: VecDeque::new(),
             next_sequence: 0,
-            keep_after: config.window,
             has_video: false,
             discontinuity_pending: false,
             current_discontinuity: false,
@@ -159,13 +161,14 @@ impl Segmenter {
         for slot in 0..2 {
             if let Some(held) = self.held[slot].take() {
                 let duration = self.last_duration[slot];
-                let frame_end = held.frame.timestamp.wrapping_add(duration);
+                let frame_end = held.timestamp.wrapping_add(duration);
                 end = Some(end.map_or(frame_end, |e: u32| e.max(frame_end)));
-                self.current.push((held.frame, duration));
+                self.current.push((held, duration));
             }
         }
         let finished = end.is_some_and(|end| self.finish_segment(end));
         self.current.clear();
+        self.current_bytes = 0;
         self.segment_start = None;
         self.has_video = false;
         self.discontinuity_pending = true;
@@ -195,7 +198,7 @@ impl Segmenter {
             let new = slot.is_none() || changed;
             *slot = Some(frame.clone());
             if new {
-                self.init = None;
+                self.init_stale = true;
                 self.ts = None;
             }
             if changed {
@@ -212,16 +215,18 @@ impl Segmenter {
         }
         // The held frame of this track gets its duration from this one.
         if let Some(held) = self.held[slot].take() {
-            let duration = frame
-                .timestamp
-                .wrapping_sub(held.frame.timestamp)
-                .min(10_000);
+            let duration = frame.timestamp.wrapping_sub(held.timestamp).min(10_000);
             self.last_duration[slot] = duration.max(1);
-            self.current.push((held.frame, duration));
+            self.current_bytes += held.payload.len();
+            self.current.push((held, duration));
         }
         let mut finished = false;
-        // A codec change mid-segment closes it at once.
-        let forced = self.discontinuity_pending && self.segment_start.is_some();
+        // A codec change mid-segment closes it at once, and so does a segment that grew
+        // past its bounds.
+        let forced = self.segment_start.is_some()
+            && (self.discontinuity_pending
+                || self.current.len() >= MAX_SEGMENT_FRAMES
+                || self.current_bytes >= MAX_SEGMENT_BYTES);
         let cut_here = forced
             || match self.segment_start {
                 None => frame.kind == MediaKind::Video && info.is_keyframe || !self.has_video,
@@ -229,7 +234,8 @@ impl Segmenter {
                     let length = frame.timestamp.wrapping_sub(start);
                     let key = frame.kind == MediaKind::Video && info.is_keyframe;
                     let long_enough = length >= self.config.min_segment_ms;
-                    let too_long = length + 100 >= self.config.target_duration_secs * 1000;
+                    let too_long =
+                        length.saturating_add(100) >= self.config.target_duration_secs * 1000;
                     if self.has_video {
                         frame.kind == MediaKind::Video && (key && long_enough || too_long)
                     } else {
@@ -247,9 +253,7 @@ impl Segmenter {
             self.current_wall_ms = self.wall_ms;
         }
         if self.segment_start.is_some() {
-            self.held[slot] = Some(Pending {
-                frame: frame.clone(),
-            });
+            self.held[slot] = Some(frame.clone());
         }
         finished
     }
@@ -260,6 +264,7 @@ impl Segmenter {
             return false;
         };
         let frames = std::mem::take(&mut self.current);
+        self.current_bytes = 0;
         if frames.is_empty() {
             return false;
         }
@@ -285,7 +290,8 @@ impl Segmenter {
         };
         self.next_sequence += 1;
         self.segments.push_back(segment);
-        while self.segments.len() > self.config.window + self.keep_after {
+        // As many segments as the playlist lists stay downloadable after leaving it.
+        while self.segments.len() > 2 * self.config.window {
             self.segments.pop_front();
         }
         true
@@ -304,19 +310,17 @@ impl Segmenter {
 
     fn fmp4_segment(&mut self, frames: &[(Frame, u32)]) -> Option<Bytes> {
         let tracks = self.tracks();
-        if self.init.is_none() {
-            self.init = fmp4::init_segment(&tracks).ok();
-            if let Some(init) = &self.init {
-                if self.inits.back().is_none_or(|(_, last)| last != init) {
-                    let id = self.inits.back().map_or(0, |(id, _)| id + 1);
-                    self.inits.push_back((id, init.clone()));
-                    if self.inits.len() > 8 {
-                        self.inits.pop_front();
-                    }
+        if self.init_stale {
+            let init = fmp4::init_segment(&tracks).ok()?;
+            self.init_stale = false;
+            if self.inits.back().is_none_or(|(_, last)| *last != init) {
+                let id = self.inits.back().map_or(0, |(id, _)| id + 1);
+                self.inits.push_back((id, init));
+                if self.inits.len() > 8 {
+                    self.inits.pop_front();
                 }
             }
         }
-        self.init.as_ref()?;
         let mut runs: Vec<(u32, u64, Vec<Sample>)> = Vec::new();
         for track in &tracks {
             let kind = match track.kind {

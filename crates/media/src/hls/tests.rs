@@ -180,3 +180,17 @@ fn program_date_time_format() {
     assert_eq!(iso8601(951_868_799_999), "2000-02-29T23:59:59.999Z");
     assert_eq!(iso8601(1_795_742_625_678), "2026-11-27T01:23:45.678Z");
 }
+
+#[test]
+fn timestamps_that_stand_still_do_not_grow_a_segment_without_bound() {
+    let mut s = Segmenter::new(HlsConfig::default());
+    s.push(&video_header());
+    s.push(&video(0, true));
+    for _ in 0..(MAX_SEGMENT_FRAMES * 2 + 10) {
+        s.push(&video(0, false));
+    }
+    assert!(s.segment_count() >= 2, "{} segments", s.segment_count());
+    // Timestamps far apart (a wrap, a jump) never overflow the length arithmetic.
+    s.push(&video(u32::MAX - 10, false));
+    s.push(&video(5, false));
+}
