@@ -167,6 +167,13 @@ impl Frame {
     /// a message without a single-track form is marked [`Audience::Multitrack`] alone. Legacy
     /// messages and data frames are returned unchanged at no cost.
     pub fn with_single_track_form(mut self) -> (Frame, Option<Frame>) {
+        // Plain single-track enhanced messages of a codec without legacy framing (an HEVC or
+        // AV1 stream) are their own single-track form: decided from what was parsed already.
+        let mod_ex = self.payload.first().is_some_and(|b| b & 0x0f == 7);
+        let legacy_codec = matches!(self.info.codec, Some(Codec::Avc | Codec::Aac));
+        if !self.info.multitrack && !mod_ex && !legacy_codec {
+            return (self, None);
+        }
         let kind = match self.kind {
             _ if !self.info.enhanced => return (self, None),
             MediaKind::Video => TrackKind::Video,

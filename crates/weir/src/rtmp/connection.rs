@@ -47,6 +47,8 @@ struct Publication {
     started: Instant,
     /// The tracks were described in the log (once a second of media came in).
     tracks_logged: bool,
+    /// When to look at the tracks next, until they are described.
+    tracks_check_at: Instant,
     /// A tag header weir could not parse was logged.
     warned_header: bool,
 }
@@ -468,7 +470,10 @@ impl Connection {
                         }
                         publication.publisher.send_at(frame, now);
                         let live_for = now.saturating_duration_since(publication.started);
-                        if !publication.tracks_logged && live_for >= DESCRIBE_TRACKS_AFTER {
+                        if !publication.tracks_logged && now >= publication.tracks_check_at {
+                            // Looked at a few times a second, not per frame (it locks the
+                            // stream and copies its track table).
+                            publication.tracks_check_at = now + Duration::from_millis(250);
                             let tracks = publication.publisher.tracks();
                             // Wait for the frame rates, up to a few seconds.
                             let rates_known = tracks.iter().all(|t| {
@@ -627,6 +632,7 @@ impl Connection {
                         key,
                         started: now(),
                         tracks_logged: false,
+                        tracks_check_at: now() + DESCRIBE_TRACKS_AFTER,
                         warned_header: false,
                     },
                 );
