@@ -13,6 +13,9 @@ use bytes::{BufMut, Bytes, BytesMut};
 use crate::flv_file::{tag_header, write_header, MAX_TAG_SIZE, TAG_HEADER_LEN};
 use crate::frame::Frame;
 
+/// Bytes reserved at a time for the per-tag headers and back pointers (about 270 tags).
+const SCRATCH_BYTES: usize = 4096;
+
 /// Writes one viewer's FLV stream; see the module docs.
 #[derive(Debug, Default)]
 pub struct FlvStreamWriter {
@@ -40,16 +43,26 @@ impl FlvStreamWriter {
     }
 
     /// The chunks of one tag for `frame` at the viewer's `timestamp`: the header, the payload
-    /// (shared, not copied) and the back pointer. A payload FLV cannot describe (over 16 MiB)
-    /// gives no chunks.
-    pub fn tag(&mut self, frame: &Frame, timestamp: u32) -> Option<[Bytes; 3]> {
+    /// (shared, not copied) and the back pointer. The two small chunks are split off
+    /// `scratch`, so many tags share one allocation. A payload FLV cannot describe (over
+    /// 16 MiB) gives no chunks.
+    pub fn tag(
+        &mut self,
+        frame: &Frame,
+        timestamp: u32,
+        scratch: &mut BytesMut,
+    ) -> Option<[Bytes; 3]> {
         let size = u32::try_from(frame.payload.len())
             .ok()
             .filter(|s| *s <= MAX_TAG_SIZE)?;
-        let header = Bytes::copy_from_slice(&tag_header(frame.kind, timestamp, size));
-        let mut back = BytesMut::with_capacity(4);
-        back.put_u32(size + TAG_HEADER_LEN as u32);
-        Some([header, frame.payload.clone(), back.freeze()])
+        if scratch.capacity() - scratch.len() < TAG_HEADER_LEN + 4 {
+            scratch.reserve(SCRATCH_BYTES);
+        }
+        scratch.put_slice(&tag_header(frame.kind, timestamp, size));
+        let header = scratch.split().freeze();
+        scratch.put_u32(size + TAG_HEADER_LEN as u32);
+        let back = scratch.split().freeze();
+        Some([header, frame.payload.clone(), back])
     }
 }
 
@@ -73,8 +86,9 @@ mod tests {
         ];
         let mut writer = FlvStreamWriter::new();
         let mut file = writer.header(true, true).to_vec();
+        let mut scratch = BytesMut::new();
         for frame in &frames {
-            let [header, payload, back] = writer.tag(frame, frame.timestamp).unwrap();
+            let [header, payload, back] = writer.tag(frame, frame.timestamp, &mut scratch).unwrap();
             // The payload chunk is the frame's own buffer.
             assert_eq!(payload.as_ptr(), frame.payload.as_ptr());
             assert_eq!(back.as_ref(), &(11 + payload.len() as u32).to_be_bytes());
@@ -106,6 +120,6 @@ mod tests {
         );
         assert!(writer.started());
         let huge = Frame::video(0, Bytes::from(vec![0x17; MAX_TAG_SIZE as usize + 1]));
-        assert!(writer.tag(&huge, 0).is_none());
+        assert!(writer.tag(&huge, 0, &mut BytesMut::new()).is_none());
     }
 }

@@ -22,7 +22,8 @@ use std::time::{Duration, Instant};
 use axum::body::Body;
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::http::{header, HeaderValue, Response, StatusCode};
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
+use futures_util::SinkExt;
 use tokio::sync::mpsc;
 use tracing::info;
 use weir_media::flv_stream::FlvStreamWriter;
@@ -116,6 +117,7 @@ pub(super) async fn play(
         handle.set_role(Role::Playing(key.clone()));
         let sink = FlvSink {
             writer: FlvStreamWriter::new(),
+            scratch: BytesMut::new(),
             flags: (flags_audio, flags_video),
             chunks: Vec::new(),
             bytes: 0,
@@ -164,10 +166,14 @@ async fn forward(mut socket: WebSocket, mut rx: mpsc::Receiver<Vec<Bytes>>) {
         tokio::select! {
             batch = rx.recv() => match batch {
                 Some(batch) => {
+                    // Queued without a flush each, then flushed once: one write per batch.
                     for chunk in batch {
-                        if socket.send(Message::Binary(chunk)).await.is_err() {
+                        if socket.feed(Message::Binary(chunk)).await.is_err() {
                             return;
                         }
+                    }
+                    if socket.flush().await.is_err() {
+                        return;
                     }
                 }
                 None => {
@@ -217,6 +223,8 @@ fn flags(tracks: &[weir_media::TrackInfo]) -> (bool, bool) {
 /// Turns the viewer core's frames into FLV chunks.
 struct FlvSink {
     writer: FlvStreamWriter,
+    /// Where the per-tag headers and back pointers are written (one allocation for many).
+    scratch: BytesMut,
     flags: (bool, bool),
     chunks: Vec<Bytes>,
     bytes: usize,
@@ -234,7 +242,7 @@ impl ViewerSink for FlvSink {
             self.bytes += header.len();
             self.chunks.push(header);
         }
-        if let Some(chunks) = self.writer.tag(frame, timestamp) {
+        if let Some(chunks) = self.writer.tag(frame, timestamp, &mut self.scratch) {
             for chunk in chunks {
                 self.bytes += chunk.len();
                 self.chunks.push(chunk);
