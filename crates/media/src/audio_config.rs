@@ -131,13 +131,7 @@ pub fn mp3_frame(frame: &[u8]) -> Option<AudioFormat> {
 mod tests {
     use super::*;
 
-    fn hex(s: &str) -> Vec<u8> {
-        let s: String = s.split_whitespace().collect();
-        (0..s.len())
-            .step_by(2)
-            .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
-            .collect()
-    }
+    use crate::test_util::hex;
 
     fn format(sample_rate: u32, channels: u8) -> Option<AudioFormat> {
         Some(AudioFormat {

@@ -347,13 +347,7 @@ impl<'a> BitReader<'a> {
 mod tests {
     use super::*;
 
-    fn hex(s: &str) -> Vec<u8> {
-        let s: String = s.split_whitespace().collect();
-        (0..s.len())
-            .step_by(2)
-            .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
-            .collect()
-    }
+    use crate::test_util::hex;
 
     /// avcC from `ffmpeg -f lavfi -i testsrc=size=1280x720:rate=30 -pix_fmt yuv420p
     /// -c:v libx264 -profile:v high -level 3.1 -f flv` (x264, High@3.1).

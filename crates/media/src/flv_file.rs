@@ -297,13 +297,7 @@ pub fn write_tag(kind: MediaKind, timestamp: u32, body: &[u8], out: &mut impl Bu
 mod tests {
     use super::*;
 
-    fn hex(s: &str) -> Vec<u8> {
-        let s: String = s.split_whitespace().collect();
-        (0..s.len())
-            .step_by(2)
-            .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
-            .collect()
-    }
+    use crate::test_util::hex;
 
     /// Header (audio+video) + a 2-byte video tag at 0x01020304 ms + a 1-byte audio tag at 40 ms.
     const GOLDEN: &str = "464c5601 05 00000009 00000000 \

@@ -150,13 +150,7 @@ fn sps_size(nal: &[u8]) -> Result<(u32, u32), AvcError> {
 mod tests {
     use super::*;
 
-    fn hex(s: &str) -> Vec<u8> {
-        let s: String = s.split_whitespace().collect();
-        (0..s.len())
-            .step_by(2)
-            .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
-            .collect()
-    }
+    use crate::test_util::hex;
 
     /// The hvcC libx265 wrote for FFmpeg 9's 320x240 RGB test pattern (Rext profile, 4:4:4,
     /// level 2), as weir received it in an E-RTMP sequence start (its SEI array left out).

@@ -16,6 +16,8 @@ pub mod gop;
 pub mod hevc;
 pub mod hls;
 pub mod rebase;
+#[cfg(test)]
+mod test_util;
 pub mod track_info;
 pub mod ts;
 

@@ -117,7 +117,7 @@ fn enhanced_fields(track: &TrackPacket<'_>) -> Option<(u8, u32)> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::flv::tracks::tests::hex;
+    use crate::test_util::hex;
 
     fn rebuilt(kind: TrackKind, s: &str) -> Vec<u8> {
         match single_track(kind, &hex(s)) {

@@ -294,4 +294,4 @@ fn legacy_track<'a>(
 }
 
 #[cfg(test)]
-pub(crate) mod tests;
+mod tests;

@@ -186,13 +186,7 @@ const PACKET_MULTITRACK: u8 = 6;
 mod tests {
     use super::*;
 
-    fn hex(s: &str) -> Vec<u8> {
-        let s: String = s.split_whitespace().collect();
-        (0..s.len())
-            .step_by(2)
-            .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
-            .collect()
-    }
+    use crate::test_util::hex;
 
     fn parse(s: &str) -> VideoTagHeader {
         VideoTagHeader::parse(&hex(s)).unwrap()

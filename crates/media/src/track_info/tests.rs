@@ -5,13 +5,7 @@ use bytes::Bytes;
 
 use super::*;
 
-fn hex(s: &str) -> Vec<u8> {
-    let s: String = s.split_whitespace().collect();
-    (0..s.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
-        .collect()
-}
+use crate::test_util::hex;
 
 fn video(ts: u32, parts: &[&[u8]]) -> Frame {
     Frame::video(ts, Bytes::from(parts.concat()))

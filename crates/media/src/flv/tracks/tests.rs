@@ -3,14 +3,7 @@
 
 use super::*;
 
-/// Bytes from spaced hex.
-pub(crate) fn hex(s: &str) -> Vec<u8> {
-    let s: String = s.split_whitespace().collect();
-    (0..s.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
-        .collect()
-}
+use crate::test_util::hex;
 
 fn tracks(kind: TrackKind, s: &str) -> Vec<(u8, Codec, TrackPacketType, Vec<u8>)> {
     let payload = hex(s);
