@@ -11,7 +11,6 @@ use tokio::net::TcpStream;
 use weir_media::Frame;
 
 use crate::player::{PlayerResult, Shared};
-use crate::stamp;
 
 /// Plays `http://{authority}/{app}/{stream}.flv` until `shared.stop`.
 pub async fn run(
@@ -108,19 +107,7 @@ async fn play(
             if frame.info.is_sequence_header || !frame.info.is_coded_frame {
                 continue;
             }
-            if result.time_to_first_frame.is_none() {
-                result.time_to_first_frame = Some(started.elapsed());
-            }
-            if measuring {
-                result.video_frames += 1;
-                if shared.latency {
-                    if let Some(sent_ns) = stamp::read(&frame.payload) {
-                        if sent_ns >= joined_ns && now_ns >= sent_ns {
-                            result.latencies_ms.push((now_ns - sent_ns) as f32 / 1e6);
-                        }
-                    }
-                }
-            }
+            result.video_frame(&frame, shared, started, measuring, (joined_ns, now_ns));
         }
     }
 }

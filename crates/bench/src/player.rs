@@ -127,17 +127,33 @@ async fn play(
             if frame.info.is_sequence_header {
                 continue;
             }
-            if result.time_to_first_frame.is_none() {
-                result.time_to_first_frame = Some(started.elapsed());
-            }
-            if measuring {
-                result.video_frames += 1;
-                if shared.latency {
-                    if let Some(sent_ns) = stamp::read(&frame.payload) {
-                        if sent_ns >= joined_ns && now_ns >= sent_ns {
-                            result.latencies_ms.push((now_ns - sent_ns) as f32 / 1e6);
-                        }
-                    }
+            result.video_frame(&frame, shared, started, measuring, (joined_ns, now_ns));
+        }
+    }
+}
+
+impl PlayerResult {
+    /// Counts a received video frame (not a sequence header) and its stamp's latency;
+    /// `times` are the player's join time and now, in ns since the epoch.
+    pub(crate) fn video_frame(
+        &mut self,
+        frame: &Frame,
+        shared: &Shared,
+        started: Instant,
+        measuring: bool,
+        (joined_ns, now_ns): (u64, u64),
+    ) {
+        if self.time_to_first_frame.is_none() {
+            self.time_to_first_frame = Some(started.elapsed());
+        }
+        if !measuring {
+            return;
+        }
+        self.video_frames += 1;
+        if shared.latency {
+            if let Some(sent_ns) = stamp::read(&frame.payload) {
+                if sent_ns >= joined_ns && now_ns >= sent_ns {
+                    self.latencies_ms.push((now_ns - sent_ns) as f32 / 1e6);
                 }
             }
         }

@@ -151,6 +151,39 @@ fn probe(path: &Path, dir: &Path) -> Vec<(String, u64, u64, u64)> {
         .collect()
 }
 
+/// FFmpeg 9 encodes 3 s of a 320x240 25 fps test pattern (1 s GOP) and a tone at `rate` Hz
+/// with `codecs` into FLV; the file's frames.
+fn encode_flv(dir: &Path, name: &str, codecs: &[&str], rate: u32) -> Vec<Frame> {
+    let flv = dir.join(format!("{name}.flv"));
+    let mut cmd = Command::new(tools::ffmpeg_recent());
+    cmd.args(["-hide_banner", "-loglevel", "error", "-y", "-f", "lavfi"])
+        .args(["-i", "testsrc=size=320x240:rate=25", "-f", "lavfi", "-i"])
+        .arg(format!("sine=frequency=440:sample_rate={rate}"))
+        .args(["-t", "3", "-g", "25"])
+        .args(codecs)
+        .arg(&flv);
+    let (status, _, err) = process::run("ffmpeg9-encode", cmd, dir, Duration::from_secs(60));
+    assert!(status.success(), "{name}: {err}");
+    let data = Bytes::from(std::fs::read(&flv).unwrap());
+    FlvReader::from_bytes(data)
+        .unwrap()
+        .map(|t| t.unwrap().to_frame())
+        .collect()
+}
+
+/// FFmpeg 9 decodes every frame of `path` without a complaint.
+fn assert_decodes(path: &Path, name: &str, dir: &Path) {
+    let mut cmd = Command::new(tools::ffmpeg_recent());
+    cmd.args(["-hide_banner", "-v", "error", "-i"])
+        .arg(path)
+        .args(["-f", "null", "-"]);
+    let (status, _, err) = process::run("ffmpeg9-decode", cmd, dir, Duration::from_secs(60));
+    assert!(
+        status.success() && err.trim().is_empty(),
+        "{name}: decode errors: {err}"
+    );
+}
+
 #[test]
 fn ffmpeg_reads_what_the_fmp4_writer_wrote() {
     let dir = TestDir::new("fmp4-files");
@@ -197,28 +230,7 @@ fn ffmpeg_reads_what_the_fmp4_writer_wrote() {
         ),
     ];
     for (name, codecs, vcodec, acodec) in cases {
-        let flv = dir.file(&format!("{name}.flv"));
-        let mut cmd = Command::new(tools::ffmpeg_recent());
-        cmd.args(["-hide_banner", "-loglevel", "error", "-y", "-f", "lavfi"])
-            .args(["-i", "testsrc=size=320x240:rate=25", "-f", "lavfi"])
-            .args([
-                "-i",
-                "sine=frequency=440:sample_rate=48000",
-                "-t",
-                "3",
-                "-g",
-                "25",
-            ])
-            .args(codecs)
-            .arg(&flv);
-        let (status, _, err) =
-            process::run("ffmpeg9-encode", cmd, dir.path(), Duration::from_secs(60));
-        assert!(status.success(), "{name}: {err}");
-        let data = Bytes::from(std::fs::read(&flv).unwrap());
-        let frames: Vec<Frame> = FlvReader::from_bytes(data)
-            .unwrap()
-            .map(|t| t.unwrap().to_frame())
-            .collect();
+        let frames = encode_flv(dir.path(), name, codecs, 48000);
         let tracks = tracks(&frames);
         assert_eq!(tracks.len(), 2, "{name}");
         let mp4 = dir.file(&format!("{name}.mp4"));
@@ -236,17 +248,7 @@ fn ffmpeg_reads_what_the_fmp4_writer_wrote() {
             "{name}"
         );
         assert_eq!(sent_video, 75, "{name}: 3 s at 25 fps");
-        // FFmpeg 9 decodes every frame without a complaint.
-        let mut cmd = Command::new(tools::ffmpeg_recent());
-        cmd.args(["-hide_banner", "-v", "error", "-i"])
-            .arg(&mp4)
-            .args(["-f", "null", "-"]);
-        let (status, _, err) =
-            process::run("ffmpeg9-decode", cmd, dir.path(), Duration::from_secs(60));
-        assert!(
-            status.success() && err.trim().is_empty(),
-            "{name}: decode errors: {err}"
-        );
+        assert_decodes(&mp4, name, dir.path());
     }
 }
 
@@ -284,28 +286,7 @@ fn ffmpeg_reads_what_the_ts_muxer_wrote() {
         ),
     ];
     for (name, codecs, vcodec, acodec) in cases {
-        let flv = dir.file(&format!("{name}.flv"));
-        let mut cmd = Command::new(tools::ffmpeg_recent());
-        cmd.args(["-hide_banner", "-loglevel", "error", "-y", "-f", "lavfi"])
-            .args(["-i", "testsrc=size=320x240:rate=25", "-f", "lavfi"])
-            .args([
-                "-i",
-                "sine=frequency=440:sample_rate=44100",
-                "-t",
-                "3",
-                "-g",
-                "25",
-            ])
-            .args(codecs)
-            .arg(&flv);
-        let (status, _, err) =
-            process::run("ffmpeg9-encode", cmd, dir.path(), Duration::from_secs(60));
-        assert!(status.success(), "{name}: {err}");
-        let data = Bytes::from(std::fs::read(&flv).unwrap());
-        let frames: Vec<Frame> = FlvReader::from_bytes(data)
-            .unwrap()
-            .map(|t| t.unwrap().to_frame())
-            .collect();
+        let frames = encode_flv(dir.path(), name, codecs, 44100);
         let header = |kind| {
             frames
                 .iter()
@@ -360,15 +341,6 @@ fn ffmpeg_reads_what_the_ts_muxer_wrote() {
             ],
             "{name}"
         );
-        let mut cmd = Command::new(tools::ffmpeg_recent());
-        cmd.args(["-hide_banner", "-v", "error", "-i"])
-            .arg(&ts)
-            .args(["-f", "null", "-"]);
-        let (status, _, err) =
-            process::run("ffmpeg9-decode", cmd, dir.path(), Duration::from_secs(60));
-        assert!(
-            status.success() && err.trim().is_empty(),
-            "{name}: decode errors: {err}"
-        );
+        assert_decodes(&ts, name, dir.path());
     }
 }
