@@ -12,11 +12,7 @@ use std::time::Duration;
 
 use common::fixtures::{HEIGHT, WIDTH};
 use common::playlist::MediaPlaylist;
-use common::{
-    ffmpeg_play_to_flv, ffmpeg_publish, fixture, Expect, Ffmpeg, FixtureKind, TestDir, WeirServer,
-};
-
-const START: Duration = Duration::from_secs(15);
+use common::{ffmpeg_play_to_flv, Expect, Ffmpeg, TestDir, WeirServer};
 
 /// GET `path` with HTTP/1.0 (body until close): status line + headers, body.
 fn get(addr: SocketAddr, path: &str) -> (String, Vec<u8>) {
@@ -82,15 +78,7 @@ fn ffmpeg_plays_live_hls_in_both_containers() {
     let (head, _) = get(addr, "/live/hls/index.m3u8");
     assert!(head.starts_with("http/1.0 404"), "{head}");
 
-    let mut publisher = ffmpeg_publish(
-        Ffmpeg::Debian,
-        &weir.url("hls"),
-        fixture(FixtureKind::H264Baseline),
-        true,
-        dir.path(),
-    );
-    publisher.wait_started(START);
-    weir.wait_published(&["live/hls"], START);
+    let mut publisher = weir.publish_fixture("hls", dir.path());
 
     // The first playlist request waits for the first segment.
     let (head, body) = get(addr, "/live/hls/index.m3u8");

@@ -11,12 +11,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use common::fixtures::{HEIGHT, WIDTH};
-use common::{
-    ffmpeg_play_to_flv, ffmpeg_publish, ffprobe_url, fixture, Expect, Ffmpeg, FixtureKind, TestDir,
-    WeirServer,
-};
-
-const START: Duration = Duration::from_secs(15);
+use common::{ffmpeg_play_to_flv, ffprobe_url, Expect, Ffmpeg, TestDir, WeirServer};
 
 /// Sends `request` and reads the answer's head (status line and headers) and up to `body`
 /// bytes of its body within `wait`.
@@ -91,16 +86,7 @@ fn status_codes_cors_and_head() {
     );
 
     // With a publisher: HEAD answers the headers of the stream, and no body.
-    let url = weir.url("head");
-    let mut publisher = ffmpeg_publish(
-        Ffmpeg::Debian,
-        &url,
-        fixture(FixtureKind::H264Baseline),
-        true,
-        dir.path(),
-    );
-    publisher.wait_started(START);
-    weir.wait_published(&["live/head"], START);
+    let mut publisher = weir.publish_fixture("head", dir.path());
     let (head, body) = http(
         addr,
         "HEAD /live/head.flv HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n",
@@ -142,16 +128,7 @@ fn status_codes_cors_and_head() {
 fn ffmpeg_plays_http_flv_while_another_client_stalls() {
     let dir = TestDir::new("http-flv-play");
     let weir = WeirServer::start(dir.path());
-    let url = weir.url("flv");
-    let mut publisher = ffmpeg_publish(
-        Ffmpeg::Debian,
-        &url,
-        fixture(FixtureKind::H264Baseline),
-        true,
-        dir.path(),
-    );
-    publisher.wait_started(START);
-    weir.wait_published(&["live/flv"], START);
+    let mut publisher = weir.publish_fixture("flv", dir.path());
     let flv = weir.flv_url("flv");
 
     // A client that asks and never reads again.
@@ -280,16 +257,7 @@ impl Ws {
 fn websocket_flv_streams_the_same_flv() {
     let dir = TestDir::new("ws-flv");
     let weir = WeirServer::start(dir.path());
-    let url = weir.url("ws");
-    let mut publisher = ffmpeg_publish(
-        Ffmpeg::Debian,
-        &url,
-        fixture(FixtureKind::H264Baseline),
-        true,
-        dir.path(),
-    );
-    publisher.wait_started(START);
-    weir.wait_published(&["live/ws"], START);
+    let mut publisher = weir.publish_fixture("ws", dir.path());
 
     let mut good = Ws::open(weir.http_addr(), "/live/ws.flv");
     let mut bad = Ws::open(weir.http_addr(), "/live/ws.flv");
@@ -338,16 +306,7 @@ fn bad_http_input_is_refused_and_the_stream_plays_on() {
     config.http.addr = "127.0.0.1:0".parse().unwrap();
     config.rtmp.max_connections = 12;
     let weir = WeirServer::start_with(config, dir.path());
-    let url = weir.url("bad");
-    let mut publisher = ffmpeg_publish(
-        Ffmpeg::Debian,
-        &url,
-        fixture(FixtureKind::H264Baseline),
-        true,
-        dir.path(),
-    );
-    publisher.wait_started(START);
-    weir.wait_published(&["live/bad"], START);
+    let mut publisher = weir.publish_fixture("bad", dir.path());
     let addr = weir.http_addr();
     let wait = Duration::from_secs(5);
 

@@ -95,6 +95,22 @@ impl WeirServer {
         format!("http://{}/live/{key}.flv", self.http_addr())
     }
 
+    /// Debian's FFmpeg publishing the H.264 Baseline fixture in real time to `live/{key}`,
+    /// once weir has it as published.
+    pub fn publish_fixture(&self, key: &str, log_dir: &Path) -> super::Publisher {
+        let start = Duration::from_secs(15);
+        let mut publisher = super::ffmpeg_publish(
+            super::Ffmpeg::Debian,
+            &self.url(key),
+            super::fixture(super::FixtureKind::H264Baseline),
+            true,
+            log_dir,
+        );
+        publisher.wait_started(start);
+        self.wait_published(&[&format!("live/{key}")], start);
+        publisher
+    }
+
     /// The stream hub.
     pub fn hub(&self) -> &Arc<weir::hub::Hub> {
         self.server.as_ref().expect("server running").hub()
