@@ -149,11 +149,15 @@ impl TsMuxer {
         self.packetize(VIDEO_PID, 2, &pes, &es, Some(dts), keyframe, out);
     }
 
-    /// One audio frame (raw AAC or an MP3 frame) at `pts` (90 kHz).
+    /// One audio frame (raw AAC or an MP3 frame) at `pts` (90 kHz). An AAC frame too long
+    /// for the ADTS length field (over 8184 bytes; real frames are under 2 KiB) is dropped.
     pub fn audio(&mut self, data: &[u8], pts: u64, out: &mut BytesMut) {
         let Some((_, adts)) = &self.audio else {
             return;
         };
+        if adts.is_some() && data.len() + 7 > MAX_ADTS_FRAME {
+            return;
+        }
         let mut es = Vec::with_capacity(data.len() + 7);
         if let Some(asc) = adts {
             es.extend_from_slice(&adts_header(*asc, data.len()));
@@ -326,6 +330,9 @@ fn timestamp(marker: u8, ts: u64) -> [u8; 5] {
         ((ts << 1) as u8 & 0xfe) | 1,
     ]
 }
+
+/// Largest ADTS frame (13-bit length, header included).
+const MAX_ADTS_FRAME: usize = 0x1fff;
 
 /// The 7-byte ADTS header for a raw AAC frame of `len` bytes, from the AudioSpecificConfig's
 /// first two bytes (object type, frequency index, channel configuration).

@@ -114,3 +114,13 @@ fn unsupported_and_bad_configs() {
         Some(TsError::BadConfig(Codec::Avc))
     );
 }
+
+#[test]
+fn an_aac_frame_too_long_for_adts_is_dropped() {
+    let mut m = muxer();
+    let mut out = BytesMut::new();
+    m.audio(&vec![0x21; 8185], 0, &mut out);
+    assert!(out.is_empty());
+    m.audio(&vec![0x21; 8184], 0, &mut out);
+    assert!(!out.is_empty());
+}
