@@ -3,8 +3,8 @@
 //!
 //! A segment starts at a default-track video key frame once the current one is at least
 //! `min_segment_ms` long; if the key frames are further apart than the target duration, the
-//! segment is cut at the target duration anyway (mid-GOP), so `EXT-X-TARGETDURATION` is fixed
-//! and never exceeded. Audio-only streams are cut at `min_segment_ms`. The playlist lists the
+//! segment is cut before a frame that would take it past the target + 0.49 s (mid-GOP), so
+//! `EXT-X-TARGETDURATION` is fixed and no rounded duration exceeds it. Audio-only streams are cut at `min_segment_ms`. The playlist lists the
 //! last `window` segments; segments that left it stay downloadable for a while (RFC 8216
 //! §6.2.2: at least the playlist's duration), then are dropped. Frames must carry the
 //! viewer's rebased timestamps (continuous, starting near 0).
@@ -28,7 +28,7 @@ use crate::track_info::CodecDetails;
 use crate::ts::{TsMuxer, TsStream};
 
 /// The container of the segments.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Container {
     /// CMAF: an init segment and `.m4s` media segments.
     Fmp4,
@@ -234,8 +234,9 @@ impl Segmenter {
                     let length = frame.timestamp.wrapping_sub(start);
                     let key = frame.kind == MediaKind::Video && info.is_keyframe;
                     let long_enough = length >= self.config.min_segment_ms;
-                    let too_long =
-                        length.saturating_add(100) >= self.config.target_duration_secs * 1000;
+                    // This frame would end past the target + 0.49 s (rounded, above it).
+                    let too_long = length.saturating_add(self.last_duration[slot])
+                        > self.config.target_duration_secs * 1000 + 490;
                     if self.has_video {
                         frame.kind == MediaKind::Video && (key && long_enough || too_long)
                     } else {
@@ -485,7 +486,7 @@ impl Segmenter {
 }
 
 /// `2026-11-27T01:23:45.678Z` from ms since the Unix epoch (UTC, proleptic Gregorian).
-fn iso8601(unix_ms: u64) -> String {
+pub(crate) fn iso8601(unix_ms: u64) -> String {
     let days = (unix_ms / 86_400_000) as i64;
     let ms_of_day = unix_ms % 86_400_000;
     // Days to civil date (Howard Hinnant's algorithm).

@@ -7,6 +7,7 @@ pub mod aac;
 pub mod audio_config;
 pub mod av1;
 pub mod avc;
+pub mod cmaf;
 pub mod flv;
 pub mod flv_file;
 pub mod flv_stream;

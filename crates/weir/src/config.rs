@@ -56,6 +56,8 @@ pub struct HlsConfig {
     pub target_duration_secs: u32,
     /// A segment ends at the first key frame after it is this long, in milliseconds.
     pub min_segment_ms: u32,
+    /// Low-Latency HLS part length in milliseconds (fMP4); 0 turns Low-Latency HLS off.
+    pub part_ms: u32,
     /// Segments listed in a playlist (as many more stay downloadable).
     pub window: usize,
     /// Seconds a stream's segmenter keeps running after the last HLS request.
@@ -65,9 +67,10 @@ pub struct HlsConfig {
 impl Default for HlsConfig {
     fn default() -> Self {
         Self {
-            target_duration_secs: 6,
+            target_duration_secs: 2,
             min_segment_ms: 1000,
-            window: 6,
+            part_ms: 200,
+            window: 12,
             idle_secs: 30,
         }
     }
@@ -371,6 +374,15 @@ impl Config {
                 "must be at least 100 and below hls.target_duration_secs",
             );
         }
+        if hls.part_ms != 0 && !(50..=2000).contains(&hls.part_ms) {
+            return invalid(
+                "hls.part_ms",
+                "must be 0 (no Low-Latency HLS) or between 50 and 2000",
+            );
+        }
+        if hls.part_ms >= hls.min_segment_ms {
+            return invalid("hls.part_ms", "must be below hls.min_segment_ms");
+        }
         if !(2..=100).contains(&hls.window) {
             return invalid("hls.window", "must be between 2 and 100");
         }
@@ -517,6 +529,10 @@ pub const KEYS: &[(&str, &str)] = &[
     (
         "hls.min_segment_ms",
         "A segment ends at the first key frame after it is this long (ms).",
+    ),
+    (
+        "hls.part_ms",
+        "Low-Latency HLS part length (ms) of the fMP4 playlists; 0 turns Low-Latency HLS off.",
     ),
     ("hls.window", "Segments listed in a playlist (as many more stay downloadable)."),
     (

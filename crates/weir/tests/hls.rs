@@ -53,6 +53,58 @@ fn the_playlist_validator_catches_broken_playlists() {
     ] {
         assert!(MediaPlaylist::parse(bad).is_err(), "accepted {bad:?}");
     }
+    // Low-Latency HLS: parts against PART-TARGET, hold-back, skips, hints.
+    let ll = |server: &str, parts: &str| {
+        format!(
+            "#EXTM3U\n#EXT-X-TARGETDURATION:2\n#EXT-X-SERVER-CONTROL:{server}\n\
+             #EXT-X-PART-INF:PART-TARGET=0.5\n#EXT-X-MEDIA-SEQUENCE:1\n{parts}\
+             #EXT-X-PRELOAD-HINT:TYPE=PART,URI=\"p9.m4s\"\n"
+        )
+    };
+    let server = "CAN-BLOCK-RELOAD=YES,PART-HOLD-BACK=1.5,CAN-SKIP-UNTIL=12.0";
+    let good = "#EXT-X-PART:DURATION=0.5,URI=\"p1.m4s\",INDEPENDENT=YES\n\
+                #EXT-X-PART:DURATION=0.5,URI=\"p2.m4s\"\n#EXTINF:1.0,\ns1.m4s\n\
+                #EXT-X-PART:DURATION=0.5,URI=\"p3.m4s\"\n";
+    let parsed = MediaPlaylist::parse(&ll(server, good)).unwrap();
+    assert_eq!(parsed.parts.len(), 3);
+    assert!(parsed.has_part(2, Some(0)) && !parsed.has_part(2, Some(1)));
+    for (server, parts, why) in [
+        (
+            server,
+            good.replace("DURATION=0.5,URI=\"p2", "DURATION=0.6,URI=\"p2"),
+            "part over PART-TARGET",
+        ),
+        (
+            server,
+            good.replace("DURATION=0.5,URI=\"p2", "DURATION=0.3,URI=\"p2"),
+            "parts not adding up",
+        ),
+        (
+            server,
+            good.replace("DURATION=0.5,URI=\"p3", "DURATION=0.3,URI=\"p3"),
+            "short part mid-segment",
+        ),
+        (
+            "CAN-BLOCK-RELOAD=YES,PART-HOLD-BACK=0.9",
+            good.to_owned(),
+            "hold-back under 2 parts",
+        ),
+        (
+            "CAN-BLOCK-RELOAD=YES,PART-HOLD-BACK=1.5,CAN-SKIP-UNTIL=6.0",
+            good.to_owned(),
+            "skip under 6 targets",
+        ),
+        (
+            "CAN-BLOCK-RELOAD=YES,PART-HOLD-BACK=1.5",
+            format!("#EXT-X-SKIP:SKIPPED-SEGMENTS=2\n{good}"),
+            "skip not offered",
+        ),
+    ] {
+        assert!(
+            MediaPlaylist::parse(&ll(server, &parts)).is_err(),
+            "accepted {why}"
+        );
+    }
     let later = |text: &str| MediaPlaylist::parse(text).unwrap();
     let back =
         later("#EXTM3U\n#EXT-X-TARGETDURATION:2\n#EXT-X-MEDIA-SEQUENCE:4\n#EXTINF:2.0,\na.ts\n");
@@ -68,6 +120,21 @@ fn the_playlist_validator_catches_broken_playlists() {
     assert!(changed.check_reload(&ok).is_err(), "segment 5 changing");
 }
 
+/// GET with a timing.
+fn timed_get(addr: SocketAddr, path: &str) -> (String, Vec<u8>, Duration) {
+    let started = std::time::Instant::now();
+    let (head, body) = get(addr, path);
+    (head, body, started.elapsed())
+}
+
+fn playlist_at(addr: SocketAddr, path: &str) -> (MediaPlaylist, String) {
+    let (head, body) = get(addr, path);
+    let text = String::from_utf8_lossy(&body).to_string();
+    assert!(head.starts_with("http/1.0 200"), "{path}: {head}{text}");
+    let playlist = MediaPlaylist::parse(&text).unwrap_or_else(|e| panic!("{path}: {e}\n{text}"));
+    (playlist, text)
+}
+
 #[test]
 fn ffmpeg_plays_live_hls_in_both_containers() {
     let dir = TestDir::new("hls");
@@ -80,9 +147,10 @@ fn ffmpeg_plays_live_hls_in_both_containers() {
 
     let mut publisher = weir.publish_fixture("hls", dir.path());
 
-    // The first playlist request waits for the first segment.
+    // The first request waits for the first segments; the multivariant playlist lists the
+    // video rendition with the audio as its alternate group, codecs from the real headers.
     let (head, body) = get(addr, "/live/hls/index.m3u8");
-    let playlist = String::from_utf8_lossy(&body).to_string();
+    let multivariant = String::from_utf8_lossy(&body).to_string();
     assert!(head.starts_with("http/1.0 200"), "{head}");
     assert!(
         head.contains("content-type: application/vnd.apple.mpegurl"),
@@ -90,33 +158,96 @@ fn ffmpeg_plays_live_hls_in_both_containers() {
     );
     assert!(head.contains("cache-control: max-age=1"), "{head}");
     assert!(head.contains("access-control-allow-origin: *"), "{head}");
-    assert!(playlist.starts_with("#EXTM3U\n"), "{playlist}");
-    assert!(playlist.contains("#EXT-X-TARGETDURATION:6\n"), "{playlist}");
     assert!(
-        playlist.contains("#EXT-X-MAP:URI=\"init0.mp4\""),
-        "{playlist}"
+        multivariant.contains("URI=\"a0/index.m3u8\"")
+            && multivariant.contains(&format!(
+                "CODECS=\"avc1.42c01e,mp4a.40.2\",RESOLUTION={WIDTH}x{HEIGHT},FRAME-RATE="
+            ))
+            && multivariant.contains("AUDIO=\"audio\"\nv0/index.m3u8\n"),
+        "{multivariant}"
     );
-    assert!(playlist.contains("#EXT-X-PROGRAM-DATE-TIME:"), "{playlist}");
-    assert!(playlist.contains("seg0.m4s"), "{playlist}");
-    let (head, init) = get(addr, "/live/hls/init0.mp4");
+
+    let (v0, text) = playlist_at(addr, "/live/hls/v0/index.m3u8");
+    assert_eq!(v0.target, 2, "{text}");
+    assert!(
+        v0.can_block_reload && v0.part_target == Some(0.22),
+        "{text}"
+    );
+    assert!(!v0.parts.is_empty() && v0.maps == ["init0.mp4"], "{text}");
+    assert!(text.contains("#EXT-X-PROGRAM-DATE-TIME:"), "{text}");
+    assert!(
+        v0.reports.iter().any(|r| r.contains("a0/index.m3u8")),
+        "{text}"
+    );
+    let (head, init) = get(addr, "/live/hls/v0/init0.mp4");
     assert!(
         head.starts_with("http/1.0 200") && &init[4..8] == b"ftyp",
         "{head}"
     );
-    let (head, segment) = get(addr, "/live/hls/seg0.m4s");
+    let (head, segment) = get(addr, &format!("/live/hls/v0/{}", v0.segments[0].2));
     assert!(head.contains("immutable"), "{head}");
+    assert!(
+        head.contains(&format!("content-length: {}", segment.len())),
+        "{head}"
+    );
     assert_eq!(&segment[4..8], b"moof");
-    let (head, _) = get(addr, "/live/hls/seg999.m4s");
+    let (head, _) = get(addr, "/live/hls/v0/seg999.m4s");
+    assert!(head.starts_with("http/1.0 404"), "{head}");
+    let (head, _) = get(addr, "/live/hls/v7/index.m3u8");
     assert!(head.starts_with("http/1.0 404"), "{head}");
 
-    // Our validator on live reloads of both playlists: each on its own, and against the one
-    // before; every listed segment downloads.
-    for container in ["", "ts/"] {
+    // Blocking reload: ask for the next part; the answer holds it, soon after it exists.
+    let (v0, _) = playlist_at(addr, "/live/hls/v0/index.m3u8");
+    let msn = v0.segments.last().unwrap().0 + 1;
+    let part = v0.parts.iter().filter(|p| p.0 == msn).count() as u64;
+    let (head, body, took) = timed_get(
+        addr,
+        &format!("/live/hls/v0/index.m3u8?_HLS_msn={msn}&_HLS_part={part}"),
+    );
+    let text = String::from_utf8_lossy(&body).to_string();
+    assert!(head.starts_with("http/1.0 200"), "{head}{text}");
+    let answer = MediaPlaylist::parse(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+    assert!(
+        answer.has_part(msn, Some(part)),
+        "asked {msn}.{part}:\n{text}"
+    );
+    assert!(took < Duration::from_millis(1500), "blocked {took:?}");
+    // The preload hint is served once it is finished.
+    let hint = answer.preload_hint.clone().unwrap();
+    let (head, data, took) = timed_get(addr, &format!("/live/hls/v0/{hint}"));
+    assert!(
+        head.starts_with("http/1.0 200") && &data[4..8] == b"moof",
+        "{hint}: {head}"
+    );
+    assert!(took < Duration::from_millis(1500), "part blocked {took:?}");
+    // Too far ahead: 400 at once; a part long past: 404.
+    for bad in [
+        format!("_HLS_msn={}", msn + 10),
+        format!("_HLS_msn={msn}&_HLS_part=99"),
+        "_HLS_part=1".to_owned(),
+        "_HLS_msn=x".to_owned(),
+    ] {
+        let (head, _, took) = timed_get(addr, &format!("/live/hls/v0/index.m3u8?{bad}"));
+        assert!(head.starts_with("http/1.0 400"), "{bad}: {head}");
+        assert!(took < Duration::from_millis(500), "{bad}: {took:?}");
+    }
+    let (head, _) = get(addr, "/live/hls/v0/part999999.m4s");
+    assert!(head.starts_with("http/1.0 404"), "{head}");
+
+    // Our validator on live reloads of every playlist (plain, blocking and delta): each on
+    // its own, and against the one before; every listed segment and part downloads.
+    for (rendition, ext) in [("v0/", "m4s"), ("a0/", "m4s"), ("ts/", "ts")] {
         let mut before: Option<MediaPlaylist> = None;
-        for _ in 0..3 {
-            let (_, body) = get(addr, &format!("/live/hls/{container}index.m3u8"));
-            let text = String::from_utf8_lossy(&body).to_string();
-            let playlist = MediaPlaylist::parse(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+        for round in 0..3 {
+            let query = match (&before, round) {
+                (Some(b), 1) if !b.parts.is_empty() => {
+                    format!("?_HLS_msn={}&_HLS_part=0", b.segments.last().unwrap().0 + 1)
+                }
+                (Some(_), 2) if ext == "m4s" => "?_HLS_skip=YES".to_owned(),
+                _ => String::new(),
+            };
+            let (playlist, text) =
+                playlist_at(addr, &format!("/live/hls/{rendition}index.m3u8{query}"));
             if let Some(before) = &before {
                 playlist
                     .check_reload(before)
@@ -124,14 +255,18 @@ fn ffmpeg_plays_live_hls_in_both_containers() {
             }
             assert!(!playlist.segments.is_empty());
             let last = playlist.segments.last().unwrap();
-            let (head, data) = get(addr, &format!("/live/hls/{container}{}", last.2));
-            assert!(
-                head.starts_with("http/1.0 200") && !data.is_empty(),
-                "{}: {head}",
-                last.2
-            );
+            assert!(last.2.ends_with(ext), "{text}");
+            let mut files = vec![last.2.clone()];
+            files.extend(playlist.parts.iter().rev().take(2).map(|p| p.2.clone()));
+            for file in files {
+                let (head, data) = get(addr, &format!("/live/hls/{rendition}{file}"));
+                assert!(
+                    head.starts_with("http/1.0 200") && !data.is_empty(),
+                    "{rendition}{file}: {head}"
+                );
+            }
             before = Some(playlist);
-            thread::sleep(Duration::from_millis(500));
+            thread::sleep(Duration::from_millis(300));
         }
     }
 

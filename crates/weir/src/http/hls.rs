@@ -1,24 +1,32 @@
-//! HLS: `GET /{app}/{stream}/index.m3u8` (fMP4: `init.mp4`, `seg{N}.m4s`) and
-//! `GET /{app}/{stream}/ts/index.m3u8` (`seg{N}.ts`).
+//! HLS: `GET /{app}/{stream}/index.m3u8` (the multivariant playlist over CMAF renditions, with
+//! Low-Latency HLS) and `GET /{app}/{stream}/ts/index.m3u8` (MPEG-TS, the default tracks).
 //!
-//! One segmenter per stream and container, whatever the number of clients: the first
-//! playlist request of a published stream starts it (a hub subscription through the shared
-//! viewer core with `LagPolicy::Skip`, the default track in single-track form, rebased
-//! timestamps), and it stops `hls.idle_secs` after the last request. It outlives a publisher:
-//! the next one continues the same playlist after an `EXT-X-DISCONTINUITY`. Segments are served
-//! from memory: playlists short-lived, segments immutable (cache headers for a CDN).
+//! Each rendition lives under its name: `v0/index.m3u8`, `v0/init{N}.mp4`, `v0/seg{N}.m4s`,
+//! `v0/part{N}.m4s` (and `a0/...` for audio). One packager per stream and container, whatever
+//! the number of clients: the first playlist request of a published stream starts it (a hub
+//! subscription through the shared viewer core with `LagPolicy::Skip`, rebased timestamps;
+//! every track for CMAF, the default track in single-track form for TS), and it stops
+//! `hls.idle_secs` after the last request. It outlives a publisher: the next one continues the
+//! same playlists after an `EXT-X-DISCONTINUITY`.
 //!
-//! Not yet: Low-Latency HLS (parts, blocking reload), DASH, the multivariant playlist for
-//! multitrack streams, a directory copy for a web server.
+//! Blocking requests (`_HLS_msn`/`_HLS_part`, and a part or segment that is the next one to be
+//! finished) wait for the packager's progress, at most three target durations (then 503);
+//! requests too far past the live edge get 400 at once. Everything is served from memory:
+//! playlists short-lived, segments and parts immutable (cache headers for a CDN).
+//!
+//! Not yet: DASH, a directory copy for a web server.
 
 use std::collections::HashMap;
+use std::convert::Infallible;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use axum::body::Body;
 use axum::http::{header, HeaderValue, Response, StatusCode};
+use bytes::Bytes;
 use tokio::sync::watch;
-use tracing::info;
+use tracing::{info, warn};
+use weir_media::cmaf::{Blocking, CmafConfig, Packager, PartState, PlaylistQuery};
 use weir_media::hls::{Container, HlsConfig, Segmenter};
 use weir_media::{Frame, TrackKind};
 
@@ -27,30 +35,77 @@ use crate::config::Unadvertised;
 use crate::rtmp::Context;
 use crate::viewer::{Accepts, LagPolicy, Viewer, ViewerSink};
 
-/// The running segmenters, by stream path and container.
+/// The running packagers, by stream path and container.
 #[derive(Default)]
 pub(crate) struct HlsStreams {
-    map: Mutex<HashMap<(String, bool), Arc<HlsStream>>>,
+    map: Mutex<HashMap<(String, Container), Arc<HlsStream>>>,
 }
 
-/// One stream's segmenter and who waits for it.
+/// What one stream is packaged into.
+enum Packaging {
+    Cmaf(Box<Packager>),
+    Ts(Box<Segmenter>),
+}
+
+impl Packaging {
+    fn push(&mut self, frame: &Frame) {
+        match self {
+            Packaging::Cmaf(p) => p.push(frame),
+            Packaging::Ts(s) => {
+                s.push(frame);
+            }
+        }
+    }
+
+    fn progress(&self) -> u64 {
+        match self {
+            Packaging::Cmaf(p) => p.progress(),
+            Packaging::Ts(s) => s.segment_count(),
+        }
+    }
+
+    fn cmaf(&self) -> Option<&Packager> {
+        match self {
+            Packaging::Cmaf(p) => Some(p),
+            Packaging::Ts(_) => None,
+        }
+    }
+}
+
+/// One stream's packager and who waits for it.
 pub(crate) struct HlsStream {
-    segmenter: Mutex<Segmenter>,
-    /// Segments finished so far (playlist requests wait for the first).
-    finished: watch::Sender<u64>,
+    packaging: Mutex<Packaging>,
+    /// Grows with every part or segment (blocked requests wait on it).
+    progress: watch::Sender<u64>,
     last_request: Mutex<Instant>,
+    /// `EXT-X-TARGETDURATION`, for how long a blocked request may wait.
+    target: Duration,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-fn key(path: &str, container: Container) -> (String, bool) {
-    (path.to_owned(), container == Container::Ts)
+impl HlsStream {
+    /// Waits until `check` finds what it looks for, at most three target durations; `None` on
+    /// time out.
+    async fn wait_for<T>(&self, mut check: impl FnMut(&Packaging) -> Option<T>) -> Option<T> {
+        let mut progress = self.progress.subscribe();
+        let until = tokio::time::Instant::now() + 3 * self.target;
+        loop {
+            if let Some(found) = check(&lock(&self.packaging)) {
+                return Some(found);
+            }
+            match tokio::time::timeout_at(until, progress.changed()).await {
+                Ok(Ok(())) => {}
+                _ => return None,
+            }
+        }
+    }
 }
 
 impl HlsStreams {
-    /// The segmenter of `path`, started if the stream is published; `None` if it is not.
+    /// The packager of `path`, started if the stream is published; `None` if it is not.
     fn get_or_start(
         &self,
         context: &Arc<Context>,
@@ -58,7 +113,8 @@ impl HlsStreams {
         container: Container,
     ) -> Option<Arc<HlsStream>> {
         let mut map = lock(&self.map);
-        if let Some(stream) = map.get(&key(path, container)) {
+        let key = (path.to_owned(), container);
+        if let Some(stream) = map.get(&key) {
             *lock(&stream.last_request) = Instant::now();
             return Some(Arc::clone(stream));
         }
@@ -66,19 +122,28 @@ impl HlsStreams {
             return None;
         }
         let hls = &context.config.hls;
-        let config = HlsConfig {
-            container,
-            target_duration_secs: hls.target_duration_secs,
-            min_segment_ms: hls.min_segment_ms,
-            window: hls.window,
+        let packaging = match container {
+            Container::Fmp4 => Packaging::Cmaf(Box::new(Packager::new(CmafConfig {
+                target_duration_secs: hls.target_duration_secs,
+                min_segment_ms: hls.min_segment_ms,
+                part_ms: hls.part_ms,
+                window: hls.window,
+            }))),
+            Container::Ts => Packaging::Ts(Box::new(Segmenter::new(HlsConfig {
+                container,
+                target_duration_secs: hls.target_duration_secs,
+                min_segment_ms: hls.min_segment_ms,
+                window: hls.window,
+            }))),
         };
         let stream = Arc::new(HlsStream {
-            segmenter: Mutex::new(Segmenter::new(config)),
-            finished: watch::channel(0).0,
+            packaging: Mutex::new(packaging),
+            progress: watch::channel(0).0,
             last_request: Mutex::new(Instant::now()),
+            target: Duration::from_secs(u64::from(hls.target_duration_secs)),
         });
-        map.insert(key(path, container), Arc::clone(&stream));
-        info!(stream = %path, container = ?container, "hls segmenter started");
+        map.insert(key, Arc::clone(&stream));
+        info!(stream = %path, container = ?container, "hls packager started");
         tokio::spawn(run(
             Arc::clone(context),
             path.to_owned(),
@@ -87,17 +152,9 @@ impl HlsStreams {
         ));
         Some(stream)
     }
-
-    /// The segmenter of `path` if it runs (segment and init requests never start one).
-    fn get(&self, path: &str, container: Container) -> Option<Arc<HlsStream>> {
-        let map = lock(&self.map);
-        let stream = map.get(&key(path, container))?;
-        *lock(&stream.last_request) = Instant::now();
-        Some(Arc::clone(stream))
-    }
 }
 
-/// Collects the viewer core's frames for the segmenter.
+/// Collects the viewer core's frames for the packager.
 #[derive(Default)]
 struct Collect {
     frames: Vec<Frame>,
@@ -116,50 +173,81 @@ impl ViewerSink for Collect {
     }
 }
 
-/// Feeds one stream's segmenter until nobody asked for `hls.idle_secs` or the publisher left.
+/// Feeds one stream's packager until nobody asked for `hls.idle_secs`.
 async fn run(context: Arc<Context>, path: String, container: Container, stream: Arc<HlsStream>) {
     let idle = Duration::from_secs(context.config.hls.idle_secs);
     let subscription = context.hub.subscribe(&path);
     let now = || tokio::time::Instant::now().into_std();
-    let mut viewer = Viewer::new(subscription, LagPolicy::Skip, now())
-        .with_accepts(Accepts::legacy(Unadvertised::Send));
+    let accepts = match container {
+        Container::Fmp4 => Accepts::everything(),
+        Container::Ts => Accepts::legacy(Unadvertised::Send),
+    };
+    let mut viewer = Viewer::new(subscription, LagPolicy::Skip, now()).with_accepts(accepts);
     let mut sink = Collect::default();
     viewer.start(&mut sink);
+    let mut unsupported_logged = Vec::new();
     let reason = loop {
-        if !sink.frames.is_empty() {
-            let has_header = sink.frames.iter().any(|f| f.info.is_sequence_header);
-            let tracks = if has_header {
+        if !sink.frames.is_empty() || sink.ended {
+            let describes = sink
+                .frames
+                .iter()
+                .any(|f| f.info.is_sequence_header || f.info.is_keyframe);
+            let tracks = if describes {
                 viewer.subscription().tracks()
             } else {
                 Vec::new()
             };
-            let mut segmenter = lock(&stream.segmenter);
-            if let Ok(since_epoch) =
-                std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)
-            {
-                segmenter.set_wall_clock(since_epoch.as_millis() as u64);
-            }
-            if has_header {
-                let details = |kind| {
-                    tracks
-                        .iter()
-                        .find(|t| t.kind == kind && t.track_id == 0)
-                        .map(|t| t.details.clone())
-                        .unwrap_or_default()
-                };
-                segmenter.set_details(details(TrackKind::Video), details(TrackKind::Audio));
+            let mut packaging = lock(&stream.packaging);
+            let wall = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as u64);
+            match &mut *packaging {
+                Packaging::Cmaf(p) => {
+                    p.set_wall_clock(wall);
+                    for track in &tracks {
+                        p.set_details(track.kind, track.track_id, track.details.clone());
+                    }
+                }
+                Packaging::Ts(s) => {
+                    s.set_wall_clock(wall);
+                    if describes {
+                        let details = |kind| {
+                            tracks
+                                .iter()
+                                .find(|t| t.kind == kind && t.track_id == 0)
+                                .map(|t| t.details.clone())
+                                .unwrap_or_default()
+                        };
+                        s.set_details(details(TrackKind::Video), details(TrackKind::Audio));
+                    }
+                }
             }
             for frame in sink.frames.drain(..) {
-                segmenter.push(&frame);
+                packaging.push(&frame);
             }
             if std::mem::take(&mut sink.ended) {
-                segmenter.publisher_left();
+                match &mut *packaging {
+                    Packaging::Cmaf(p) => p.publisher_left(),
+                    Packaging::Ts(s) => {
+                        s.publisher_left();
+                    }
+                }
             }
-            let count = segmenter.segment_count();
-            drop(segmenter);
+            if let Some(p) = packaging.cmaf() {
+                for r in p.renditions() {
+                    if let Some(why) = r.unsupported() {
+                        if !unsupported_logged.contains(&r.name().to_owned()) {
+                            unsupported_logged.push(r.name().to_owned());
+                            warn!(stream = %path, track = r.name(), "hls leaves this track out: {why}");
+                        }
+                    }
+                }
+            }
+            let progress = packaging.progress();
+            drop(packaging);
             stream
-                .finished
-                .send_if_modified(|n| std::mem::replace(n, count) != count);
+                .progress
+                .send_if_modified(|n| std::mem::replace(n, progress) != progress);
         }
         let since = lock(&stream.last_request).elapsed();
         if since >= idle {
@@ -173,103 +261,245 @@ async fn run(context: Arc<Context>, path: String, container: Container, stream: 
         }
     };
     let mut map = lock(&context.hls.map);
-    if map
-        .get(&key(&path, container))
-        .is_some_and(|s| Arc::ptr_eq(s, &stream))
-    {
-        map.remove(&key(&path, container));
+    let key = (path.clone(), container);
+    if map.get(&key).is_some_and(|s| Arc::ptr_eq(s, &stream)) {
+        map.remove(&key);
     }
-    info!(stream = %path, container = ?container, reason, "hls segmenter stopped");
+    info!(stream = %path, container = ?container, reason, "hls packager stopped");
 }
 
-/// `index.m3u8`: waits for the first segment of a starting stream (up to twice the target
-/// duration), then the playlist.
-pub(super) async fn playlist(
-    context: Arc<Context>,
-    path: &str,
-    container: Container,
-) -> Response<Body> {
-    let Some(stream) = context.hls.get_or_start(&context, path, container) else {
-        return text(
-            StatusCode::NOT_FOUND,
-            format!("stream {path} is not being published\n"),
-        );
-    };
-    let wait = Duration::from_secs(u64::from(context.config.hls.target_duration_secs) * 2 + 2);
-    let mut finished = stream.finished.subscribe();
-    let ready = tokio::time::timeout(wait, finished.wait_for(|n| *n > 0)).await;
-    if !matches!(ready, Ok(Ok(_))) {
-        return text(
-            StatusCode::SERVICE_UNAVAILABLE,
-            format!("no segment of {path} yet; try again\n"),
-        );
-    }
-    let body = lock(&stream.segmenter).playlist();
-    let mut response = Response::new(Body::from(body));
-    let headers = response.headers_mut();
-    headers.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/vnd.apple.mpegurl"),
-    );
-    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("max-age=1"));
+fn not_published(path: &str) -> Response<Body> {
+    text(
+        StatusCode::NOT_FOUND,
+        format!("stream {path} is not being published\n"),
+    )
+}
+
+fn unavailable(what: String) -> Response<Body> {
+    let mut response = text(StatusCode::SERVICE_UNAVAILABLE, what);
+    response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
     response
 }
 
-/// `init.mp4`, `seg{N}.m4s` or `seg{N}.ts` of a running segmenter.
-pub(super) fn file(
-    context: &Context,
-    path: &str,
-    container: Container,
-    file: &str,
-) -> Response<Body> {
-    let missing = || text(StatusCode::NOT_FOUND, format!("{file} is not there\n"));
-    let Some(stream) = context.hls.get(path, container) else {
-        return missing();
+fn respond(data: impl Into<Body>, content_type: &'static str, cache: String) -> Response<Body> {
+    let mut response = Response::new(data.into());
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    if let Ok(cache) = HeaderValue::from_str(&cache) {
+        headers.insert(header::CACHE_CONTROL, cache);
+    }
+    response
+}
+
+const PLAYLIST: &str = "application/vnd.apple.mpegurl";
+const IMMUTABLE: &str = "public, max-age=86400, immutable";
+
+/// `index.m3u8` of the CMAF renditions: waits for the first segments of a starting stream.
+pub(super) async fn multivariant(context: Arc<Context>, path: &str) -> Response<Body> {
+    let Some(stream) = context.hls.get_or_start(&context, path, Container::Fmp4) else {
+        return not_published(path);
     };
-    let segmenter = lock(&stream.segmenter);
-    let init_id = file
+    let body = stream
+        .wait_for(|p| p.cmaf().and_then(Packager::multivariant))
+        .await;
+    match body {
+        Some(body) => respond(body, PLAYLIST, "max-age=1".into()),
+        None => unavailable(format!("no segment of {path} yet; try again\n")),
+    }
+}
+
+/// A file of one CMAF rendition: `index.m3u8` (with delivery directives), `init{N}.mp4`,
+/// `seg{N}.m4s`, `part{N}.m4s`.
+pub(super) async fn rendition_file(
+    context: Arc<Context>,
+    path: &str,
+    name: &str,
+    file: &str,
+    query: Option<&str>,
+) -> Response<Body> {
+    let missing = || {
+        text(
+            StatusCode::NOT_FOUND,
+            format!("{name}/{file} is not there\n"),
+        )
+    };
+    let is_playlist = file == "index.m3u8";
+    let stream = if is_playlist {
+        context.hls.get_or_start(&context, path, Container::Fmp4)
+    } else {
+        get(&context, path, Container::Fmp4)
+    };
+    let Some(stream) = stream else {
+        return if is_playlist {
+            not_published(path)
+        } else {
+            missing()
+        };
+    };
+    let content_type = if name.starts_with('a') {
+        "audio/mp4"
+    } else {
+        "video/mp4"
+    };
+    if is_playlist {
+        let query = match PlaylistQuery::parse(query.unwrap_or_default()) {
+            Ok(query) => query,
+            Err(why) => return text(StatusCode::BAD_REQUEST, format!("{why}\n")),
+        };
+        let target = stream.target.as_secs();
+        let answer = stream
+            .wait_for(|p| {
+                let packager = p.cmaf()?;
+                let Some(rendition) = packager.rendition(name) else {
+                    // Once the stream has renditions, an unknown name stays unknown.
+                    return packager
+                        .ready_renditions()
+                        .next()
+                        .map(|_| Err("no such rendition"));
+                };
+                if rendition.unsupported().is_some() {
+                    return Some(Err("this track cannot be packaged in fMP4"));
+                }
+                if rendition.segments().is_empty() {
+                    return None;
+                }
+                match rendition.blocking(&query) {
+                    Blocking::Ready => packager.media_playlist(name, query.skip).map(Ok),
+                    Blocking::Wait => None,
+                    Blocking::BadRequest(why) => Some(Err(why)),
+                }
+            })
+            .await;
+        return match answer {
+            Some(Err(why @ ("no such rendition" | "this track cannot be packaged in fMP4"))) => {
+                text(StatusCode::NOT_FOUND, format!("{name}/index.m3u8: {why}\n"))
+            }
+            Some(Ok(body)) => {
+                let cache = if query.msn.is_some() {
+                    format!("public, max-age={target}")
+                } else {
+                    "max-age=1".into()
+                };
+                respond(body, PLAYLIST, cache)
+            }
+            Some(Err(why)) => text(StatusCode::BAD_REQUEST, format!("{why}\n")),
+            None => unavailable(format!(
+                "{name}/index.m3u8 of {path} has not reached what was asked for; try again\n"
+            )),
+        };
+    }
+    if let Some(id) = file
         .strip_prefix("init")
-        .and_then(|rest| rest.strip_suffix(".mp4"))
-        .filter(|_| container == Container::Fmp4);
-    let (data, content_type, cache) = if let Some(id) = init_id {
-        let init = match id {
-            "" => segmenter.init_segment(),
+        .and_then(|r| r.strip_suffix(".mp4"))
+    {
+        let packaging = lock(&stream.packaging);
+        let Some(rendition) = packaging.cmaf().and_then(|p| p.rendition(name)) else {
+            return missing();
+        };
+        return match id {
+            "" => rendition
+                .init_segment()
+                .map(|init| respond(init, content_type, "max-age=1".into())),
             id => id
                 .parse()
                 .ok()
-                .and_then(|id| segmenter.init_segment_by_id(id)),
-        };
-        match init {
-            // `init{N}.mp4` never changes; `init.mp4` is the latest.
-            Some(init) if id.is_empty() => (init, "video/mp4", "max-age=1"),
-            Some(init) => (init, "video/mp4", "public, max-age=86400, immutable"),
-            None => return missing(),
+                .and_then(|id| rendition.init_segment_by_id(id))
+                .map(|init| respond(init, content_type, IMMUTABLE.into())),
         }
-    } else {
-        let ext = match container {
-            Container::Fmp4 => ".m4s",
-            Container::Ts => ".ts",
-        };
-        let sequence = file
-            .strip_prefix("seg")
-            .and_then(|rest| rest.strip_suffix(ext))
-            .and_then(|n| n.parse::<u64>().ok());
-        match sequence.and_then(|n| segmenter.segment(n)) {
-            Some(segment) => (
-                segment.data.clone(),
-                match container {
-                    Container::Fmp4 => "video/mp4",
-                    Container::Ts => "video/mp2t",
-                },
-                "public, max-age=86400, immutable",
-            ),
-            None => return missing(),
-        }
+        .unwrap_or_else(missing);
+    }
+    let number = |prefix: &str| {
+        file.strip_prefix(prefix)
+            .and_then(|r| r.strip_suffix(".m4s"))
+            .and_then(|n| n.parse::<u64>().ok())
     };
-    drop(segmenter);
-    let mut response = Response::new(Body::from(data));
-    let headers = response.headers_mut();
-    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
-    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static(cache));
-    response
+    let found: Option<Option<Vec<Bytes>>> = if let Some(n) = number("part") {
+        // The next part (the preload hint) is held until it is finished.
+        stream
+            .wait_for(|p| {
+                let rendition = p.cmaf()?.rendition(name);
+                match rendition.map(|r| r.part(n)) {
+                    Some(PartState::Ready(data)) => Some(Some(vec![data])),
+                    Some(PartState::Next) => None,
+                    _ => Some(None),
+                }
+            })
+            .await
+    } else if let Some(n) = number("seg") {
+        // So is the segment in progress.
+        stream
+            .wait_for(|p| {
+                let rendition = p.cmaf()?.rendition(name);
+                let rendition = rendition?;
+                if let Some(segment) = rendition.segment(n) {
+                    return Some(Some(segment.chunks.clone()));
+                }
+                (n != rendition.edge().next_sequence).then_some(None)
+            })
+            .await
+    } else {
+        Some(None)
+    };
+    match found {
+        Some(Some(chunks)) => {
+            let length: usize = chunks.iter().map(Bytes::len).sum();
+            let body = Body::from_stream(futures_util::stream::iter(
+                chunks.into_iter().map(Ok::<_, Infallible>),
+            ));
+            let mut response = respond(body, content_type, IMMUTABLE.into());
+            response
+                .headers_mut()
+                .insert(header::CONTENT_LENGTH, HeaderValue::from(length));
+            response
+        }
+        Some(None) => missing(),
+        None => unavailable(format!("{name}/{file} of {path} is not ready; try again\n")),
+    }
+}
+
+/// The packager of `path` if it runs (file requests never start one).
+fn get(context: &Context, path: &str, container: Container) -> Option<Arc<HlsStream>> {
+    let map = lock(&context.hls.map);
+    let stream = map.get(&(path.to_owned(), container))?;
+    *lock(&stream.last_request) = Instant::now();
+    Some(Arc::clone(stream))
+}
+
+/// `ts/index.m3u8`: waits for the first segment of a starting stream, then the playlist.
+pub(super) async fn ts_playlist(context: Arc<Context>, path: &str) -> Response<Body> {
+    let Some(stream) = context.hls.get_or_start(&context, path, Container::Ts) else {
+        return not_published(path);
+    };
+    let body = stream
+        .wait_for(|p| match p {
+            Packaging::Ts(s) if s.segment_count() > 0 => Some(s.playlist()),
+            _ => None,
+        })
+        .await;
+    match body {
+        Some(body) => respond(body, PLAYLIST, "max-age=1".into()),
+        None => unavailable(format!("no segment of {path} yet; try again\n")),
+    }
+}
+
+/// `ts/seg{N}.ts` of a running segmenter.
+pub(super) fn ts_file(context: &Context, path: &str, file: &str) -> Response<Body> {
+    let missing = || text(StatusCode::NOT_FOUND, format!("ts/{file} is not there\n"));
+    let Some(stream) = get(context, path, Container::Ts) else {
+        return missing();
+    };
+    let packaging = lock(&stream.packaging);
+    let Packaging::Ts(segmenter) = &*packaging else {
+        return missing();
+    };
+    let sequence = file
+        .strip_prefix("seg")
+        .and_then(|rest| rest.strip_suffix(".ts"))
+        .and_then(|n| n.parse::<u64>().ok());
+    match sequence.and_then(|n| segmenter.segment(n)) {
+        Some(segment) => respond(segment.data.clone(), "video/mp2t", IMMUTABLE.into()),
+        None => missing(),
+    }
 }

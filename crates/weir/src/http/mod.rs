@@ -32,7 +32,6 @@ mod flv;
 mod hls;
 
 pub(crate) use hls::HlsStreams;
-use weir_media::hls::Container;
 
 /// Longest time a client may take to send a request's head (slowloris).
 const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
@@ -111,8 +110,8 @@ async fn connection(
 fn router(context: Arc<Context>) -> Router {
     Router::new()
         .route("/{app}/{file}", get(media))
-        .route("/{app}/{stream}/{file}", get(hls_fmp4))
-        .route("/{app}/{stream}/ts/{file}", get(hls_ts))
+        .route("/{app}/{stream}/{file}", get(stream_file))
+        .route("/{app}/{stream}/{sub}/{file}", get(rendition_file))
         .fallback(not_found)
         .layer(middleware::from_fn(cors))
         .with_state(context)
@@ -143,34 +142,29 @@ async fn media(
     flv::play(context, peer, &app, stream, query.as_deref(), output).await
 }
 
-/// `/{app}/{stream}/index.m3u8`, `init.mp4`, `seg{N}.m4s`.
-async fn hls_fmp4(
+/// `/{app}/{stream}/index.m3u8` (HLS multivariant playlist).
+async fn stream_file(
     State(context): State<Arc<Context>>,
     Path((app, stream, file)): Path<(String, String, String)>,
-) -> Response<Body> {
-    hls_file(context, &app, &stream, &file, Container::Fmp4).await
-}
-
-/// `/{app}/{stream}/ts/index.m3u8`, `seg{N}.ts`.
-async fn hls_ts(
-    State(context): State<Arc<Context>>,
-    Path((app, stream, file)): Path<(String, String, String)>,
-) -> Response<Body> {
-    hls_file(context, &app, &stream, &file, Container::Ts).await
-}
-
-async fn hls_file(
-    context: Arc<Context>,
-    app: &str,
-    stream: &str,
-    file: &str,
-    container: Container,
 ) -> Response<Body> {
     let path = format!("{app}/{stream}");
-    if file == "index.m3u8" {
-        hls::playlist(context, &path, container).await
-    } else {
-        hls::file(&context, &path, container, file)
+    match file.as_str() {
+        "index.m3u8" => hls::multivariant(context, &path).await,
+        _ => not_found().await,
+    }
+}
+
+/// `/{app}/{stream}/ts/...` (HLS MPEG-TS) and `/{app}/{stream}/{rendition}/...` (HLS CMAF).
+async fn rendition_file(
+    State(context): State<Arc<Context>>,
+    Path((app, stream, sub, file)): Path<(String, String, String, String)>,
+    request: Request<Body>,
+) -> Response<Body> {
+    let path = format!("{app}/{stream}");
+    match (sub.as_str(), file.as_str()) {
+        ("ts", "index.m3u8") => hls::ts_playlist(context, &path).await,
+        ("ts", _) => hls::ts_file(&context, &path, &file),
+        _ => hls::rendition_file(context, &path, &sub, &file, request.uri().query()).await,
     }
 }
 

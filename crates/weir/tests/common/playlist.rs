@@ -1,5 +1,6 @@
-//! Our own HLS media playlist validator (RFC 8216), run on live playlists: what each reload
-//! must say, and what it must keep from the one before.
+//! Our own HLS media playlist validator (RFC 8216, and the Low-Latency HLS rules of
+//! RFC 8216bis: parts against PART-TARGET, hold-backs, skips, preload hints), run on live
+//! playlists: what each reload must say, and what it must keep from the one before.
 
 use std::collections::BTreeMap;
 
@@ -16,6 +17,47 @@ pub struct MediaPlaylist {
     pub segments: Vec<(u64, f64, String, u64, Option<i64>)>,
     /// `EXT-X-MAP` URIs seen.
     pub maps: Vec<String>,
+    /// `EXT-X-PART-INF:PART-TARGET`, seconds.
+    pub part_target: Option<f64>,
+    /// `EXT-X-SERVER-CONTROL`: CAN-BLOCK-RELOAD, PART-HOLD-BACK, CAN-SKIP-UNTIL.
+    pub can_block_reload: bool,
+    /// `PART-HOLD-BACK`, seconds.
+    pub part_hold_back: Option<f64>,
+    /// `CAN-SKIP-UNTIL`, seconds.
+    pub can_skip_until: Option<f64>,
+    /// (segment sequence, duration, uri, independent); parts after the last segment belong to
+    /// the one in progress (the last sequence + 1).
+    pub parts: Vec<(u64, f64, String, bool)>,
+    /// `EXT-X-SKIP:SKIPPED-SEGMENTS`.
+    pub skipped: u64,
+    /// `EXT-X-PRELOAD-HINT` URI.
+    pub preload_hint: Option<String>,
+    /// `EXT-X-RENDITION-REPORT` lines (attributes).
+    pub reports: Vec<String>,
+}
+
+/// The value of `name=` in an attribute list (quotes removed).
+pub fn attribute<'a>(list: &'a str, name: &str) -> Option<&'a str> {
+    let mut rest = list;
+    loop {
+        let (key, after) = rest.split_once('=')?;
+        let (value, next) = if let Some(quoted) = after.strip_prefix('"') {
+            let end = quoted.find('"')?;
+            (&quoted[..end], quoted[end + 1..].trim_start_matches(','))
+        } else {
+            match after.split_once(',') {
+                Some((v, n)) => (v, n),
+                None => (after, ""),
+            }
+        };
+        if key == name {
+            return Some(value);
+        }
+        if next.is_empty() {
+            return None;
+        }
+        rest = next;
+    }
 }
 
 impl MediaPlaylist {
@@ -49,6 +91,35 @@ impl MediaPlaylist {
                 p.maps.push(v.trim_matches('"').to_owned());
             } else if let Some(v) = tag(line, "#EXT-X-PROGRAM-DATE-TIME:") {
                 pending_date = Some(parse_date(&v).ok_or(format!("bad date {v}"))?);
+            } else if let Some(v) = tag(line, "#EXT-X-SERVER-CONTROL:") {
+                p.can_block_reload = attribute(&v, "CAN-BLOCK-RELOAD") == Some("YES");
+                p.part_hold_back = attribute(&v, "PART-HOLD-BACK").and_then(|x| x.parse().ok());
+                p.can_skip_until = attribute(&v, "CAN-SKIP-UNTIL").and_then(|x| x.parse().ok());
+            } else if let Some(v) = tag(line, "#EXT-X-PART-INF:") {
+                p.part_target = Some(
+                    attribute(&v, "PART-TARGET")
+                        .and_then(|x| x.parse().ok())
+                        .ok_or(format!("bad {line}"))?,
+                );
+            } else if let Some(v) = tag(line, "#EXT-X-SKIP:") {
+                p.skipped = attribute(&v, "SKIPPED-SEGMENTS")
+                    .and_then(|x| x.parse().ok())
+                    .ok_or(format!("bad {line}"))?;
+                if !p.segments.is_empty() {
+                    return Err("EXT-X-SKIP after a segment".into());
+                }
+            } else if let Some(v) = tag(line, "#EXT-X-PART:") {
+                let duration: f64 = attribute(&v, "DURATION")
+                    .and_then(|x| x.parse().ok())
+                    .ok_or(format!("bad {line}"))?;
+                let uri = attribute(&v, "URI").ok_or(format!("bad {line}"))?;
+                let n = sequence.map_or(p.media_sequence + p.skipped, |s: u64| s + 1);
+                let independent = attribute(&v, "INDEPENDENT") == Some("YES");
+                p.parts.push((n, duration, uri.to_owned(), independent));
+            } else if let Some(v) = tag(line, "#EXT-X-PRELOAD-HINT:") {
+                p.preload_hint = attribute(&v, "URI").map(str::to_owned);
+            } else if let Some(v) = tag(line, "#EXT-X-RENDITION-REPORT:") {
+                p.reports.push(v);
             } else if let Some(v) = tag(line, "#EXTINF:") {
                 let d = v.trim_end_matches(',').split(',').next().unwrap_or("");
                 pending_duration = Some(d.parse::<f64>().map_err(|_| format!("bad EXTINF {v}"))?);
@@ -60,7 +131,7 @@ impl MediaPlaylist {
                     discontinuities += 1;
                     pending_discontinuity = false;
                 }
-                let n = sequence.map_or(p.media_sequence, |s: u64| s + 1);
+                let n = sequence.map_or(p.media_sequence + p.skipped, |s: u64| s + 1);
                 sequence = Some(n);
                 p.segments.push((
                     n,
@@ -83,11 +154,86 @@ impl MediaPlaylist {
                 ));
             }
         }
+        p.check_low_latency()?;
         let dates: Vec<i64> = p.segments.iter().filter_map(|s| s.4).collect();
         if dates.windows(2).any(|w| w[1] < w[0]) {
             return Err("program date-times go back".into());
         }
         Ok(p)
+    }
+
+    /// The Low-Latency rules: every part at most PART-TARGET, at least 85 % of it unless
+    /// independent or the last of its segment; a finished segment's parts add up to its
+    /// EXTINF; PART-HOLD-BACK at least twice PART-TARGET; CAN-SKIP-UNTIL at least six target
+    /// durations; a skip only where skipping is offered; a preload hint where parts are.
+    fn check_low_latency(&self) -> Result<(), String> {
+        if self.skipped > 0 && self.can_skip_until.is_none() {
+            return Err("EXT-X-SKIP without CAN-SKIP-UNTIL".into());
+        }
+        if let Some(until) = self.can_skip_until {
+            if until < 6.0 * self.target as f64 {
+                return Err(format!("CAN-SKIP-UNTIL {until} below six target durations"));
+            }
+        }
+        if self.parts.is_empty() {
+            return Ok(());
+        }
+        let target = self.part_target.ok_or("parts without EXT-X-PART-INF")?;
+        let hold_back = self.part_hold_back.ok_or("parts without PART-HOLD-BACK")?;
+        if hold_back < 2.0 * target {
+            return Err(format!(
+                "PART-HOLD-BACK {hold_back} below twice PART-TARGET {target}"
+            ));
+        }
+        if self.preload_hint.is_none() {
+            return Err("parts without EXT-X-PRELOAD-HINT".into());
+        }
+        for (i, (n, duration, uri, independent)) in self.parts.iter().enumerate() {
+            if *duration > target + 1e-6 {
+                return Err(format!(
+                    "part {uri} lasts {duration}s, over PART-TARGET {target}"
+                ));
+            }
+            // Short parts are allowed when independent, or when they end a finished segment.
+            let last_of_segment = self.parts.get(i + 1).is_none_or(|next| next.0 != *n);
+            let finished = self.segments.iter().any(|s| s.0 == *n);
+            let may_be_short = *independent || (last_of_segment && finished);
+            if *duration < 0.85 * target && !may_be_short {
+                return Err(format!(
+                    "part {uri} lasts {duration}s, under 85% of {target}"
+                ));
+            }
+        }
+        for (n, duration, ..) in &self.segments {
+            let parts: Vec<f64> = self
+                .parts
+                .iter()
+                .filter(|p| p.0 == *n)
+                .map(|p| p.1)
+                .collect();
+            let sum: f64 = parts.iter().sum();
+            if !parts.is_empty() && (sum - duration).abs() > 0.002 {
+                return Err(format!(
+                    "segment {n}: parts add up to {sum}s, EXTINF says {duration}s"
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether the playlist holds part `part` of segment `msn` or anything later (what a
+    /// blocking request with `_HLS_msn`/`_HLS_part` must get).
+    pub fn has_part(&self, msn: u64, part: Option<u64>) -> bool {
+        if self
+            .segments
+            .iter()
+            .any(|s| s.0 > msn || (s.0 == msn && part.is_none()))
+        {
+            return true;
+        }
+        let Some(part) = part else { return false };
+        let of_msn = self.parts.iter().filter(|p| p.0 == msn).count() as u64;
+        of_msn > part || self.parts.iter().any(|p| p.0 > msn)
     }
 
     /// Checks a reload against the playlist before it (RFC 8216 §6.2.1, §6.3.2).
