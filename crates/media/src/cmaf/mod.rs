@@ -25,6 +25,8 @@
 //! finished when the first sample after it arrives. Frames must carry the viewer's rebased
 //! timestamps (continuous across publishers).
 
+use std::collections::VecDeque;
+
 use bytes::Bytes;
 
 use crate::flv::{TrackKind, TrackPacketType, Tracks};
@@ -32,6 +34,7 @@ use crate::frame::{Audience, Frame, MediaKind};
 use crate::track_info::CodecDetails;
 
 pub mod codecs;
+mod mpd;
 mod playlist;
 mod rendition;
 
@@ -93,6 +96,8 @@ pub struct Packager {
     wall_offset_ms: Option<i64>,
     /// The last timestamp seen and its unwrapped value.
     clock: Option<(u32, u64)>,
+    /// Where each publisher's segments start (DASH Periods), the first kept for good.
+    periods: VecDeque<mpd::PeriodAnchor>,
 }
 
 impl Packager {
@@ -104,6 +109,7 @@ impl Packager {
             wall_ms: None,
             wall_offset_ms: None,
             clock: None,
+            periods: VecDeque::new(),
         }
     }
 
@@ -123,12 +129,10 @@ impl Packager {
             TrackKind::Video => MediaKind::Video,
             TrackKind::Audio => MediaKind::Audio,
         };
-        if let Some(r) = self
-            .renditions
-            .iter_mut()
-            .find(|r| r.kind() == kind && r.track_id() == track_id)
-        {
-            r.details = details;
+        // The track may not have sent anything through here yet: its rendition starts now,
+        // so its first init segment has the sizes.
+        if let Some(index) = self.rendition_index(kind, track_id) {
+            self.renditions[index].details = details;
         }
     }
 
@@ -217,6 +221,9 @@ impl Packager {
             wall_offset_ms: self.wall_offset_ms,
         };
         let started = self.renditions[index].push(codec, ms, data, composition_ms, sync, role);
+        if role.leader {
+            self.note_period(index);
+        }
         for start in started.into_iter().flatten() {
             for (i, other) in self.renditions.iter_mut().enumerate() {
                 if i != index && other.boundaries.len() < 64 {
@@ -224,6 +231,28 @@ impl Packager {
                 }
             }
         }
+    }
+
+    /// Records where a new publisher's segments start (for DASH Periods).
+    fn note_period(&mut self, leader: usize) {
+        let (Some((id, media_ms)), Some(wall_offset_ms)) = (
+            self.renditions[leader].building_period(),
+            self.wall_offset_ms,
+        ) else {
+            return;
+        };
+        if self.periods.back().is_some_and(|p| p.id >= id) {
+            return;
+        }
+        if self.periods.len() >= 32 {
+            // The first stays: it fixes availabilityStartTime.
+            self.periods.remove(1);
+        }
+        self.periods.push_back(mpd::PeriodAnchor {
+            id,
+            media_ms,
+            wall_offset_ms,
+        });
     }
 
     /// The publisher left: every rendition ends its segment; the next ones follow a

@@ -585,6 +585,15 @@ impl Rendition {
             .get(usize::try_from(sequence.checked_sub(first)?).ok()?)
     }
 
+    /// The discontinuity sequence and start (ms) of the segment in progress.
+    pub(super) fn building_period(&self) -> Option<(u64, u64)> {
+        let b = self.building.as_ref()?;
+        Some((
+            self.discontinuity_sequence + u64::from(b.discontinuity),
+            b.start_ms,
+        ))
+    }
+
     /// The segment in progress.
     pub(super) fn building(&self) -> Option<&Building> {
         self.building.as_ref()

@@ -346,3 +346,51 @@ fn without_parts_a_segment_is_one_fragment() {
     assert!(text.starts_with("#EXTM3U\n#EXT-X-VERSION:7\n"));
     assert!(!text.contains("#EXT-X-PART") && !text.contains("PRELOAD") && !text.contains("SKIP"));
 }
+
+#[test]
+fn the_mpd_lists_each_rendition_with_a_timeline_and_a_period_per_publisher() {
+    let mut p = Packager::new(CmafConfig::default());
+    p.set_wall_clock(1_700_000_000_000);
+    feed(&mut p, 0, 8, 50);
+    p.publisher_left();
+    p.set_wall_clock(1_700_000_020_000);
+    feed(&mut p, 8000, 8, 50);
+    let mpd = p.mpd(1_700_000_030_000).unwrap();
+    assert!(mpd.contains("type=\"dynamic\""), "{mpd}");
+    assert!(
+        mpd.contains("availabilityStartTime=\"2023-11-14T22:13:20.000Z\""),
+        "{mpd}"
+    );
+    assert!(
+        mpd.contains("suggestedPresentationDelay=\"PT6.000S\""),
+        "{mpd}"
+    );
+    assert!(mpd.contains("<UTCTiming schemeIdUri=\"urn:mpeg:dash:utc:direct:2014\" value=\"2023-11-14T22:13:50.000Z\"/>"), "{mpd}");
+    // Two publishers: two Periods, the second starting 20 s after the first in wall time.
+    assert_eq!(mpd.matches("<Period ").count(), 2, "{mpd}");
+    assert!(
+        mpd.contains("<Period id=\"0\" start=\"PT0.000S\">"),
+        "{mpd}"
+    );
+    assert!(
+        mpd.contains("<Period id=\"1\" start=\"PT20.000S\">"),
+        "{mpd}"
+    );
+    assert_eq!(mpd.matches("<AdaptationSet ").count(), 4, "{mpd}");
+    assert!(
+        mpd.contains("<Representation id=\"v0\" bandwidth=\""),
+        "{mpd}"
+    );
+    assert!(mpd.contains("codecs=\"avc1.64001f\""), "{mpd}");
+    assert!(mpd.contains("codecs=\"mp4a.40.2\""), "{mpd}");
+    // Video: 2 s segments at 90 kHz, first period from 0, second from 8 s.
+    assert!(mpd.contains("presentationTimeOffset=\"0\" startNumber=\"0\" initialization=\"v0/init0.mp4\" media=\"v0/seg$Number$.m4s\">\n          <SegmentTimeline>\n            <S t=\"0\" d=\"180000\" r=\"3\"/>"), "{mpd}");
+    assert!(
+        mpd.contains("presentationTimeOffset=\"720000\" startNumber=\"4\""),
+        "{mpd}"
+    );
+    assert!(
+        mpd.contains("<S t=\"720000\" d=\"180000\" r=\"2\"/>"),
+        "{mpd}"
+    );
+}

@@ -14,7 +14,9 @@
 //! requests too far past the live edge get 400 at once. Everything is served from memory:
 //! playlists short-lived, segments and parts immutable (cache headers for a CDN).
 //!
-//! Not yet: DASH, a directory copy for a web server.
+//! `GET /{app}/{stream}/index.mpd` is DASH over the same renditions (weir-media `cmaf::mpd`).
+//!
+//! Not yet: a directory copy for a web server.
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -306,6 +308,27 @@ pub(super) async fn multivariant(context: Arc<Context>, path: &str) -> Response<
         .await;
     match body {
         Some(body) => respond(body, PLAYLIST, "max-age=1".into()),
+        None => unavailable(format!("no segment of {path} yet; try again\n")),
+    }
+}
+
+/// `index.mpd`: DASH over the same renditions; waits for the first segments like
+/// `index.m3u8`.
+pub(super) async fn mpd(context: Arc<Context>, path: &str) -> Response<Body> {
+    let Some(stream) = context.hls.get_or_start(&context, path, Container::Fmp4) else {
+        return not_published(path);
+    };
+    let body = stream
+        .wait_for(|p| {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as u64);
+            p.cmaf().and_then(|p| p.mpd(now))
+        })
+        .await;
+    match body {
+        // Not cached: DASH clients refresh it every minimumUpdatePeriod.
+        Some(body) => respond(body, "application/dash+xml", "no-cache".into()),
         None => unavailable(format!("no segment of {path} yet; try again\n")),
     }
 }

@@ -30,6 +30,7 @@ use crate::rtmp::Context;
 
 mod flv;
 mod hls;
+mod page;
 
 pub(crate) use hls::HlsStreams;
 
@@ -109,6 +110,10 @@ async fn connection(
 
 fn router(context: Arc<Context>) -> Router {
     Router::new()
+        .route("/", get(page::page))
+        .route("/streams.json", get(page::streams))
+        .route("/favicon.ico", get(|| async { StatusCode::NO_CONTENT }))
+        .route("/player/lib/{file}", get(page::lib))
         .route("/{app}/{file}", get(media))
         .route("/{app}/{stream}/{file}", get(stream_file))
         .route("/{app}/{stream}/{sub}/{file}", get(rendition_file))
@@ -142,7 +147,7 @@ async fn media(
     flv::play(context, peer, &app, stream, query.as_deref(), output).await
 }
 
-/// `/{app}/{stream}/index.m3u8` (HLS multivariant playlist).
+/// `/{app}/{stream}/index.m3u8` (HLS multivariant playlist), `index.mpd` (DASH).
 async fn stream_file(
     State(context): State<Arc<Context>>,
     Path((app, stream, file)): Path<(String, String, String)>,
@@ -150,6 +155,7 @@ async fn stream_file(
     let path = format!("{app}/{stream}");
     match file.as_str() {
         "index.m3u8" => hls::multivariant(context, &path).await,
+        "index.mpd" => hls::mpd(context, &path).await,
         _ => not_found().await,
     }
 }
@@ -164,8 +170,19 @@ async fn rendition_file(
     match (sub.as_str(), file.as_str()) {
         ("ts", "index.m3u8") => hls::ts_playlist(context, &path).await,
         ("ts", _) => hls::ts_file(&context, &path, &file),
-        _ => hls::rendition_file(context, &path, &sub, &file, request.uri().query()).await,
+        _ if is_rendition(&sub) => {
+            hls::rendition_file(context, &path, &sub, &file, request.uri().query()).await
+        }
+        _ => not_found().await,
     }
+}
+
+/// `v0`, `a1`: a CMAF rendition's name.
+fn is_rendition(name: &str) -> bool {
+    let mut chars = name.chars();
+    matches!(chars.next(), Some('v' | 'a'))
+        && !chars.as_str().is_empty()
+        && chars.all(|c| c.is_ascii_digit())
 }
 
 /// A WebSocket upgrade request (`Upgrade: websocket`).
@@ -180,7 +197,7 @@ fn is_websocket(request: &Request<Body>) -> bool {
 async fn not_found() -> Response<Body> {
     text(
         StatusCode::NOT_FOUND,
-        "not found; streams play at /{app}/{stream}.flv, /{app}/{stream}/index.m3u8 and /{app}/{stream}/ts/index.m3u8\n",
+        "not found; streams play at /{app}/{stream}.flv, /{app}/{stream}/index.m3u8, /{app}/{stream}/ts/index.m3u8 and /{app}/{stream}/index.mpd\n",
     )
 }
 

@@ -45,11 +45,40 @@ fn wheel_tool(name: &str, env: &str) -> PathBuf {
     if let Some(p) = std::env::var_os(env) {
         return existing(&format!("{name} ({env})"), PathBuf::from(p));
     }
-    let tools_dir = std::env::var_os("WEIR_TOOLS_DIR")
+    existing(name, tools_dir().join("bin").join(name))
+}
+
+/// `$WEIR_TOOLS_DIR` or `~/.cache/weir-tools`, where `scripts/setup.sh` installs.
+fn tools_dir() -> PathBuf {
+    std::env::var_os("WEIR_TOOLS_DIR")
         .map(PathBuf::from)
         .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/weir-tools")))
-        .unwrap_or_else(|| PathBuf::from("/root/.cache/weir-tools"));
-    existing(name, tools_dir.join("bin").join(name))
+        .unwrap_or_else(|| PathBuf::from("/root/.cache/weir-tools"))
+}
+
+/// The `node_modules` with playwright-core and the player libraries (`scripts/setup.sh`
+/// installs them with `npm ci` from `crates/weir/tests/browser/package-lock.json`).
+pub fn browser_modules() -> &'static Path {
+    static P: OnceLock<PathBuf> = OnceLock::new();
+    P.get_or_init(|| {
+        let path = tools_dir().join("browser").join("node_modules");
+        assert!(
+            path.join("playwright-core").is_dir(),
+            "browser test packages not found in {}; run scripts/setup.sh",
+            path.display()
+        );
+        path
+    })
+}
+
+/// Debian's Chromium: `$WEIR_CHROMIUM` or `/usr/bin/chromium`.
+pub fn chromium() -> &'static Path {
+    static P: OnceLock<PathBuf> = OnceLock::new();
+    P.get_or_init(|| {
+        let path = std::env::var_os("WEIR_CHROMIUM")
+            .map_or_else(|| PathBuf::from("/usr/bin/chromium"), PathBuf::from);
+        existing("chromium", path)
+    })
 }
 
 /// `rtmpdump` (librtmp): `$WEIR_RTMPDUMP` or on `PATH`.
