@@ -135,6 +135,9 @@ fn banner(addr: SocketAddr, http: SocketAddr) {
         "watch over HTTP: http://{http_host}:{http_port}/live/KEY/index.m3u8 (HLS: Safari, hls.js, VLC) \
          or http://{http_host}:{http_port}/live/KEY.flv (HTTP-FLV, mpegts.js)"
     );
+    info!(
+        "watch in a browser: http://{http_host}:{http_port}/ (player page: every stream, every format)"
+    );
 }
 
 async fn wait_for_signal() {
