@@ -46,14 +46,14 @@ impl Server {
         policy: Arc<dyn Policy>,
     ) -> anyhow::Result<Server> {
         config.validate()?;
-        let listener = TcpListener::bind(config.rtmp.addr).await.with_context(|| {
+        let listener = listen(config.rtmp.addr).with_context(|| {
             format!(
                 "cannot listen for RTMP on {} (is another server using the port? set rtmp.addr or --rtmp-addr)",
                 config.rtmp.addr
             )
         })?;
         let rtmp_addr = listener.local_addr()?;
-        let http_listener = TcpListener::bind(config.http.addr).await.with_context(|| {
+        let http_listener = listen(config.http.addr).with_context(|| {
             format!(
                 "cannot listen for HTTP on {} (is another server using the port? set http.addr or --http-addr)",
                 config.http.addr
@@ -143,4 +143,27 @@ impl Server {
             warn!("some connections did not close within {grace:?}");
         }
     }
+}
+
+/// Connections the kernel queues for a listener before `accept` (capped by
+/// `net.core.somaxconn`): a burst of viewers (everyone reconnecting after a restart) must not
+/// overflow it, or their SYNs are dropped and each waits a 1 s retransmit (seen with the
+/// standard library's 128).
+const LISTEN_BACKLOG: i32 = 4096;
+
+/// A listening socket on `addr` with a deep accept queue.
+fn listen(addr: std::net::SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = socket2::Socket::new(
+        socket2::Domain::for_address(addr),
+        socket2::Type::STREAM,
+        Some(socket2::Protocol::TCP),
+    )?;
+    socket.set_reuse_address(true)?;
+    if addr.is_ipv6() {
+        socket.set_only_v6(false)?;
+    }
+    socket.bind(&addr.into())?;
+    socket.listen(LISTEN_BACKLOG)?;
+    socket.set_nonblocking(true)?;
+    TcpListener::from_std(socket.into())
 }

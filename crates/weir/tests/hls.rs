@@ -290,3 +290,116 @@ fn ffmpeg_plays_live_hls_in_both_containers() {
     publisher.wait_finished(Duration::from_secs(20));
     weir.shutdown();
 }
+
+/// Resident memory of this process (weir runs in it), KiB.
+fn rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0)
+}
+
+/// Thousands of blocking playlist requests held at once: each is answered once its part
+/// exists, in bounded time and memory, while an HTTP-FLV viewer of the same stream keeps
+/// receiving.
+#[test]
+fn thousands_of_held_blocking_requests_are_answered_while_the_stream_plays() {
+    const HELD: usize = 3000;
+    // Client and server sockets both live in this process.
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    unsafe {
+        libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit);
+        limit.rlim_cur = limit.rlim_max;
+        libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
+    }
+    assert!(
+        limit.rlim_cur as usize > 2 * HELD + 200,
+        "the file limit ({}) is too low for {HELD} held requests",
+        limit.rlim_cur
+    );
+    let dir = TestDir::new("hls-held");
+    let weir = WeirServer::start(dir.path());
+    let addr = weir.http_addr();
+    let mut publisher = weir.publish_fixture("held", dir.path());
+    let (v0, _) = playlist_at(addr, "/live/held/v0/index.m3u8");
+    let msn = v0.segments.last().unwrap().0 + 2;
+
+    // A viewer that must keep getting the stream meanwhile.
+    let flv_bytes = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = std::sync::Arc::clone(&flv_bytes);
+    let viewer = thread::spawn(move || {
+        let mut socket = TcpStream::connect(addr).unwrap();
+        socket
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        socket
+            .write_all(b"GET /live/held.flv HTTP/1.1\r\nHost: t\r\n\r\n")
+            .unwrap();
+        let mut buf = [0u8; 65536];
+        while let Ok(n) = socket.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            counter.fetch_add(n, std::sync::atomic::Ordering::Relaxed);
+        }
+    });
+    thread::sleep(Duration::from_millis(300));
+
+    let before = rss_kib();
+    let started = std::time::Instant::now();
+    let request = format!(
+        "GET /live/held/v0/index.m3u8?_HLS_msn={msn}&_HLS_part=0 HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"
+    );
+    let mut sockets = Vec::with_capacity(HELD);
+    for _ in 0..HELD {
+        let mut socket = TcpStream::connect(addr).unwrap();
+        socket.write_all(request.as_bytes()).unwrap();
+        sockets.push(socket);
+    }
+    let sent_in = started.elapsed();
+    let flv_at_send = flv_bytes.load(std::sync::atomic::Ordering::Relaxed);
+    thread::sleep(Duration::from_millis(200));
+    let held_rss = rss_kib();
+    let mut statuses = std::collections::BTreeMap::new();
+    for mut socket in sockets {
+        socket
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        let mut data = Vec::new();
+        let _ = socket.read_to_end(&mut data);
+        let status = String::from_utf8_lossy(&data[..data.len().min(12)]).to_string();
+        *statuses.entry(status).or_insert(0usize) += 1;
+    }
+    let answered_in = started.elapsed();
+    let flv_after = flv_bytes.load(std::sync::atomic::Ordering::Relaxed);
+    println!(
+        "{HELD} held requests: sent in {sent_in:?}, all answered in {answered_in:?}, \
+         statuses {statuses:?}, rss {before} -> {held_rss} KiB while held, \
+         flv viewer {flv_at_send} -> {flv_after} bytes"
+    );
+    assert_eq!(
+        statuses.get("HTTP/1.1 200").copied().unwrap_or(0),
+        HELD,
+        "{statuses:?}"
+    );
+    // Held until segment msn's first part exists (about two segments away), not longer than
+    // three target durations.
+    assert!(answered_in < Duration::from_secs(8), "{answered_in:?}");
+    assert!(
+        held_rss.saturating_sub(before) < 150 * 1024,
+        "{HELD} held requests grew memory by {} KiB",
+        held_rss.saturating_sub(before)
+    );
+    assert!(
+        flv_after > flv_at_send + 10_000,
+        "the HTTP-FLV viewer stalled while requests were held"
+    );
+    publisher.wait_finished(Duration::from_secs(20));
+    viewer.join().unwrap();
+    weir.shutdown();
+}
