@@ -6,7 +6,8 @@
 #                    [--servers "weir nginx"] [--duration S]
 #
 # Scenarios: fanout:N (one publisher, N players), flvfanout:N (the same with HTTP-FLV players;
-# weir only: nginx-rtmp has no HTTP-FLV), ingest:M (M publishers, one player each),
+# weir only: nginx-rtmp has no HTTP-FLV), llhlsfanout:N (N Low-Latency HLS clients: blocking
+# playlist reloads and every part of the video rendition; weir only), ingest:M (M publishers, one player each),
 # idle:N (N players waiting on a key nobody publishes: memory per connection).
 # WEIR_BIN=/path/to/weir benchmarks that server binary (e.g. a build of an older commit, for a
 # before/after comparison with the same load tool) instead of the one built here.
@@ -45,8 +46,8 @@ for s in $servers; do
 done
 for sc in $scenarios; do
   case "$sc" in
-    fanout:[0-9]*|flvfanout:[0-9]*|ingest:[0-9]*|idle:[0-9]*) ;;
-    *) echo "bench: bad scenario $sc (fanout:N, flvfanout:N, ingest:M, idle:N)" >&2; exit 2 ;;
+    fanout:[0-9]*|flvfanout:[0-9]*|llhlsfanout:[0-9]*|ingest:[0-9]*|idle:[0-9]*) ;;
+    *) echo "bench: bad scenario $sc (fanout:N, flvfanout:N, llhlsfanout:N, ingest:M, idle:N)" >&2; exit 2 ;;
   esac
 done
 
@@ -229,11 +230,12 @@ for sc in $scenarios; do
   case "$kind" in
     fanout) args=(--file "$stream" --publishers 1 --players "$n") ;;
     flvfanout) args=(--file "$stream" --publishers 1 --players "$n" --play-http "127.0.0.1:$http_port") ;;
+    llhlsfanout) args=(--file "$stream" --publishers 1 --players "$n" --play-llhls "127.0.0.1:$http_port") ;;
     ingest) args=(--file "$stream" --publishers "$n" --players "$n") ;;
     idle) args=(--idle "$n" --players 0) ;;
   esac
   for server in $servers; do
-    if [ "$kind" = flvfanout ] && [ "$server" != weir ]; then continue; fi
+    if { [ "$kind" = flvfanout ] || [ "$kind" = llhlsfanout ]; } && [ "$server" != weir ]; then continue; fi
     name="$server-$kind-$n"
     port=$(free_port)
     echo "-- $server $sc (port $port, ${duration}s)"

@@ -13,8 +13,8 @@ import sys
 from pathlib import Path
 
 SERVER_ORDER = ["weir", "nginx"]
-KIND_ORDER = ["fanout", "flvfanout", "ingest", "idle"]
-NAME = re.compile(r"^(?P<server>[a-z]+)-(?P<kind>fanout|flvfanout|ingest|idle)-(?P<n>\d+)\.json(?P<failed>\.failed)?$")
+KIND_ORDER = ["fanout", "flvfanout", "llhlsfanout", "ingest", "idle"]
+NAME = re.compile(r"^(?P<server>[a-z]+)-(?P<kind>fanout|flvfanout|llhlsfanout|ingest|idle)-(?P<n>\d+)\.json(?P<failed>\.failed)?$")
 
 
 def dash(value):
@@ -65,6 +65,9 @@ def rows(kind, r):
             ("latency ms p50 / p99 / max", summary(r, "latency_ms", ["p50", "p99", "max"], 1)),
             ("time to first frame ms p50", summary(r, "time_to_first_frame_ms", ["p50"])),
         ]
+    if kind == "llhlsfanout":
+        out += [("last frame of a part: latency ms p50 / p99 / max",
+                 summary(r, "part_end_latency_ms", ["p50", "p99", "max"], 1))]
     out += [("server peak RSS", mib(r.get("server_peak_rss")))]
     if kind == "idle":
         out += [("server RSS per connection", kib(r.get("server_rss_per_player")))]
@@ -107,6 +110,7 @@ def main():
         title = {
             "fanout": f"fan-out: 1 publisher, {n:,} players",
             "flvfanout": f"HTTP-FLV fan-out: 1 RTMP publisher, {n:,} HTTP-FLV players",
+            "llhlsfanout": f"LL-HLS fan-out: 1 RTMP publisher, {n:,} Low-Latency HLS clients (blocking reload, every part)",
             "ingest": f"ingest: {n:,} publishers, one player each",
             "idle": f"idle: {n:,} players waiting on an unpublished key",
         }[kind]

@@ -13,6 +13,7 @@
 #![warn(missing_docs)]
 
 mod http_player;
+mod llhls_player;
 mod player;
 pub mod procstat;
 mod publisher;
@@ -74,6 +75,11 @@ pub struct BenchOptions {
     /// publishers still use `--url`.
     #[arg(long)]
     pub play_http: Option<String>,
+    /// Players follow Low-Latency HLS from this `host:port` instead of RTMP
+    /// (`/{app}/bench-N/v0/index.m3u8` with blocking reloads, every part fetched); publishers
+    /// still use `--url`.
+    #[arg(long, conflicts_with = "play_http")]
+    pub play_llhls: Option<String>,
     /// Fraction of the source frame rate a player must keep to count as held.
     #[arg(long, default_value_t = 0.95)]
     pub held_fraction: f64,
@@ -106,6 +112,9 @@ pub struct Report {
     pub time_to_first_frame_ms: Summary,
     /// Server-added latency of live frames, ms.
     pub latency_ms: Summary,
+    /// LL-HLS: latency of the last frame of each part, ms (one frame interval of it is the
+    /// part waiting for the frame that closes it).
+    pub part_end_latency_ms: Summary,
     /// Bytes all players received in the window.
     pub bytes_delivered: u64,
     /// Server CPU seconds in the window.
@@ -175,9 +184,17 @@ pub async fn run(options: BenchOptions) -> anyhow::Result<Report> {
         } else {
             ("bench-idle".to_owned(), true)
         };
-        match &options.play_http {
-            Some(authority) if !idle => {
+        match (&options.play_http, &options.play_llhls) {
+            (Some(authority), _) if !idle => {
                 players.spawn(http_player::run(
+                    authority.clone(),
+                    base.app.clone(),
+                    stream,
+                    Arc::clone(&shared),
+                ));
+            }
+            (_, Some(authority)) if !idle => {
+                players.spawn(llhls_player::run(
                     authority.clone(),
                     base.app.clone(),
                     stream,
@@ -281,6 +298,7 @@ fn summarise(report: &mut Report, results: &[PlayerResult], window: f64, options
     let mut kbps = Vec::new();
     let mut ttff = Vec::new();
     let mut latency = Vec::new();
+    let mut part_end = Vec::new();
     let mut reasons: Vec<(String, usize)> = Vec::new();
     // Results arrive in completion order, so idle players are told apart by their flag.
     for result in results {
@@ -302,6 +320,7 @@ fn summarise(report: &mut Report, results: &[PlayerResult], window: f64, options
             ttff.push(t.as_secs_f64() * 1e3);
         }
         latency.extend(result.latencies_ms.iter().map(|&ms| f64::from(ms)));
+        part_end.extend(result.part_end_latencies_ms.iter().map(|&ms| f64::from(ms)));
         if result.disconnect.is_none() && player_fps >= options.held_fraction * report.source_fps {
             report.players_held += 1;
         }
@@ -312,6 +331,7 @@ fn summarise(report: &mut Report, results: &[PlayerResult], window: f64, options
     report.kbps = Summary::of(&mut kbps);
     report.time_to_first_frame_ms = Summary::of(&mut ttff);
     report.latency_ms = Summary::of(&mut latency);
+    report.part_end_latency_ms = Summary::of(&mut part_end);
 }
 
 fn load(path: &std::path::Path) -> anyhow::Result<Vec<FlvTag>> {

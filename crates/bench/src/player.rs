@@ -28,6 +28,9 @@ pub struct PlayerResult {
     pub bytes: u64,
     /// Server-added latency of stamped video frames sent after the player joined (ms).
     pub latencies_ms: Vec<f32>,
+    /// LL-HLS: the latency of the last frame of each part (the part is finished when the
+    /// frame after it arrives, one frame interval later; what is left is the serving delay).
+    pub part_end_latencies_ms: Vec<f32>,
     /// Why the connection ended before the run did, if it did.
     pub disconnect: Option<String>,
     /// An idle player (waits on an unpublished stream; not counted in fps or latency).
