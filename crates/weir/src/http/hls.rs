@@ -82,6 +82,9 @@ pub(crate) struct HlsStream {
     last_request: Mutex<Instant>,
     /// `EXT-X-TARGETDURATION`, for how long a blocked request may wait.
     target: Duration,
+    /// Media playlists as last rendered, by (rendition, delta update), with the progress they
+    /// were rendered at: every blocked request wakes on the same part and gets the same text.
+    rendered: Mutex<HashMap<(String, bool), (u64, Bytes)>>,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -89,6 +92,21 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 impl HlsStream {
+    /// `name`'s media playlist, rendered once per packager progress.
+    fn rendered(&self, packager: &Packager, name: &str, skip: bool) -> Option<Bytes> {
+        let progress = packager.progress();
+        let mut cache = lock(&self.rendered);
+        if let Some((at, text)) = cache.get(&(name.to_owned(), skip)) {
+            if *at == progress {
+                return Some(text.clone());
+            }
+        }
+        let text = Bytes::from(packager.media_playlist(name, skip)?);
+        // Renditions are few (MAX_RENDITIONS), so is the cache.
+        cache.insert((name.to_owned(), skip), (progress, text.clone()));
+        Some(text)
+    }
+
     /// Waits until `check` finds what it looks for, at most three target durations; `None` on
     /// time out.
     async fn wait_for<T>(&self, mut check: impl FnMut(&Packaging) -> Option<T>) -> Option<T> {
@@ -143,6 +161,7 @@ impl HlsStreams {
             progress: watch::channel(0).0,
             last_request: Mutex::new(Instant::now()),
             target: Duration::from_secs(u64::from(hls.target_duration_secs)),
+            rendered: Mutex::new(HashMap::new()),
         });
         map.insert(key, Arc::clone(&stream));
         info!(stream = %path, container = ?container, "hls packager started");
@@ -389,7 +408,7 @@ pub(super) async fn rendition_file(
                     return None;
                 }
                 match rendition.blocking(&query) {
-                    Blocking::Ready => packager.media_playlist(name, query.skip).map(Ok),
+                    Blocking::Ready => stream.rendered(packager, name, query.skip).map(Ok),
                     Blocking::Wait => None,
                     Blocking::BadRequest(why) => Some(Err(why)),
                 }
