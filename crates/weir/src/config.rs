@@ -66,6 +66,9 @@ pub struct HlsConfig {
     pub window: usize,
     /// Seconds a stream's segmenter keeps running after the last HLS request.
     pub idle_secs: u64,
+    /// Package every published stream from its first frame (the first HLS or DASH request is
+    /// answered at once), instead of starting on the first request.
+    pub always: bool,
 }
 
 impl Default for HlsConfig {
@@ -76,6 +79,7 @@ impl Default for HlsConfig {
             part_ms: 200,
             window: 12,
             idle_secs: 30,
+            always: false,
         }
     }
 }
@@ -546,6 +550,10 @@ pub const KEYS: &[(&str, &str)] = &[
     (
         "hls.idle_secs",
         "Seconds a stream's segmenter keeps running after the last HLS request.",
+    ),
+    (
+        "hls.always",
+        "Package every published stream from its first frame (HLS/DASH answer at once; costs CPU for streams nobody watches).",
     ),
     ("playback", "What players get of Enhanced RTMP streams (HEVC, AV1, VP9, Opus, FLAC, AC-3, several tracks)."),
     (

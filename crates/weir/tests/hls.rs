@@ -403,3 +403,28 @@ fn thousands_of_held_blocking_requests_are_answered_while_the_stream_plays() {
     viewer.join().unwrap();
     weir.shutdown();
 }
+
+/// `hls.always`: a stream is packaged from its first frame, so the first request is answered
+/// at once with the segments made so far.
+#[test]
+fn with_hls_always_the_first_request_finds_segments_ready() {
+    let dir = TestDir::new("hls-always");
+    let mut config = weir::Config::default();
+    config.rtmp.addr = "127.0.0.1:0".parse().unwrap();
+    config.http.addr = "127.0.0.1:0".parse().unwrap();
+    config.hls.always = true;
+    let weir = WeirServer::start_with(config, dir.path());
+    let addr = weir.http_addr();
+    let mut publisher = weir.publish_fixture("always", dir.path());
+    thread::sleep(Duration::from_secs(3));
+    for path in ["/live/always/v0/index.m3u8", "/live/always/ts/index.m3u8"] {
+        let (head, body, took) = timed_get(addr, path);
+        let text = String::from_utf8_lossy(&body).to_string();
+        assert!(head.starts_with("http/1.0 200"), "{path}: {head}");
+        let playlist = MediaPlaylist::parse(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+        assert!(playlist.segments.len() >= 2, "{path}:\n{text}");
+        assert!(took < Duration::from_millis(300), "{path} took {took:?}");
+    }
+    publisher.wait_finished(Duration::from_secs(20));
+    weir.shutdown();
+}

@@ -175,6 +175,17 @@ impl HlsStreams {
     }
 }
 
+impl HlsStreams {
+    /// `hls.always`: starts the packagers (CMAF and TS) of a stream that was just published.
+    pub(crate) fn publish_started(&self, context: &Arc<Context>, path: &str) {
+        if context.config.hls.always {
+            for container in [Container::Fmp4, Container::Ts] {
+                let _ = self.get_or_start(context, path, container);
+            }
+        }
+    }
+}
+
 /// Collects the viewer core's frames for the packager.
 #[derive(Default)]
 struct Collect {
@@ -272,7 +283,13 @@ async fn run(context: Arc<Context>, path: String, container: Container, stream: 
         }
         let since = lock(&stream.last_request).elapsed();
         if since >= idle {
-            break "no client asked for a while (hls.idle_secs)";
+            let published = context.hub.stream_stats(&path).is_some_and(|s| s.published);
+            if !(context.config.hls.always && published) {
+                break "no client asked for a while (hls.idle_secs)";
+            }
+            // hls.always: kept while the stream is published.
+            *lock(&stream.last_request) = Instant::now();
+            continue;
         }
         tokio::select! {
             received = viewer.recv() => {

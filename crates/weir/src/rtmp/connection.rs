@@ -625,6 +625,7 @@ impl Connection {
                     "publish started"
                 );
                 self.handle.set_role(Role::Publishing(key.clone()));
+                self.context.hls.publish_started(&self.context, key.path());
                 self.publications.insert(
                     stream_id,
                     Publication {
