@@ -25,7 +25,7 @@ pub mod ts;
 pub use aac::{AacError, AudioSpecificConfig};
 pub use avc::{AvcDecoderConfig, AvcError, SequenceParameterSet};
 pub use flv::{
-    single_track, AudioPacket, AudioTagHeader, Codec, FlvError, SingleTrack, TrackKind,
+    single_track, track_form, AudioPacket, AudioTagHeader, Codec, FlvError, SingleTrack, TrackKind,
     TrackPacket, TrackPacketType, Tracks, VideoFrameType, VideoPacket, VideoTagHeader, Withheld,
 };
 pub use flv_file::{FlvFileError, FlvReader, FlvTag};

@@ -524,3 +524,89 @@ fn ffprobe_lists_exactly_the_audio_and_video_streams() {
     publisher.kill();
     weir.shutdown();
 }
+
+/// A raw GET: status line and body.
+fn http_get(addr: std::net::SocketAddr, path: &str) -> (String, String) {
+    use std::io::{Read, Write};
+    let mut socket = std::net::TcpStream::connect(addr).unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    socket
+        .write_all(format!("GET {path} HTTP/1.0\r\nHost: t\r\n\r\n").as_bytes())
+        .unwrap();
+    let mut data = Vec::new();
+    let _ = socket.read_to_end(&mut data);
+    let text = String::from_utf8_lossy(&data).to_string();
+    let status = text.lines().next().unwrap_or_default().to_owned();
+    let body = text.split("\r\n\r\n").nth(1).unwrap_or_default().to_owned();
+    (status, body)
+}
+
+/// HTTP-FLV `?track=N`: a player that reads no Multitrack gets the rendition it chose, in
+/// single-track form (Debian's FFmpeg 5.1 reads it); a track the stream lacks is 404, a bad
+/// number 400.
+#[test]
+fn http_flv_plays_the_track_a_viewer_chooses() {
+    let dir = TestDir::new("enhanced-track-choice");
+    let mut config = weir::Config::default();
+    config.rtmp.addr = "127.0.0.1:0".parse().unwrap();
+    config.http.addr = "127.0.0.1:0".parse().unwrap();
+    config.http.flv_wait_secs = 20;
+    let weir = WeirServer::start_with(config, dir.path());
+    let http = weir.http_addr();
+    let (status, _) = http_get(http, "/live/choice.flv?track=x");
+    assert!(status.contains(" 400"), "{status}");
+    let base = format!("http://{http}/live/choice.flv");
+    let (out0, out1) = (dir.file("track0.mp4"), dir.file("track1.mp4"));
+    let mut default = play(tools::ffmpeg(), "ffmpeg51-track0", &base, &out0, dir.path());
+    let mut second = play(
+        tools::ffmpeg(),
+        "ffmpeg51-track1",
+        &format!("{base}?track=1"),
+        &out1,
+        dir.path(),
+    );
+    thread::sleep(Duration::from_millis(500));
+    let inputs = [
+        "testsrc=size=320x240:rate=25",
+        "testsrc=size=160x120:rate=25",
+        "sine=frequency=440:sample_rate=48000",
+        "sine=frequency=880:sample_rate=48000",
+    ];
+    let codecs = ["-c:v", "libx264", "-g", "25", "-c:a", "aac"];
+    let copy = dir.file("sent.flv");
+    let mut publisher = publish(&weir.url("choice"), &inputs, &codecs, &copy, dir.path());
+    weir.wait_published(&["live/choice"], START);
+    let (status, body) = http_get(http, "/live/choice.flv?track=9");
+    assert!(
+        status.contains(" 404") && body.contains("no video track 9"),
+        "{status} {body}"
+    );
+    finish(&mut publisher, "publish");
+    finish(&mut default, "default track play");
+    finish(&mut second, "track 1 play");
+    let got0 = streams(&out0, dir.path());
+    let got1 = streams(&out1, dir.path());
+    let video = |s: &[Stream]| {
+        s.iter()
+            .find(|s| s.kind == "video")
+            .map(|v| (v.width, v.height, v.packets))
+    };
+    assert_eq!(
+        video(&got0).map(|v| (v.0, v.1)),
+        Some((320, 240)),
+        "{got0:?}"
+    );
+    assert_eq!(
+        video(&got1).map(|v| (v.0, v.1)),
+        Some((160, 120)),
+        "{got1:?}"
+    );
+    assert!(video(&got1).unwrap().2 >= FRAMES as u64 - 5, "{got1:?}");
+    assert!(
+        got1.iter().any(|s| s.kind == "audio" && s.packets > 50),
+        "{got1:?}"
+    );
+    weir.shutdown();
+}

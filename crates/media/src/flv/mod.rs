@@ -14,7 +14,7 @@ mod tracks;
 mod video;
 
 pub use audio::{AudioPacket, AudioTagHeader};
-pub use single_track::{single_track, SingleTrack, Withheld};
+pub use single_track::{single_track, track_form, SingleTrack, Withheld};
 pub use tracks::{TrackKind, TrackPacket, TrackPacketType, Tracks};
 pub use video::{VideoFrameType, VideoPacket, VideoTagHeader};
 

@@ -32,11 +32,30 @@ pub enum Withheld {
     /// configuration or sequence end).
     #[error("legacy framing has no place for this packet")]
     NoLegacyForm,
+    /// The message does not carry the track asked for ([`track_form`] with a track other
+    /// than 0).
+    #[error("it does not carry the chosen track")]
+    NoSuchTrack,
 }
 
 /// The single-track form of an audio or video message (see the module docs). Messages this
 /// crate cannot parse are left as they are.
 pub fn single_track(kind: TrackKind, payload: &[u8]) -> SingleTrack {
+    track_form(kind, payload, 0)
+}
+
+/// Track `track_id` of an audio or video message in single-track form, for a player that
+/// asked for that track (HTTP-FLV `?track=N`): like [`single_track`] for track 0; for
+/// another track, its packet reframed, and [`Withheld::NoSuchTrack`] for a message without it
+/// (a legacy or plain single-track message is track 0).
+pub fn track_form(kind: TrackKind, payload: &[u8], track_id: u8) -> SingleTrack {
+    let missing = || {
+        SingleTrack::Withheld(if track_id == 0 {
+            Withheld::NoDefaultTrack
+        } else {
+            Withheld::NoSuchTrack
+        })
+    };
     let Some(&b0) = payload.first() else {
         return SingleTrack::AsIs;
     };
@@ -45,16 +64,20 @@ pub fn single_track(kind: TrackKind, payload: &[u8]) -> SingleTrack {
         TrackKind::Audio => b0 >> 4 == 9,
     };
     if !enhanced {
-        return SingleTrack::AsIs;
+        return if track_id == 0 {
+            SingleTrack::AsIs
+        } else {
+            missing()
+        };
     }
     let Ok(mut tracks) = Tracks::parse(kind, payload) else {
         return SingleTrack::AsIs;
     };
     let frame_type = tracks.frame_type();
     let multitrack = tracks.is_multitrack();
-    let default = tracks.find_map(|t| t.ok().filter(|t| t.track_id == 0));
-    let Some(track) = default else {
-        return SingleTrack::Withheld(Withheld::NoDefaultTrack);
+    let chosen = tracks.find_map(|t| t.ok().filter(|t| t.track_id == track_id));
+    let Some(track) = chosen else {
+        return missing();
     };
     let mod_ex = b0 & 0x0f == 7;
     let legacy_codec = matches!(track.codec, Codec::Avc | Codec::Aac);
@@ -124,6 +147,34 @@ mod tests {
             SingleTrack::Rebuilt(b) => b.to_vec(),
             other => panic!("{s}: {other:?}"),
         }
+    }
+
+    #[test]
+    fn a_chosen_track_is_reframed_and_messages_without_it_are_withheld() {
+        // ManyTracks AVC coded frames: track 0 (body 0a) and track 1 (body 0b0c), each with
+        // its composition time.
+        let many = hex("96 11 61766331 00 000004 000000 0a 01 000005 000000 0b0c");
+        assert_eq!(
+            track_form(TrackKind::Video, &many, 1),
+            SingleTrack::Rebuilt(hex("17 01 000000 0b0c").into())
+        );
+        assert_eq!(
+            track_form(TrackKind::Video, &many, 0),
+            single_track(TrackKind::Video, &many)
+        );
+        assert_eq!(
+            track_form(TrackKind::Video, &many, 2),
+            SingleTrack::Withheld(Withheld::NoSuchTrack)
+        );
+        // A legacy message is track 0 only.
+        assert_eq!(
+            track_form(TrackKind::Audio, &hex("af 01 21"), 1),
+            SingleTrack::Withheld(Withheld::NoSuchTrack)
+        );
+        assert_eq!(
+            track_form(TrackKind::Audio, &hex("af 01 21"), 0),
+            SingleTrack::AsIs
+        );
     }
 
     #[test]

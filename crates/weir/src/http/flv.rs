@@ -27,7 +27,7 @@ use futures_util::SinkExt;
 use tokio::sync::mpsc;
 use tracing::info;
 use weir_media::flv_stream::FlvStreamWriter;
-use weir_media::{Frame, TrackKind};
+use weir_media::{track_form, Frame, MediaKind, SingleTrack, TrackKind};
 
 use super::text;
 use crate::config::Unadvertised;
@@ -72,6 +72,10 @@ pub(super) async fn play(
     output: Output,
 ) -> Response<Body> {
     let key = StreamKey::new(app, stream, query);
+    let chosen = match chosen_track(query) {
+        Ok(chosen) => chosen,
+        Err(why) => return text(StatusCode::BAD_REQUEST, format!("{why}\n")),
+    };
     let handle = context.registry.register(peer, Protocol::HttpFlv);
     let client = Client {
         id: handle.id(),
@@ -104,18 +108,63 @@ pub(super) async fn play(
             format!("stream {} is not being published\n", key.path()),
         );
     }
+    let tracks_now = || {
+        context
+            .hub
+            .stream_stats(key.path())
+            .map(|s| s.tracks)
+            .unwrap_or_default()
+    };
+    let mut tracks = tracks_now();
+    if chosen.is_some() {
+        // A publisher that just started has not sent its codec headers yet: a chosen track
+        // is checked against them (up to 3 s).
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(3);
+        while tracks.is_empty() && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            tracks = tracks_now();
+        }
+    }
+    // `?track=N`: video track N, with audio track N if there is one, else the default audio.
+    let selection = chosen.map(|n| {
+        let has = |kind| tracks.iter().any(|t| t.kind == kind && t.track_id == n);
+        (n, if has(TrackKind::Audio) { n } else { 0 })
+    });
+    if let Some((n, _)) = selection {
+        if !tracks.is_empty()
+            && !tracks
+                .iter()
+                .any(|t| t.kind == TrackKind::Video && t.track_id == n)
+        {
+            let names: Vec<String> = tracks.iter().map(ToString::to_string).collect();
+            return text(
+                StatusCode::NOT_FOUND,
+                format!(
+                    "stream {} has no video track {n} (tracks: {})\n",
+                    key.path(),
+                    names.join(", ")
+                ),
+            );
+        }
+    }
     let mut response = if matches!(output, Output::HeadOnly) {
         Response::new(Body::empty())
     } else {
         let subscription = context.hub.subscribe_viewer(key.path(), Protocol::HttpFlv);
-        let (flags_audio, flags_video) = flags(&subscription.tracks());
+        let (flags_audio, flags_video) = flags(&subscription.tracks(), selection);
         let (tx, rx) = mpsc::channel(CHANNEL_BATCHES);
         let max_lag = Duration::from_secs(context.config.streams.max_viewer_lag_secs);
+        // A chosen track is cut out of the publisher's Multitrack messages per viewer.
+        let accepts = match selection {
+            Some(_) => Accepts::everything(),
+            None => Accepts::new(false, None, None, Unadvertised::Send),
+        };
         let viewer = Viewer::new(subscription, LagPolicy::SkipThenDisconnect(max_lag), now())
-            .with_accepts(Accepts::new(false, None, None, Unadvertised::Send));
+            .with_accepts(accepts);
         info!(id = handle.id(), peer = %peer, stream = %key, "http-flv play started");
         handle.set_role(Role::Playing(key.clone()));
         let sink = FlvSink {
+            selection,
             writer: FlvStreamWriter::new(),
             scratch: BytesMut::new(),
             flags: (flags_audio, flags_video),
@@ -212,16 +261,34 @@ async fn wait_for_publisher(context: &Context, path: &str) -> bool {
 
 /// The FLV header's audio and video flags: the tracks the stream has (both when it has
 /// announced none yet).
-fn flags(tracks: &[weir_media::TrackInfo]) -> (bool, bool) {
+fn flags(tracks: &[weir_media::TrackInfo], selection: Option<(u8, u8)>) -> (bool, bool) {
     if tracks.is_empty() {
         return (true, true);
     }
-    let has = |kind| tracks.iter().any(|t| t.kind == kind && t.track_id == 0);
-    (has(TrackKind::Audio), has(TrackKind::Video))
+    let (video, audio) = selection.unwrap_or((0, 0));
+    let has = |kind, id| tracks.iter().any(|t| t.kind == kind && t.track_id == id);
+    (has(TrackKind::Audio, audio), has(TrackKind::Video, video))
+}
+
+/// `?track=N` of the query, if any.
+fn chosen_track(query: Option<&str>) -> Result<Option<u8>, &'static str> {
+    let Some(value) = query
+        .unwrap_or_default()
+        .split('&')
+        .find_map(|pair| pair.strip_prefix("track="))
+    else {
+        return Ok(None);
+    };
+    value
+        .parse()
+        .map(Some)
+        .map_err(|_| "track must be a track number from 0 to 255")
 }
 
 /// Turns the viewer core's frames into FLV chunks.
 struct FlvSink {
+    /// `?track=N`: the (video, audio) track ids this viewer gets instead of the default ones.
+    selection: Option<(u8, u8)>,
     writer: FlvStreamWriter,
     /// Where the per-tag headers and back pointers are written (one allocation for many).
     scratch: BytesMut,
@@ -242,6 +309,28 @@ impl ViewerSink for FlvSink {
             self.bytes += header.len();
             self.chunks.push(header);
         }
+        let reframed;
+        let frame = match (self.selection, frame.kind) {
+            (Some((video, audio)), kind @ (MediaKind::Video | MediaKind::Audio)) => {
+                let (track_kind, id) = if kind == MediaKind::Video {
+                    (TrackKind::Video, video)
+                } else {
+                    (TrackKind::Audio, audio)
+                };
+                match track_form(track_kind, &frame.payload, id) {
+                    SingleTrack::AsIs => frame,
+                    SingleTrack::Rebuilt(payload) => {
+                        reframed = match kind {
+                            MediaKind::Video => Frame::video(frame.timestamp, payload),
+                            _ => Frame::audio(frame.timestamp, payload),
+                        };
+                        &reframed
+                    }
+                    SingleTrack::Withheld(_) => return,
+                }
+            }
+            _ => frame,
+        };
         if let Some(chunks) = self.writer.tag(frame, timestamp, &mut self.scratch) {
             for chunk in chunks {
                 self.bytes += chunk.len();
