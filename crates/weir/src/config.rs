@@ -69,6 +69,17 @@ pub struct HlsConfig {
     /// Package every published stream from its first frame (the first HLS or DASH request is
     /// answered at once), instead of starting on the first request.
     pub always: bool,
+    /// Also write each stream's HLS and DASH files under this directory (for a CDN origin or
+    /// a plain web server); empty: memory only. Implies `always`.
+    pub dir: String,
+}
+
+impl HlsConfig {
+    /// Whether every published stream is packaged from its first frame (`always`, or a
+    /// directory copy to keep current).
+    pub fn packages_always(&self) -> bool {
+        self.always || !self.dir.is_empty()
+    }
 }
 
 impl Default for HlsConfig {
@@ -80,6 +91,7 @@ impl Default for HlsConfig {
             window: 12,
             idle_secs: 30,
             always: false,
+            dir: String::new(),
         }
     }
 }
@@ -554,6 +566,10 @@ pub const KEYS: &[(&str, &str)] = &[
     (
         "hls.always",
         "Package every published stream from its first frame (HLS/DASH answer at once; costs CPU for streams nobody watches).",
+    ),
+    (
+        "hls.dir",
+        "Also write each stream's HLS/DASH files under this directory (CDN origin, plain web server); empty = memory only. Implies hls.always.",
     ),
     ("playback", "What players get of Enhanced RTMP streams (HEVC, AV1, VP9, Opus, FLAC, AC-3, several tracks)."),
     (

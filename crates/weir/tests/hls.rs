@@ -428,3 +428,97 @@ fn with_hls_always_the_first_request_finds_segments_ready() {
     publisher.wait_finished(Duration::from_secs(20));
     weir.shutdown();
 }
+
+/// `hls.dir`: the files land on disk as a plain web server would serve them (plain HLS
+/// playlists, segments that play), old segments are removed, and traversal in request paths
+/// reads nothing from disk (names that would leave the directory: `hls_dir.rs` unit test).
+#[test]
+fn hls_dir_keeps_a_playable_copy_on_disk() {
+    let dir = TestDir::new("hls-dir");
+    let root = dir.path().join("www");
+    let mut config = weir::Config::default();
+    config.rtmp.addr = "127.0.0.1:0".parse().unwrap();
+    config.http.addr = "127.0.0.1:0".parse().unwrap();
+    config.hls.dir = root.display().to_string();
+    config.hls.window = 2;
+    let weir = WeirServer::start_with(config, dir.path());
+    let addr = weir.http_addr();
+    let mut publisher = weir.publish_fixture("disk", dir.path());
+    publisher.wait_finished(Duration::from_secs(20));
+    thread::sleep(Duration::from_millis(300));
+    let base = root.join("live/disk");
+    let read = |p: &str| std::fs::read_to_string(base.join(p)).unwrap_or_default();
+    let multivariant = read("index.m3u8");
+    assert!(multivariant.contains("v0/index.m3u8"), "{multivariant}");
+    assert!(read("index.mpd").contains("<MPD"));
+    for (playlist, ext) in [
+        ("v0/index.m3u8", "m4s"),
+        ("a0/index.m3u8", "m4s"),
+        ("ts/index.m3u8", "ts"),
+    ] {
+        let text = read(playlist);
+        let parsed =
+            MediaPlaylist::parse(&text).unwrap_or_else(|e| panic!("{playlist}: {e}\n{text}"));
+        assert!(
+            !text.contains("#EXT-X-PART"),
+            "{playlist} on disk has parts:\n{text}"
+        );
+        let sub = playlist.split('/').next().unwrap();
+        for segment in &parsed.segments {
+            assert!(segment.2.ends_with(ext));
+            let file = base.join(sub).join(&segment.2);
+            assert!(
+                file.metadata().map(|m| m.len() > 0).unwrap_or(false),
+                "{}",
+                file.display()
+            );
+        }
+        // Removed with the window: only the last 2 + 2 kept segments remain.
+        let on_disk = std::fs::read_dir(base.join(sub))
+            .unwrap()
+            .filter(|e| {
+                e.as_ref()
+                    .unwrap()
+                    .file_name()
+                    .to_string_lossy()
+                    .starts_with("seg")
+            })
+            .count();
+        assert!(on_disk <= 4, "{sub}: {on_disk} segments on disk");
+    }
+    // The files play: Debian's FFmpeg reads the newest TS segment, and the newest fMP4
+    // segment behind its init segment.
+    let newest = |playlist: &str| {
+        MediaPlaylist::parse(&read(playlist))
+            .unwrap()
+            .segments
+            .last()
+            .unwrap()
+            .2
+            .clone()
+    };
+    let probe = common::probe_file(&base.join("ts").join(newest("ts/index.m3u8")), dir.path());
+    assert!(probe.video_frames() >= 25, "{probe:?}");
+    let joined = dir.path().join("joined.mp4");
+    let mut bytes = std::fs::read(base.join("v0/init0.mp4")).unwrap();
+    bytes.extend(std::fs::read(base.join("v0").join(newest("v0/index.m3u8"))).unwrap());
+    std::fs::write(&joined, bytes).unwrap();
+    let probe = common::probe_file(&joined, dir.path());
+    assert!(probe.video_frames() >= 25, "{probe:?}");
+    // Traversal in request paths: answered from memory routes only, never a file.
+    for path in [
+        "/live/../../etc/passwd",
+        "/live/%2e%2e/%2e%2e/etc/passwd",
+        "/live/disk/..%2f..%2fweir.log",
+        "/live/disk/v0/..%2f..%2f..%2fweir.log",
+        "/..%2f..%2fetc/passwd",
+    ] {
+        let (head, body) = get(addr, path);
+        assert!(
+            head.starts_with("http/1.0 404") || head.starts_with("http/1.0 400"),
+            "{path}: {head}"
+        );
+        assert!(!String::from_utf8_lossy(&body).contains("root:"), "{path}");
+    }
+    weir.shutdown();
+}

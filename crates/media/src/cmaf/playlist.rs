@@ -97,8 +97,17 @@ impl Rendition {
     /// segment in progress, the preload hint and a rendition report for each of `others`.
     /// `skip` asks for a delta update (older segments replaced by `EXT-X-SKIP`).
     pub fn playlist(&self, skip: bool, others: &[&Rendition]) -> String {
+        self.render(skip, others, self.config().part_ms > 0)
+    }
+
+    /// The media playlist without the Low-Latency tags (no parts, no blocking reload): for a
+    /// copy on disk that a plain web server or CDN serves.
+    pub fn plain_playlist(&self) -> String {
+        self.render(false, &[], false)
+    }
+
+    fn render(&self, skip: bool, others: &[&Rendition], low_latency: bool) -> String {
         let config = self.config();
-        let low_latency = config.part_ms > 0;
         let target = config.target_duration_secs;
         let segments = self.segments();
         let listed: Vec<_> = segments

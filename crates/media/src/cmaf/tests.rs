@@ -394,3 +394,17 @@ fn the_mpd_lists_each_rendition_with_a_timeline_and_a_period_per_publisher() {
         "{mpd}"
     );
 }
+
+#[test]
+fn the_plain_playlist_has_no_low_latency_tags() {
+    let mut p = Packager::new(CmafConfig::default());
+    feed(&mut p, 0, 6, 25);
+    let text = p.rendition("v0").unwrap().plain_playlist();
+    assert!(text.starts_with("#EXTM3U\n#EXT-X-VERSION:7\n#EXT-X-TARGETDURATION:2\n"));
+    assert!(
+        !text.contains("#EXT-X-PART")
+            && !text.contains("PRELOAD")
+            && !text.contains("SERVER-CONTROL")
+    );
+    assert_eq!(text.matches("#EXTINF:").count(), 5);
+}

@@ -16,10 +16,11 @@
 //!
 //! `GET /{app}/{stream}/index.mpd` is DASH over the same renditions (weir-media `cmaf::mpd`).
 //!
-//! Not yet: a directory copy for a web server.
+//! With `hls.dir`, every file is also written to disk (`hls_dir.rs`).
 
 use std::collections::HashMap;
 use std::convert::Infallible;
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -32,6 +33,7 @@ use weir_media::cmaf::{Blocking, CmafConfig, Packager, PartState, PlaylistQuery}
 use weir_media::hls::{Container, HlsConfig, Segmenter};
 use weir_media::{Frame, TrackKind};
 
+use super::hls_dir::DirWriter;
 use super::text;
 use crate::config::Unadvertised;
 use crate::rtmp::Context;
@@ -178,7 +180,7 @@ impl HlsStreams {
 impl HlsStreams {
     /// `hls.always`: starts the packagers (CMAF and TS) of a stream that was just published.
     pub(crate) fn publish_started(&self, context: &Arc<Context>, path: &str) {
-        if context.config.hls.always {
+        if context.config.hls.packages_always() {
             for container in [Container::Fmp4, Container::Ts] {
                 let _ = self.get_or_start(context, path, container);
             }
@@ -218,6 +220,9 @@ async fn run(context: Arc<Context>, path: String, container: Container, stream: 
     let mut sink = Collect::default();
     viewer.start(&mut sink);
     let mut unsupported_logged = Vec::new();
+    let mut dir = Some(&context.config.hls.dir)
+        .filter(|d| !d.is_empty())
+        .and_then(|d| DirWriter::new(Path::new(d), &path));
     let reason = loop {
         if !sink.frames.is_empty() || sink.ended {
             let describes = sink
@@ -229,62 +234,73 @@ async fn run(context: Arc<Context>, path: String, container: Container, stream: 
             } else {
                 Vec::new()
             };
-            let mut packaging = lock(&stream.packaging);
-            let wall = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_millis() as u64);
-            match &mut *packaging {
-                Packaging::Cmaf(p) => {
-                    p.set_wall_clock(wall);
-                    for track in &tracks {
-                        p.set_details(track.kind, track.track_id, track.details.clone());
-                    }
-                }
-                Packaging::Ts(s) => {
-                    s.set_wall_clock(wall);
-                    if describes {
-                        let details = |kind| {
-                            tracks
-                                .iter()
-                                .find(|t| t.kind == kind && t.track_id == 0)
-                                .map(|t| t.details.clone())
-                                .unwrap_or_default()
-                        };
-                        s.set_details(details(TrackKind::Video), details(TrackKind::Audio));
-                    }
-                }
-            }
-            for frame in sink.frames.drain(..) {
-                packaging.push(&frame);
-            }
-            if std::mem::take(&mut sink.ended) {
+            let (progress, ops) = {
+                let mut packaging = lock(&stream.packaging);
+                let wall = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_millis() as u64);
                 match &mut *packaging {
-                    Packaging::Cmaf(p) => p.publisher_left(),
-                    Packaging::Ts(s) => {
-                        s.publisher_left();
+                    Packaging::Cmaf(p) => {
+                        p.set_wall_clock(wall);
+                        for track in &tracks {
+                            p.set_details(track.kind, track.track_id, track.details.clone());
+                        }
                     }
-                }
-            }
-            if let Some(p) = packaging.cmaf() {
-                for r in p.renditions() {
-                    if let Some(why) = r.unsupported() {
-                        if !unsupported_logged.contains(&r.name().to_owned()) {
-                            unsupported_logged.push(r.name().to_owned());
-                            warn!(stream = %path, track = r.name(), "hls leaves this track out: {why}");
+                    Packaging::Ts(s) => {
+                        s.set_wall_clock(wall);
+                        if describes {
+                            let details = |kind| {
+                                tracks
+                                    .iter()
+                                    .find(|t| t.kind == kind && t.track_id == 0)
+                                    .map(|t| t.details.clone())
+                                    .unwrap_or_default()
+                            };
+                            s.set_details(details(TrackKind::Video), details(TrackKind::Audio));
                         }
                     }
                 }
-            }
-            let progress = packaging.progress();
-            drop(packaging);
+                for frame in sink.frames.drain(..) {
+                    packaging.push(&frame);
+                }
+                if std::mem::take(&mut sink.ended) {
+                    match &mut *packaging {
+                        Packaging::Cmaf(p) => p.publisher_left(),
+                        Packaging::Ts(s) => {
+                            s.publisher_left();
+                        }
+                    }
+                }
+                if let Some(p) = packaging.cmaf() {
+                    for r in p.renditions() {
+                        if let Some(why) = r.unsupported() {
+                            if !unsupported_logged.contains(&r.name().to_owned()) {
+                                unsupported_logged.push(r.name().to_owned());
+                                warn!(stream = %path, track = r.name(), "hls leaves this track out: {why}");
+                            }
+                        }
+                    }
+                }
+                let progress = packaging.progress();
+                let ops = match (&mut dir, &*packaging) {
+                    (Some(dir), Packaging::Cmaf(p)) => dir.plan_cmaf(p, wall),
+                    (Some(dir), Packaging::Ts(s)) => dir.plan_ts(s),
+                    (None, _) => Vec::new(),
+                };
+                (progress, ops)
+            };
             stream
                 .progress
                 .send_if_modified(|n| std::mem::replace(n, progress) != progress);
+            // After waking the waiting requests: the disk copy never delays them.
+            if let Some(dir) = &mut dir {
+                dir.apply(ops, &path).await;
+            }
         }
         let since = lock(&stream.last_request).elapsed();
         if since >= idle {
             let published = context.hub.stream_stats(&path).is_some_and(|s| s.published);
-            if !(context.config.hls.always && published) {
+            if !(context.config.hls.packages_always() && published) {
                 break "no client asked for a while (hls.idle_secs)";
             }
             // hls.always: kept while the stream is published.

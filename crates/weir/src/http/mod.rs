@@ -30,6 +30,7 @@ use crate::rtmp::Context;
 
 mod flv;
 mod hls;
+mod hls_dir;
 mod page;
 
 pub(crate) use hls::HlsStreams;
