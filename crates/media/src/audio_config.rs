@@ -127,6 +127,74 @@ pub fn mp3_frame(frame: &[u8]) -> Option<AudioFormat> {
     })
 }
 
+/// The `dac3` box payload (ETSI TS 102 366 F.4) from an AC-3 sync frame: fscod, bsid, bsmod,
+/// acmod, lfeon and the bit rate code, 3 bytes. `None` if `frame` is not an AC-3 frame.
+pub fn dac3(frame: &[u8]) -> Option<[u8; 3]> {
+    if frame.get(..2)? != [0x0b, 0x77] {
+        return None;
+    }
+    let fscod = u32::from(frame.get(4)? >> 6);
+    let frmsizecod = u32::from(frame.get(4)? & 0x3f);
+    let bsid = u32::from(frame.get(5)? >> 3);
+    if bsid > 10 {
+        return None;
+    }
+    let bsmod = u32::from(frame.get(5)? & 7);
+    let b = u16::from_be_bytes([*frame.get(6)?, *frame.get(7)?]);
+    let acmod = u32::from(b >> 13);
+    let mut skip = 0;
+    if acmod & 1 != 0 && acmod != 1 {
+        skip += 2;
+    }
+    if acmod & 4 != 0 {
+        skip += 2;
+    }
+    if acmod == 2 {
+        skip += 2;
+    }
+    let lfeon = u32::from((b >> (12 - skip)) & 1);
+    let bits =
+        fscod << 22 | bsid << 17 | bsmod << 14 | acmod << 11 | lfeon << 10 | (frmsizecod >> 1) << 5;
+    let [_, a, b, c] = bits.to_be_bytes();
+    Some([a, b, c])
+}
+
+/// The `dec3` box payload (ETSI TS 102 366 F.6) from an E-AC-3 sync frame with one
+/// independent substream: data rate (kbit/s), fscod, bsid, acmod, lfeon, 5 bytes. `None` if
+/// `frame` is not an E-AC-3 frame.
+pub fn dec3(frame: &[u8]) -> Option<[u8; 5]> {
+    if frame.get(..2)? != [0x0b, 0x77] {
+        return None;
+    }
+    let bsid = frame.get(5)? >> 3;
+    if bsid <= 10 {
+        return None;
+    }
+    let words = (u32::from(frame.get(2)? & 7) << 8 | u32::from(*frame.get(3)?)) + 1;
+    let b = *frame.get(4)?;
+    let fscod = b >> 6;
+    let (sample_rate, blocks) = if fscod == 3 {
+        (AC3_RATES[usize::from((b >> 4) & 3).min(2)] / 2, 6)
+    } else {
+        (
+            AC3_RATES[usize::from(fscod)],
+            [1, 2, 3, 6][usize::from((b >> 4) & 3)],
+        )
+    };
+    let acmod = (b >> 1) & 7;
+    let lfeon = b & 1;
+    // bits per frame × frames per second
+    let data_rate = (words * 16 * sample_rate / (256 * blocks) / 1000) as u16;
+    let first = (data_rate.min(0x1fff) << 3).to_be_bytes(); // num_ind_sub = 0: one substream
+    Some([
+        first[0],
+        first[1],
+        fscod << 6 | (bsid & 0x1f) << 1,
+        acmod << 1 | lfeon, // asvc 0, bsmod 0
+        0,                  // num_dep_sub 0
+    ])
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -165,6 +233,16 @@ mod tests {
     fn other_layouts() {
         // AC-3 3/2 with LFE (acmod 7: cmixlev, surmixlev, then lfeon).
         assert_eq!(ac3_frame(&hex("0b77 0000 00 40 e5 00")), format(48_000, 6));
+        // dac3 of the 48 kHz mono frame: fscod 0, bsid 8, bsmod 0, acmod 1, lfeon 0,
+        // frmsizecod 0x0d (bit_rate_code 6 = 80 kbit/s).
+        assert_eq!(dac3(&hex("0b77480d0c402f842bc1")), Some([0x10, 0x08, 0xc0]));
+        assert_eq!(dac3(&hex("0b7700bf3287c0002106")), None);
+        // dec3 of the E-AC-3 frame: 192 words, 48 kHz, 6 blocks -> 96 kbit/s; bsid 16, acmod 1.
+        assert_eq!(
+            dec3(&hex("0b7700bf3287c0002106")),
+            Some([0x03, 0x00, 0x20, 0x02, 0])
+        );
+        assert_eq!(dec3(&hex("0b77480d0c402f842bc1")), None);
         // AC-3 stereo (acmod 2: dsurmod, then lfeon) at 44.1 kHz.
         assert_eq!(ac3_frame(&hex("0b77 0000 40 40 40 00")), format(44_100, 2));
         // MP3 stereo MPEG-1 44.1 kHz.

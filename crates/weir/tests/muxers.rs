@@ -1,8 +1,9 @@
 //! weir-media's muxers against FFmpeg. Fragmented MP4: FFmpeg 9 encodes a test pattern and a
 //! tone to FLV (H.264+AAC, HEVC+Opus, AV1+Opus, VP9+Opus), weir-media turns the FLV frames
 //! into an init segment and one-second media segments, and FFmpeg 8's ffprobe and FFmpeg 9
-//! read the result: codecs, size, every packet, and a decode without errors. MPEG-TS: the
-//! same with H.264+AAC, HEVC+AAC and H.264+MP3.
+//! read the result: codecs, size, every packet, and a decode without errors (also H.264 with
+//! AC-3 and E-AC-3). MPEG-TS: the same with H.264+AAC, HEVC+AAC, H.264+MP3, H.264+AC-3 and
+//! H.264+E-AC-3.
 //!
 //! Not covered yet: FLAC. Its `fLaC`/`dfLa` entry is byte for byte what FFmpeg's own muxer
 //! writes, yet FFmpeg 8 refuses our fragmented file with FLAC ("error reading header"); the
@@ -19,8 +20,8 @@ use bytes::Bytes;
 use common::process;
 use common::{tools, TestDir};
 use serde_json::Value;
-use weir_media::fmp4::{init_segment, media_segment, Sample, TrackConfig, TrackRun};
-use weir_media::{FlvReader, Frame, MediaKind, TrackTable};
+use weir_media::fmp4::{init_segment, media_segment, Sample, TrackConfig, TrackRun, TrackType};
+use weir_media::{Codec, FlvReader, Frame, MediaKind, TrackTable};
 
 /// The samples of one track: (decode time, sample), in the track's timescale.
 struct Track {
@@ -36,20 +37,39 @@ fn tracks(frames: &[Frame]) -> Vec<Track> {
     }
     let mut out: Vec<Track> = Vec::new();
     for (index, kind) in [MediaKind::Video, MediaKind::Audio].into_iter().enumerate() {
-        let Some(header) = frames
-            .iter()
-            .find(|f| f.kind == kind && f.info.is_sequence_header)
-        else {
-            continue;
-        };
         let details = &table
             .tracks()
             .iter()
             .find(|t| (t.kind == weir_media::TrackKind::Video) == (kind == MediaKind::Video))
             .expect("track info")
             .details;
-        let config = TrackConfig::from_sequence_header(index as u32 + 1, header, details)
-            .expect("track config");
+        let first_coded = frames
+            .iter()
+            .find(|f| f.kind == kind && f.info.is_coded_frame);
+        let config = match first_coded.and_then(|f| f.info.codec) {
+            // No sequence start: a sync frame describes the stream.
+            Some(codec @ (Codec::Ac3 | Codec::Eac3)) => TrackConfig {
+                track_id: index as u32 + 1,
+                kind: TrackType::Audio,
+                codec,
+                timescale: details.sample_rate.unwrap(),
+                width: 0,
+                height: 0,
+                sample_rate: details.sample_rate.unwrap(),
+                channels: details.channels.map_or(2, u16::from),
+                config: first_coded.unwrap().body(),
+            },
+            _ => {
+                let Some(header) = frames
+                    .iter()
+                    .find(|f| f.kind == kind && f.info.is_sequence_header)
+                else {
+                    continue;
+                };
+                TrackConfig::from_sequence_header(index as u32 + 1, header, details)
+                    .expect("track config")
+            }
+        };
         let scale = u64::from(config.timescale);
         let coded: Vec<&Frame> = frames
             .iter()
@@ -187,12 +207,24 @@ fn assert_decodes(path: &Path, name: &str, dir: &Path) {
 #[test]
 fn ffmpeg_reads_what_the_fmp4_writer_wrote() {
     let dir = TestDir::new("fmp4-files");
-    let cases: [(&str, &[&str], &str, &str); 4] = [
+    let cases: [(&str, &[&str], &str, &str); 6] = [
         (
             "h264_aac",
             &["-c:v", "libx264", "-c:a", "aac"],
             "h264",
             "aac",
+        ),
+        (
+            "h264_ac3",
+            &["-c:v", "libx264", "-c:a", "ac3"],
+            "h264",
+            "ac3",
+        ),
+        (
+            "h264_eac3",
+            &["-c:v", "libx264", "-c:a", "eac3"],
+            "h264",
+            "eac3",
         ),
         (
             "hevc_opus",
@@ -258,12 +290,24 @@ fn ffmpeg_reads_what_the_fmp4_writer_wrote() {
 fn ffmpeg_reads_what_the_ts_muxer_wrote() {
     use weir_media::ts::{TsMuxer, TsStream};
     let dir = TestDir::new("ts-files");
-    let cases: [(&str, &[&str], &str, &str); 3] = [
+    let cases: [(&str, &[&str], &str, &str); 5] = [
         (
             "h264_aac",
             &["-c:v", "libx264", "-c:a", "aac"],
             "h264",
             "aac",
+        ),
+        (
+            "h264_ac3",
+            &["-c:v", "libx264", "-c:a", "ac3"],
+            "h264",
+            "ac3",
+        ),
+        (
+            "h264_eac3",
+            &["-c:v", "libx264", "-c:a", "eac3"],
+            "h264",
+            "eac3",
         ),
         (
             "hevc_aac",

@@ -272,6 +272,13 @@ impl Rendition {
         if self.unsupported.is_some() {
             return [None; 2];
         }
+        let sync_frame = |r: &Bytes| r.starts_with(&[0x0b, 0x77]);
+        if matches!(codec, Codec::Ac3 | Codec::Eac3)
+            && !self.record.as_ref().is_some_and(sync_frame)
+        {
+            // No sequence start: the first sync frame describes the stream.
+            self.record = Some(data.clone());
+        }
         let next = Held {
             ms,
             data,

@@ -408,3 +408,33 @@ fn the_plain_playlist_has_no_low_latency_tags() {
     );
     assert_eq!(text.matches("#EXTINF:").count(), 5);
 }
+
+#[test]
+fn ac3_has_no_sequence_start_and_its_first_frame_describes_it() {
+    let mut p = Packager::new(CmafConfig::default());
+    p.push(&video_header());
+    let ac3 = |ts: u32| {
+        let mut payload = vec![0x91];
+        payload.extend_from_slice(b"ac-3");
+        payload.extend_from_slice(&[0x0b, 0x77, 0x48, 0x0d, 0x0c, 0x40, 0x2f, 0x84, 0, 0]);
+        Frame::audio(ts, Bytes::from(payload))
+    };
+    let mut next_audio = 0;
+    for i in 0..100u32 {
+        let ts = i * 40;
+        while next_audio <= ts {
+            p.push(&ac3(next_audio));
+            next_audio += 32;
+        }
+        p.push(&video(ts, i % 25 == 0));
+    }
+    let a = p.rendition("a0").unwrap();
+    assert!(a.unsupported().is_none(), "{:?}", a.unsupported());
+    assert!(a.segments().len() >= 2);
+    let init = a.init_segment().unwrap();
+    assert!(init.windows(7).any(|w| w == b"dac3\x10\x08\xc0"));
+    assert!(p
+        .multivariant()
+        .unwrap()
+        .contains("CODECS=\"avc1.64001f,ac-3\""));
+}

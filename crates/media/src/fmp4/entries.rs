@@ -39,6 +39,16 @@ pub(super) fn sample_entry(w: &mut BoxWriter, track: &TrackConfig) -> Result<(),
                 w.end(at);
             });
         }
+        // AC-3 and E-AC-3 have no sequence start: `config` is a sync frame, whose header
+        // gives `dac3` / `dec3`.
+        Codec::Ac3 => {
+            let dac3 = crate::audio_config::dac3(config).ok_or_else(bad)?;
+            audio(w, track, b"ac-3", |w| w.leaf(b"dac3", &dac3));
+        }
+        Codec::Eac3 => {
+            let dec3 = crate::audio_config::dec3(config).ok_or_else(bad)?;
+            audio(w, track, b"ec-3", |w| w.leaf(b"dec3", &dec3));
+        }
         other => return Err(Fmp4Error::Unsupported(other)),
     }
     Ok(())

@@ -3,12 +3,13 @@
 //!
 //! [`init_segment`] writes a `moov` whose sample entries carry the codec configuration the
 //! publisher sent: `avc1`/`avcC`, `hvc1`/`hvcC`, `av01`/`av1C`, `vp09`/`vpcC`, `mp4a`/`esds`,
-//! `Opus`/`dOps` (from the OpusHead), `fLaC`/`dfLa`. [`media_segment`] writes one `moof` with a
+//! `Opus`/`dOps` (from the OpusHead), `fLaC`/`dfLa`, `ac-3`/`dac3` and `ec-3`/`dec3` (from a
+//! sync frame's header: these codecs have no sequence start). [`media_segment`] writes one `moof` with a
 //! `traf` per track run (`tfdt` version 1, `trun` version 1 with signed composition offsets,
 //! default-base-is-moof) and the `mdat`; it returns chunks so sample data is shared with the
 //! frames it came from (no copy). Timing (decode times, durations) is the caller's.
 //!
-//! Not yet: AC-3/E-AC-3 sample entries (`dac3`/`dec3` need fields from a frame header). FLAC:
+//! E-AC-3 with dependent substreams (7.1) is described as its independent substream only. FLAC:
 //! the `fLaC`/`dfLa` entry matches FFmpeg's own byte for byte, but FFmpeg 8 does not read our
 //! fragmented files with FLAC yet (crates/weir/tests/fmp4_files.rs); not usable until that is
 //! found.
@@ -51,7 +52,8 @@ pub struct TrackConfig {
     /// Channels (audio).
     pub channels: u16,
     /// The codec configuration as E-RTMP carries it in a sequence start: avcC, hvcC, av1C or
-    /// vpcC record; AudioSpecificConfig; OpusHead; FLAC STREAMINFO.
+    /// vpcC record; AudioSpecificConfig; OpusHead; FLAC STREAMINFO; for AC-3 and E-AC-3 (no
+    /// sequence start) a sync frame.
     pub config: Bytes,
 }
 

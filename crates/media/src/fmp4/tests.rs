@@ -92,12 +92,22 @@ fn init_segment_structure() {
 
 #[test]
 fn unsupported_and_bad_configs() {
+    let mut mp3 = opus_track();
+    mp3.codec = Codec::Mp3;
+    assert_eq!(
+        init_segment(&[mp3]),
+        Err(Fmp4Error::Unsupported(Codec::Mp3))
+    );
+    // AC-3 needs a sync frame as its configuration.
     let mut ac3 = opus_track();
     ac3.codec = Codec::Ac3;
     assert_eq!(
-        init_segment(&[ac3]),
-        Err(Fmp4Error::Unsupported(Codec::Ac3))
+        init_segment(&[ac3.clone()]),
+        Err(Fmp4Error::BadConfig(Codec::Ac3))
     );
+    ac3.config = Bytes::from_static(&[0x0b, 0x77, 0x48, 0x0d, 0x0c, 0x40, 0x2f, 0x84]);
+    let init = init_segment(&[ac3]).unwrap();
+    assert!(init.windows(7).any(|w| w == b"dac3\x10\x08\xc0"));
     let mut bad = opus_track();
     bad.config = Bytes::from_static(b"OpusHea");
     assert_eq!(init_segment(&[bad]), Err(Fmp4Error::BadConfig(Codec::Opus)));

@@ -6,7 +6,8 @@
 //! each access unit is rewritten with start codes, an access unit delimiter first, and the
 //! parameter sets from the configuration record before every key frame (a segment can then
 //! start at any key frame). Audio: AAC (an ADTS header per frame, from the
-//! AudioSpecificConfig) and MP3 (frames as they are).
+//! AudioSpecificConfig), MP3 (frames as they are), AC-3 and E-AC-3 (sync frames as they are,
+//! private_stream_1, stream types 0x81 / 0x87 with an `AC-3` / `EAC3` registration descriptor).
 
 use bytes::{BufMut, Bytes, BytesMut};
 
@@ -79,7 +80,7 @@ impl TsMuxer {
                             .ok_or(TsError::BadConfig(Codec::Aac))?;
                         Some([asc[0], asc[1]])
                     }
-                    Codec::Mp3 => None,
+                    Codec::Mp3 | Codec::Ac3 | Codec::Eac3 => None,
                     other => return Err(TsError::Unsupported(other)),
                 };
                 Some((stream, adts))
@@ -126,14 +127,25 @@ impl TsMuxer {
             pmt.put_u16(0xf000);
         }
         if let Some((stream, _)) = &self.audio {
-            let stream_type = if stream.codec == Codec::Aac {
-                0x0f
-            } else {
-                0x03
+            // AC-3 and E-AC-3 the ATSC way (A/52 Annex A): stream types 0x81 / 0x87 with a
+            // registration descriptor, as Apple's HLS expects.
+            let (stream_type, registration): (u8, Option<&[u8; 4]>) = match stream.codec {
+                Codec::Aac => (0x0f, None),
+                Codec::Ac3 => (0x81, Some(b"AC-3")),
+                Codec::Eac3 => (0x87, Some(b"EAC3")),
+                _ => (0x03, None),
             };
             pmt.put_u8(stream_type);
             pmt.put_u16(0xe000 | AUDIO_PID);
-            pmt.put_u16(0xf000);
+            match registration {
+                Some(id) => {
+                    pmt.put_u16(0xf000 | 6);
+                    pmt.put_u8(0x05); // registration_descriptor
+                    pmt.put_u8(4);
+                    pmt.put_slice(id);
+                }
+                None => pmt.put_u16(0xf000),
+            }
         }
         self.section(PMT_PID, 0x02, &pmt, out);
     }
@@ -149,7 +161,7 @@ impl TsMuxer {
         self.packetize(VIDEO_PID, 2, &pes, &es, Some(dts), keyframe, out);
     }
 
-    /// One audio frame (raw AAC or an MP3 frame) at `pts` (90 kHz). An AAC frame too long
+    /// One audio frame (raw AAC, or MP3, AC-3 or E-AC-3 frames as they are) at `pts` (90 kHz). An AAC frame too long
     /// for the ADTS length field (over 8184 bytes; real frames are under 2 KiB) is dropped.
     pub fn audio(&mut self, data: &[u8], pts: u64, out: &mut BytesMut) {
         let Some((_, adts)) = &self.audio else {
@@ -163,7 +175,12 @@ impl TsMuxer {
             es.extend_from_slice(&adts_header(*asc, data.len()));
         }
         es.extend_from_slice(data);
-        let pes = pes_header(0xc0, Some(pts), None, es.len());
+        // AC-3 / E-AC-3 travel as private_stream_1.
+        let stream_id = match &self.audio {
+            Some((stream, _)) if matches!(stream.codec, Codec::Ac3 | Codec::Eac3) => 0xbd,
+            _ => 0xc0,
+        };
+        let pes = pes_header(stream_id, Some(pts), None, es.len());
         let pcr = if self.video.is_none() {
             Some(pts)
         } else {
