@@ -1,6 +1,8 @@
-//! HLS from one RTMP ingest: Debian's FFmpeg publishes the test fixture (H.264 640x360 30 fps,
-//! 1 s GOP, AAC), Debian's FFmpeg plays `index.m3u8` (fMP4) and `ts/index.m3u8` (MPEG-TS) as
-//! live HLS; raw requests check the playlist, the caching headers and the 404s.
+//! HLS and DASH from one RTMP ingest: Debian's FFmpeg publishes the test fixture (H.264
+//! 640x360 30 fps, 1 s GOP, AAC), Debian's FFmpeg plays `index.m3u8` (CMAF renditions),
+//! `ts/index.m3u8` (MPEG-TS) and `index.mpd` (DASH) live; raw requests and our validator check
+//! the playlists (Low-Latency rules, blocking reloads, delta updates), caching headers and
+//! errors; thousands of held blocking requests; `hls.always`; the `hls.dir` copy.
 
 #[allow(unused_imports)] // the harness re-exports more than this file uses
 mod common;
@@ -272,13 +274,23 @@ fn ffmpeg_plays_live_hls_in_both_containers() {
 
     let fmp4 = format!("http://{addr}/live/hls/index.m3u8");
     let ts = format!("http://{addr}/live/hls/ts/index.m3u8");
-    let (from_fmp4, from_ts) = thread::scope(|s| {
+    let dash = format!("http://{addr}/live/hls/index.mpd");
+    let (from_fmp4, from_ts, from_dash) = thread::scope(|s| {
         let from_ts = s.spawn(|| ffmpeg_play_to_flv(Ffmpeg::Debian, &ts, 2.0, dir.path()));
+        let from_dash = s.spawn(|| ffmpeg_play_to_flv(Ffmpeg::Debian, &dash, 2.0, dir.path()));
         let from_fmp4 = ffmpeg_play_to_flv(Ffmpeg::Debian, &fmp4, 2.0, dir.path());
-        (from_fmp4, from_ts.join().unwrap())
+        (
+            from_fmp4,
+            from_ts.join().unwrap(),
+            from_dash.join().unwrap(),
+        )
     });
     let expect = Expect::h264_aac(WIDTH, HEIGHT).min_seconds(1.8);
-    for (who, report) in [("hls fmp4", &from_fmp4), ("hls ts", &from_ts)] {
+    for (who, report) in [
+        ("hls fmp4", &from_fmp4),
+        ("hls ts", &from_ts),
+        ("dash", &from_dash),
+    ] {
         report.assert_matches(&expect, who);
         let v = report.video_frames();
         assert!(
