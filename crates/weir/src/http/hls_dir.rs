@@ -126,7 +126,10 @@ impl DirWriter {
         let mut ops = Vec::new();
         let dir = self.base.join("ts");
         let count = segmenter.segment_count();
-        let Some(first) = (0..count).find(|&n| segmenter.segment(n).is_some()) else {
+        // The oldest segment still held, searched from the oldest one written (not from 0:
+        // a day-long stream has tens of thousands behind it).
+        let from = self.segments.get("ts").map_or(0, |(low, _)| *low);
+        let Some(first) = (from..count).find(|&n| segmenter.segment(n).is_some()) else {
             return ops;
         };
         let (low, next) = self.segments.get("ts").copied().unwrap_or((first, first));
