@@ -7,16 +7,23 @@
 //! runs the shared viewer core (snapshot: metadata, sequence headers, the cached GOP; then
 //! live; keyframe gating, rebased timestamps, the RTMP viewers' lag policy) into an FLV sink.
 //! The sink writes each tag as its 11-byte header, the frame's shared payload and its back pointer
-//! ([`FlvStreamWriter`]); the chunks go to the response body through a bounded channel, so a
-//! client that stops reading holds its own task back and is dropped after
+//! ([`FlvStreamWriter`]). A plain HTTP/1 request (what mpegts.js, flv.js, FFmpeg and VLC send)
+//! is served without hyper ([`play_raw`]): the viewer's task writes the response head and then
+//! each batch straight to the socket in one vectored write, so an HTTP-FLV viewer costs what an
+//! RTMP viewer costs (BENCHMARKS.md §8). HTTP/2, WebSocket and percent-encoded requests go
+//! through hyper ([`play`]), the chunks to the body or the WebSocket through a bounded
+//! channel. Either way a client that stops reading holds its own task back and is dropped after
 //! `rtmp.write_timeout_secs` (or when it falls `streams.max_viewer_lag_secs` behind), never
 //! the publisher. The response ends when the publisher leaves (players reconnect).
-//! HTTP-FLV viewers get the default track only, with every codec (mpegts.js plays HEVC, AV1,
-//! Opus and FLAC in enhanced tags).
+//! HTTP-FLV viewers get the default track, with every codec (mpegts.js plays HEVC, AV1, Opus
+//! and FLAC in enhanced tags), or the track they chose (`?track=N`).
 
 use std::convert::Infallible;
+use std::io::IoSlice;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use axum::body::Body;
@@ -24,6 +31,8 @@ use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::http::{header, HeaderValue, Response, StatusCode};
 use bytes::{Bytes, BytesMut};
 use futures_util::SinkExt;
+use tokio::io::{AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 use tracing::info;
 use weir_media::flv_stream::FlvStreamWriter;
@@ -44,6 +53,8 @@ const CHANNEL_BATCHES: usize = 64;
 const BATCH_BYTES: usize = 256 * 1024;
 /// How often a viewer adds what it wrote to the stream's counters.
 const REPORT_EVERY: Duration = Duration::from_secs(1);
+/// Most pieces in one vectored write of the raw path.
+const MAX_SLICES: usize = 64;
 
 fn now() -> Instant {
     tokio::time::Instant::now().into_std()
@@ -62,20 +73,29 @@ pub(super) enum Output {
 /// Largest message a WebSocket-FLV client may send (it has nothing to say).
 const MAX_CLIENT_MESSAGE: usize = 64 * 1024;
 
-/// Answers `GET /{app}/{stream}.flv`: HTTP-FLV, WebSocket-FLV, or `HEAD`.
-pub(super) async fn play(
+/// A play the policy allowed, of a stream that is published.
+pub(super) struct Admitted {
+    context: Arc<Context>,
+    peer: SocketAddr,
+    handle: ConnectionHandle,
+    key: StreamKey,
+    /// `?track=N`: the (video, audio) track ids instead of the default ones.
+    selection: Option<(u8, u8)>,
+}
+
+/// The checks of `GET /{app}/{stream}.flv` before any byte of media: the track choice (400),
+/// the access policy (403), a publisher (404 at once or after `http.flv_wait_secs`), the
+/// chosen track (404). An error is the status and a short text.
+pub(super) async fn admit(
     context: Arc<Context>,
     peer: SocketAddr,
     app: &str,
     stream: &str,
     query: Option<&str>,
-    output: Output,
-) -> Response<Body> {
+) -> Result<Admitted, (StatusCode, String)> {
     let key = StreamKey::new(app, stream, query);
-    let chosen = match chosen_track(query) {
-        Ok(chosen) => chosen,
-        Err(why) => return text(StatusCode::BAD_REQUEST, format!("{why}\n")),
-    };
+    let chosen =
+        chosen_track(query).map_err(|why| (StatusCode::BAD_REQUEST, format!("{why}\n")))?;
     let handle = context.registry.register(peer, Protocol::HttpFlv);
     let client = Client {
         id: handle.id(),
@@ -99,14 +119,14 @@ pub(super) async fn play(
     };
     if let Decision::Deny(reason) = decision {
         info!(id = handle.id(), peer = %peer, stream = %key, reason = %reason, "http-flv play denied");
-        return text(StatusCode::FORBIDDEN, format!("{reason}\n"));
+        return Err((StatusCode::FORBIDDEN, format!("{reason}\n")));
     }
     if !wait_for_publisher(&context, key.path()).await {
         info!(id = handle.id(), peer = %peer, stream = %key, "http-flv play of a stream nobody publishes: 404");
-        return text(
+        return Err((
             StatusCode::NOT_FOUND,
             format!("stream {} is not being published\n", key.path()),
-        );
+        ));
     }
     let tracks_now = || {
         context
@@ -137,34 +157,45 @@ pub(super) async fn play(
                 .any(|t| t.kind == TrackKind::Video && t.track_id == n)
         {
             let names: Vec<String> = tracks.iter().map(ToString::to_string).collect();
-            return text(
+            return Err((
                 StatusCode::NOT_FOUND,
                 format!(
                     "stream {} has no video track {n} (tracks: {})\n",
                     key.path(),
                     names.join(", ")
                 ),
-            );
+            ));
         }
     }
-    let mut response = if matches!(output, Output::HeadOnly) {
-        Response::new(Body::empty())
-    } else {
-        let subscription = context.hub.subscribe_viewer(key.path(), Protocol::HttpFlv);
-        let (flags_audio, flags_video) = flags(&subscription.tracks(), selection);
-        let (tx, rx) = mpsc::channel(CHANNEL_BATCHES);
+    Ok(Admitted {
+        context,
+        peer,
+        handle,
+        key,
+        selection,
+    })
+}
+
+impl Admitted {
+    /// The viewer (a hub subscription through the shared viewer core) and its FLV sink.
+    fn start(&self) -> (Viewer, FlvSink) {
+        let context = &self.context;
+        let subscription = context
+            .hub
+            .subscribe_viewer(self.key.path(), Protocol::HttpFlv);
+        let (flags_audio, flags_video) = flags(&subscription.tracks(), self.selection);
         let max_lag = Duration::from_secs(context.config.streams.max_viewer_lag_secs);
         // A chosen track is cut out of the publisher's Multitrack messages per viewer.
-        let accepts = match selection {
+        let accepts = match self.selection {
             Some(_) => Accepts::everything(),
             None => Accepts::new(false, None, None, Unadvertised::Send),
         };
         let viewer = Viewer::new(subscription, LagPolicy::SkipThenDisconnect(max_lag), now())
             .with_accepts(accepts);
-        info!(id = handle.id(), peer = %peer, stream = %key, "http-flv play started");
-        handle.set_role(Role::Playing(key.clone()));
+        info!(id = self.handle.id(), peer = %self.peer, stream = %self.key, "http-flv play started");
+        self.handle.set_role(Role::Playing(self.key.clone()));
         let sink = FlvSink {
-            selection,
+            selection: self.selection,
             writer: FlvStreamWriter::new(),
             scratch: BytesMut::new(),
             flags: (flags_audio, flags_video),
@@ -172,7 +203,30 @@ pub(super) async fn play(
             bytes: 0,
             ended: false,
         };
-        tokio::spawn(run(context, handle, viewer, sink, tx, key));
+        (viewer, sink)
+    }
+}
+
+/// Answers `GET /{app}/{stream}.flv` through hyper: HTTP-FLV (HTTP/2, or a request the raw
+/// path leaves to hyper), WebSocket-FLV, or `HEAD`.
+pub(super) async fn play(
+    context: Arc<Context>,
+    peer: SocketAddr,
+    app: &str,
+    stream: &str,
+    query: Option<&str>,
+    output: Output,
+) -> Response<Body> {
+    let admitted = match admit(context, peer, app, stream, query).await {
+        Ok(admitted) => admitted,
+        Err((status, why)) => return text(status, why),
+    };
+    let mut response = if matches!(output, Output::HeadOnly) {
+        Response::new(Body::empty())
+    } else {
+        let (viewer, sink) = admitted.start();
+        let (tx, rx) = mpsc::channel(CHANNEL_BATCHES);
+        tokio::spawn(run(admitted, viewer, sink, Delivery::Channel(tx)));
         if let Output::WebSocket(upgrade) = output {
             return upgrade
                 .max_message_size(MAX_CLIENT_MESSAGE)
@@ -206,6 +260,76 @@ pub(super) async fn play(
         HeaderValue::from_static("no-cache, no-store"),
     );
     response
+}
+
+/// HTTP/1 `GET`/`HEAD /{app}/{stream}.flv` on the connection itself, without hyper: the
+/// response head, then the FLV written straight to the socket by the viewer's own task (one
+/// vectored write per batch, no channel, no second task). Errors are short text answers;
+/// the connection closes at the end of every answer.
+pub(super) async fn play_raw(
+    context: Arc<Context>,
+    peer: SocketAddr,
+    mut socket: TcpStream,
+    request: RawFlvRequest,
+) {
+    let timeout = context.config.rtmp.write_timeout();
+    let admitted = match admit(
+        context,
+        peer,
+        &request.app,
+        &request.stream,
+        request.query.as_deref(),
+    )
+    .await
+    {
+        Ok(admitted) => admitted,
+        Err((status, why)) => {
+            let head = format!(
+                "HTTP/1.{} {} {}\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: {}\r\n\
+                 Access-Control-Allow-Origin: *\r\nConnection: close\r\n\r\n",
+                request.minor_version,
+                status.as_u16(),
+                status.canonical_reason().unwrap_or(""),
+                why.len()
+            );
+            let mut answer = head.into_bytes();
+            if !request.head_only {
+                answer.extend_from_slice(why.as_bytes());
+            }
+            let _ = tokio::time::timeout(timeout, socket.write_all(&answer)).await;
+            return;
+        }
+    };
+    // The status line answers in the request's HTTP version (1.0 or 1.1); the body runs
+    // until the connection closes.
+    let head = Bytes::from(format!(
+        "HTTP/1.{} 200 OK\r\nContent-Type: video/x-flv\r\n\
+         Cache-Control: no-cache, no-store\r\nAccess-Control-Allow-Origin: *\r\n\
+         Connection: close\r\n\r\n",
+        request.minor_version
+    ));
+    if request.head_only {
+        let _ = tokio::time::timeout(timeout, socket.write_all(&head)).await;
+        return;
+    }
+    let (viewer, mut sink) = admitted.start();
+    sink.bytes += head.len();
+    sink.chunks.push(head);
+    run(admitted, viewer, sink, Delivery::Socket(socket)).await;
+}
+
+/// What `GET /{app}/{stream}.flv` asked for, read off the raw request head.
+pub(super) struct RawFlvRequest {
+    /// The app.
+    pub app: String,
+    /// The stream name (without `.flv`).
+    pub stream: String,
+    /// The query, if any.
+    pub query: Option<String>,
+    /// `HEAD`: the response head only.
+    pub head_only: bool,
+    /// 0 for HTTP/1.0, 1 for HTTP/1.1.
+    pub minor_version: u8,
 }
 
 /// Moves the FLV chunks to the WebSocket as binary messages (the payloads are not copied),
@@ -348,15 +472,113 @@ impl ViewerSink for FlvSink {
     }
 }
 
-/// One viewer's task: the viewer core into the response body until something ends it.
-async fn run(
-    context: Arc<Context>,
-    mut handle: ConnectionHandle,
-    mut viewer: Viewer,
-    mut sink: FlvSink,
-    tx: mpsc::Sender<Vec<Bytes>>,
-    key: StreamKey,
-) {
+/// Where a viewer's FLV batches go.
+enum Delivery {
+    /// The hyper response body or the WebSocket, through a bounded channel.
+    Channel(mpsc::Sender<Vec<Bytes>>),
+    /// The connection's socket, written by the viewer's own task.
+    Socket(TcpStream),
+}
+
+impl Delivery {
+    /// Hands over one batch, within `timeout`.
+    async fn deliver(&mut self, batch: Vec<Bytes>, timeout: Duration) -> Result<(), String> {
+        match self {
+            Delivery::Channel(tx) => match tokio::time::timeout(timeout, tx.send(batch)).await {
+                Ok(Ok(())) => Ok(()),
+                Ok(Err(_)) => Err("client closed the connection".to_owned()),
+                Err(_) => Err("write timed out (rtmp.write_timeout_secs)".to_owned()),
+            },
+            Delivery::Socket(socket) => write_chunks(socket, &batch, timeout).await,
+        }
+    }
+
+    /// Resolves when the client went away (a raw socket: it closed or reset the
+    /// connection; whatever else it sends is read and dropped).
+    async fn closed(&mut self) {
+        match self {
+            Delivery::Channel(tx) => tx.closed().await,
+            Delivery::Socket(socket) => {
+                let mut scratch = [0u8; 1024];
+                loop {
+                    if socket.readable().await.is_err() {
+                        return;
+                    }
+                    match socket.try_read(&mut scratch) {
+                        Ok(0) => return,
+                        Ok(_) => {}
+                        Err(err) if err.kind() == std::io::ErrorKind::WouldBlock => {}
+                        Err(_) => return,
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Writes `chunks` in vectored writes; a timer is armed only when the socket is full.
+async fn write_chunks(
+    socket: &mut TcpStream,
+    chunks: &[Bytes],
+    timeout: Duration,
+) -> Result<(), String> {
+    let (mut index, mut offset) = (0usize, 0usize);
+    while index < chunks.len() {
+        if chunks[index].len() == offset {
+            index += 1;
+            offset = 0;
+            continue;
+        }
+        let mut slices = Vec::with_capacity(MAX_SLICES.min(chunks.len() - index));
+        slices.push(IoSlice::new(&chunks[index][offset..]));
+        slices.extend(
+            chunks[index + 1..]
+                .iter()
+                .take(MAX_SLICES - 1)
+                .map(|c| IoSlice::new(c)),
+        );
+        let first = std::future::poll_fn(|cx| {
+            Poll::Ready(Pin::new(&mut *socket).poll_write_vectored(cx, &slices))
+        })
+        .await;
+        let written = match first {
+            Poll::Ready(result) => result,
+            Poll::Pending => {
+                match tokio::time::timeout(timeout, socket.write_vectored(&slices)).await {
+                    Ok(result) => result,
+                    Err(_) => return Err("write timed out (rtmp.write_timeout_secs)".to_owned()),
+                }
+            }
+        };
+        let mut written = match written {
+            Ok(0) => return Err("client closed the connection".to_owned()),
+            Ok(n) => n,
+            Err(err) => return Err(format!("write failed: {err}")),
+        };
+        drop(slices);
+        while written > 0 {
+            let left = chunks[index].len() - offset;
+            if written >= left {
+                written -= left;
+                index += 1;
+                offset = 0;
+            } else {
+                offset += written;
+                written = 0;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// One viewer's task: the viewer core into its delivery until something ends it.
+async fn run(admitted: Admitted, mut viewer: Viewer, mut sink: FlvSink, mut delivery: Delivery) {
+    let Admitted {
+        context,
+        mut handle,
+        key,
+        ..
+    } = admitted;
     let started = now();
     let write_timeout = context.config.rtmp.write_timeout();
     let closed = handle.closed();
@@ -365,23 +587,16 @@ async fn run(
     let mut reported_at = started;
     viewer.start(&mut sink);
     let reason = loop {
-        let mut failed = None;
         if !sink.chunks.is_empty() {
             let batch = std::mem::take(&mut sink.chunks);
             let len = sink.bytes as u64;
-            match tokio::time::timeout(write_timeout, tx.send(batch)).await {
-                Ok(Ok(())) => {
-                    bytes_out += len;
-                    unreported += len;
-                }
-                Ok(Err(_)) => failed = Some("client closed the connection".to_owned()),
-                Err(_) => failed = Some("write timed out (rtmp.write_timeout_secs)".to_owned()),
+            if let Err(reason) = delivery.deliver(batch, write_timeout).await {
+                break reason;
             }
+            bytes_out += len;
+            unreported += len;
         }
         sink.bytes = 0;
-        if let Some(reason) = failed {
-            break reason;
-        }
         if sink.ended {
             break "publisher stopped".to_owned();
         }
@@ -400,7 +615,7 @@ async fn run(
                     break lagging.to_string();
                 }
             }
-            () = tx.closed() => break "client closed the connection".to_owned(),
+            () = delivery.closed() => break "client closed the connection".to_owned(),
             request = &mut closed => break request.reason,
         }
     };

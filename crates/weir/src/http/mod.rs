@@ -17,9 +17,11 @@ use axum::middleware::{self, Next};
 use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::Router;
+use bytes::BytesMut;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto::Builder;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, OwnedSemaphorePermit};
 use tokio::task::JoinSet;
@@ -32,6 +34,7 @@ mod flv;
 mod hls;
 mod hls_dir;
 mod page;
+mod prefixed;
 
 pub(crate) use hls::HlsStreams;
 
@@ -67,7 +70,14 @@ pub(crate) async fn serve(
                     continue;
                 };
                 let _ = socket.set_nodelay(true);
-                tasks.spawn(connection(socket, peer, app.clone(), shutdown.clone(), permit));
+                tasks.spawn(connection(
+                    socket,
+                    peer,
+                    app.clone(),
+                    Arc::clone(&context),
+                    shutdown.clone(),
+                    permit,
+                ));
             }
             stop = shutdown.changed() => if stop.is_err() || *shutdown.borrow() { break },
             Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
@@ -76,14 +86,113 @@ pub(crate) async fn serve(
     while tasks.join_next().await.is_some() {}
 }
 
-/// One HTTP connection (HTTP/1.1 with upgrades, or h2c) until it ends or the server stops.
+/// How far the first request head of a connection was read.
+enum Head {
+    /// A whole head (or bytes that are no HTTP/1 request: hyper answers them).
+    Complete,
+    /// More than [`MAX_HEAD`] bytes without the end of a head.
+    TooLarge,
+}
+
+/// Reads the first request head of a connection into `buf`.
+async fn read_head(socket: &mut TcpStream, buf: &mut BytesMut) -> std::io::Result<Head> {
+    loop {
+        let mut headers = [httparse::EMPTY_HEADER; 64];
+        match httparse::Request::new(&mut headers).parse(buf) {
+            Ok(httparse::Status::Partial) => {}
+            // Complete, or not HTTP/1 (h2c's preface, garbage, too many headers): hyper
+            // takes it from here.
+            _ => return Ok(Head::Complete),
+        }
+        if buf.len() >= MAX_HEAD {
+            return Ok(Head::TooLarge);
+        }
+        buf.reserve(4096);
+        if socket.read_buf(buf).await? == 0 {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+    }
+}
+
+/// A plain HTTP/1 `GET` or `HEAD` of `/{app}/{stream}.flv` (no WebSocket upgrade, nothing
+/// percent-encoded): served without hyper.
+fn raw_flv_request(head: &[u8]) -> Option<flv::RawFlvRequest> {
+    let mut headers = [httparse::EMPTY_HEADER; 64];
+    let mut request = httparse::Request::new(&mut headers);
+    if !matches!(request.parse(head), Ok(httparse::Status::Complete(_))) {
+        return None;
+    }
+    let head_only = match request.method? {
+        "GET" => false,
+        "HEAD" => true,
+        _ => return None,
+    };
+    if request
+        .headers
+        .iter()
+        .any(|h| h.name.eq_ignore_ascii_case("upgrade"))
+    {
+        return None;
+    }
+    let target = request.path?;
+    let (path, query) = match target.split_once('?') {
+        Some((path, query)) => (path, Some(query.to_owned())),
+        None => (target, None),
+    };
+    if path.contains('%') {
+        return None;
+    }
+    let (app, file) = path.strip_prefix('/')?.split_once('/')?;
+    let stream = file.strip_suffix(".flv")?;
+    if app.is_empty() || stream.is_empty() || stream.contains('/') {
+        return None;
+    }
+    Some(flv::RawFlvRequest {
+        app: app.to_owned(),
+        stream: stream.to_owned(),
+        query,
+        head_only,
+        minor_version: request.version?.min(1),
+    })
+}
+
+/// One HTTP connection until it ends or the server stops. Its first request head is read
+/// here: a plain HTTP-FLV request is served on the socket directly ([`flv::play_raw`]);
+/// anything else (HTTP/1.1 with upgrades, h2c) goes to hyper with the bytes read so far.
 async fn connection(
-    socket: TcpStream,
+    mut socket: TcpStream,
     peer: SocketAddr,
     app: Router,
+    context: Arc<Context>,
     mut shutdown: watch::Receiver<bool>,
     permit: OwnedSemaphorePermit,
 ) {
+    let mut head = BytesMut::with_capacity(1024);
+    let read = tokio::select! {
+        read = tokio::time::timeout(HEADER_TIMEOUT, read_head(&mut socket, &mut head)) => read,
+        _ = shutdown.wait_for(|stop| *stop) => return,
+    };
+    match read {
+        // Too slow (slowloris), or gone before a whole head: closed.
+        Err(_) | Ok(Err(_)) => return,
+        Ok(Ok(Head::TooLarge)) => {
+            let _ = tokio::time::timeout(
+                Duration::from_secs(5),
+                socket.write_all(
+                    b"HTTP/1.1 431 Request Header Fields Too Large\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+                ),
+            )
+            .await;
+            return;
+        }
+        Ok(Ok(Head::Complete)) => {}
+    }
+    if let Some(request) = raw_flv_request(&head) {
+        flv::play_raw(context, peer, socket, request).await;
+        drop(permit);
+        return;
+    }
+    let socket = prefixed::Prefixed::new(head, socket);
     let service = hyper::service::service_fn(move |mut request: Request<Incoming>| {
         request.extensions_mut().insert(ConnectInfo(peer));
         app.clone().oneshot(request)
