@@ -9,10 +9,8 @@
 //! default-base-is-moof) and the `mdat`; it returns chunks so sample data is shared with the
 //! frames it came from (no copy). Timing (decode times, durations) is the caller's.
 //!
-//! E-AC-3 with dependent substreams (7.1) is described as its independent substream only. FLAC:
-//! the `fLaC`/`dfLa` entry matches FFmpeg's own byte for byte, but FFmpeg 8 does not read our
-//! fragmented files with FLAC yet (crates/weir/tests/fmp4_files.rs); not usable until that is
-//! found.
+//! E-AC-3 with dependent substreams (7.1) is described as its independent substream only.
+//! Samples must not be empty: FFmpeg refuses a file with a zero-size sample.
 
 use bytes::{BufMut, Bytes, BytesMut};
 
