@@ -1,7 +1,8 @@
 //! A measuring Low-Latency HLS client, the way hls.js follows a live stream in low-latency
 //! mode: one keep-alive HTTP/1.1 connection, the video rendition's playlist
 //! (`/{app}/{stream}/v0/index.m3u8`) reloaded with blocking requests for the next part
-//! (`_HLS_msn`/`_HLS_part`), and every new part fetched as it appears. The samples of each
+//! (`_HLS_msn`/`_HLS_part`), every listed part not yet fetched, and the preload-hinted part
+//! asked for before it exists (held by the server until it is finished). The samples of each
 //! part are read out of its `moof`/`mdat` and counted like the other players' video frames;
 //! their send-time stamps (carried through unchanged in the sample data) give the latency
 //! from the publisher to the part arriving here.
@@ -121,6 +122,19 @@ fn parts_of(playlist: &str) -> Vec<(u64, u64, u64)> {
     parts
 }
 
+/// The part number of the playlist's `EXT-X-PRELOAD-HINT`.
+fn preload_hint(playlist: &str) -> Option<u64> {
+    playlist
+        .lines()
+        .find_map(|l| l.strip_prefix("#EXT-X-PRELOAD-HINT:"))?
+        .split("URI=\"part")
+        .nth(1)?
+        .split('.')
+        .next()?
+        .parse()
+        .ok()
+}
+
 /// The sample payloads of one `moof` + `mdat` fragment (or several back to back).
 fn samples(mut data: &[u8]) -> Vec<&[u8]> {
     let mut out = Vec::new();
@@ -220,7 +234,19 @@ async fn follow(
         let text = String::from_utf8_lossy(&playlist).into_owned();
         let parts = parts_of(&text);
         let first_new = next_part;
-        for &(number, ..) in parts.iter().filter(|p| p.0 >= first_new) {
+        let mut wanted: Vec<u64> = parts
+            .iter()
+            .map(|p| p.0)
+            .filter(|&n| n >= first_new)
+            .collect();
+        // Then the preload hint, asked for before it exists (the server holds the request
+        // until it is finished), as hls.js does: the part arrives in one hop.
+        if let Some(hint) = preload_hint(&text).filter(|&h| h >= first_new) {
+            if !wanted.contains(&hint) {
+                wanted.push(hint);
+            }
+        }
+        for number in wanted {
             let data = connection
                 .get(&format!("{base}/part{number}.m4s"), shared)
                 .await?;
@@ -274,5 +300,6 @@ mod tests {
             #EXT-X-PART:DURATION=0.2,URI=\"part32.m4s\",INDEPENDENT=YES\n\
             #EXT-X-PRELOAD-HINT:TYPE=PART,URI=\"part33.m4s\"\n";
         assert_eq!(parts_of(playlist), [(30, 7, 0), (31, 7, 1), (32, 8, 0)]);
+        assert_eq!(preload_hint(playlist), Some(33));
     }
 }
