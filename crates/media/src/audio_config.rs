@@ -79,9 +79,19 @@ pub fn ac3_frame(frame: &[u8]) -> Option<AudioFormat> {
     // AC-3: crc1 (16), fscod (2) + frmsizecod (6), bsid (5) + bsmod (3), then acmod.
     let fscod = frame.get(4)? >> 6;
     let sample_rate = *AC3_RATES.get(usize::from(fscod))?;
+    let (acmod, lfe) = ac3_acmod_lfeon(frame)?;
+    Some(AudioFormat {
+        sample_rate,
+        channels: ac3_channels(acmod, lfe),
+        bits_per_sample: None,
+    })
+}
+
+/// An AC-3 frame's acmod and lfeon: after bsid/bsmod come acmod (3 bits), then cmixlev,
+/// surmixlev and dsurmod (2 bits each) when the mode has them, then lfeon.
+fn ac3_acmod_lfeon(frame: &[u8]) -> Option<(u8, bool)> {
     let b = u16::from_be_bytes([*frame.get(6)?, *frame.get(7)?]);
     let acmod = (b >> 13) as u8;
-    // cmixlev, surmixlev and dsurmod (2 bits each) come before lfeon when present.
     let mut skip = 0;
     if acmod & 1 != 0 && acmod != 1 {
         skip += 2;
@@ -92,12 +102,7 @@ pub fn ac3_frame(frame: &[u8]) -> Option<AudioFormat> {
     if acmod == 2 {
         skip += 2;
     }
-    let lfe = (b >> (12 - skip)) & 1 != 0;
-    Some(AudioFormat {
-        sample_rate,
-        channels: ac3_channels(acmod, lfe),
-        bits_per_sample: None,
-    })
+    Some((acmod, (b >> (12 - skip)) & 1 != 0))
 }
 
 /// An MPEG audio (MP3) frame header.
@@ -140,19 +145,8 @@ pub fn dac3(frame: &[u8]) -> Option<[u8; 3]> {
         return None;
     }
     let bsmod = u32::from(frame.get(5)? & 7);
-    let b = u16::from_be_bytes([*frame.get(6)?, *frame.get(7)?]);
-    let acmod = u32::from(b >> 13);
-    let mut skip = 0;
-    if acmod & 1 != 0 && acmod != 1 {
-        skip += 2;
-    }
-    if acmod & 4 != 0 {
-        skip += 2;
-    }
-    if acmod == 2 {
-        skip += 2;
-    }
-    let lfeon = u32::from((b >> (12 - skip)) & 1);
+    let (acmod, lfe) = ac3_acmod_lfeon(frame)?;
+    let (acmod, lfeon) = (u32::from(acmod), u32::from(lfe));
     let bits =
         fscod << 22 | bsid << 17 | bsmod << 14 | acmod << 11 | lfeon << 10 | (frmsizecod >> 1) << 5;
     let [_, a, b, c] = bits.to_be_bytes();

@@ -6,30 +6,7 @@ use bytes::Bytes;
 use super::playlist::Blocking;
 use super::*;
 
-const AVCC: &[u8] = &[
-    1, 0x64, 0, 0x1f, 0xff, 0xe1, 0, 4, 0x67, 0x64, 0, 0x1f, 1, 0, 4, 0x68, 0xee, 0x3c, 0x80,
-];
-
-fn video_header() -> Frame {
-    Frame::video(0, Bytes::from([&[0x17, 0, 0, 0, 0][..], AVCC].concat()))
-}
-
-fn audio_header() -> Frame {
-    Frame::audio(0, Bytes::from_static(&[0xaf, 0, 0x11, 0x90]))
-}
-
-fn video(ts: u32, key: bool) -> Frame {
-    let first = if key { 0x17 } else { 0x27 };
-    let nal = if key { 0x65 } else { 0x41 };
-    Frame::video(
-        ts,
-        Bytes::from(vec![first, 1, 0, 0, 0, 0, 0, 0, 2, nal, 0xaa]),
-    )
-}
-
-fn audio(ts: u32) -> Frame {
-    Frame::audio(ts, Bytes::from_static(&[0xaf, 1, 0x21, 0x10, 0x04]))
-}
+use crate::test_util::{audio, audio_header, video, video_header, AVCC};
 
 /// An E-RTMP Multitrack (OneTrack) AVC message for `track`: a sequence start or a frame.
 fn multitrack_video(ts: u32, track: u8, key: bool, header: bool) -> Frame {
