@@ -1,5 +1,6 @@
-//! HLS segmenter and media playlists (RFC 8216), sans-IO: frames in, segments and playlists
-//! out, in fMP4 (CMAF) or MPEG-TS.
+//! The MPEG-TS HLS segmenter and its media playlist (RFC 8216), sans-IO: the default tracks'
+//! frames in, `.ts` segments and the playlist out. (fMP4/CMAF with Low-Latency HLS is
+//! [`crate::cmaf`].)
 //!
 //! A segment starts at a default-track video key frame once the current one is at least
 //! `min_segment_ms` long; if the key frames are further apart than the target duration, the
@@ -10,37 +11,31 @@
 //! viewer's rebased timestamps (continuous, starting near 0).
 //!
 //! A publisher leaving ([`Segmenter::publisher_left`]) or a codec configuration that changes
-//! closes the current segment and marks the next one `EXT-X-DISCONTINUITY` (with a new
-//! `EXT-X-MAP` when the init segment changes); media sequence numbers never go back. With a
+//! closes the current segment and marks the next one `EXT-X-DISCONTINUITY`; media sequence
+//! numbers never go back. With a
 //! wall clock given ([`Segmenter::set_wall_clock`]) every segment carries
 //! `EXT-X-PROGRAM-DATE-TIME`.
-//!
-//! Not yet: Low-Latency HLS parts, multitrack renditions.
 
 use std::collections::VecDeque;
 use std::fmt::Write as _;
 
 use bytes::{Bytes, BytesMut};
 
-use crate::fmp4::{self, Sample, TrackConfig, TrackRun};
 use crate::frame::{Frame, MediaKind};
-use crate::track_info::CodecDetails;
 use crate::ts::{TsMuxer, TsStream};
 
-/// The container of the segments.
+/// The two HLS flavours a server packages a stream into.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Container {
-    /// CMAF: an init segment and `.m4s` media segments.
+    /// CMAF renditions with Low-Latency HLS ([`crate::cmaf::Packager`]).
     Fmp4,
-    /// MPEG-TS `.ts` segments.
+    /// MPEG-TS `.ts` segments of the default tracks ([`Segmenter`]).
     Ts,
 }
 
 /// Segmenter settings.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct HlsConfig {
-    /// fMP4 or TS.
-    pub container: Container,
     /// `EXT-X-TARGETDURATION`, seconds: no segment is longer.
     pub target_duration_secs: u32,
     /// A segment is cut at the first key frame after it is this long.
@@ -52,10 +47,9 @@ pub struct HlsConfig {
 impl Default for HlsConfig {
     fn default() -> Self {
         Self {
-            container: Container::Fmp4,
-            target_duration_secs: 6,
+            target_duration_secs: 2,
             min_segment_ms: 1000,
-            window: 6,
+            window: 12,
         }
     }
 }
@@ -75,8 +69,6 @@ pub struct Segment {
     pub discontinuity: bool,
     /// Discontinuities up to and including this segment's.
     pub discontinuity_sequence: u64,
-    /// The init segment it needs (fMP4).
-    pub init_id: u32,
     /// Wall clock at its first frame, ms since the Unix epoch, when known.
     pub program_date_ms: Option<u64>,
 }
@@ -92,9 +84,7 @@ pub struct Segmenter {
     config: HlsConfig,
     video: Option<Frame>,
     audio: Option<Frame>,
-    details: (CodecDetails, CodecDetails),
-    /// The codec configuration changed since the latest init segment was built.
-    init_stale: bool,
+    /// The muxer for the current codec configuration (rebuilt when it changes).
     ts: Option<TsMuxer>,
     /// Frames of the segment being built, in arrival order, each with its duration once known.
     current: Vec<(Frame, u32)>,
@@ -113,8 +103,6 @@ pub struct Segmenter {
     /// The segment being built follows one.
     current_discontinuity: bool,
     discontinuity_sequence: u64,
-    /// Init segments by id, the latest last.
-    inits: VecDeque<(u32, Bytes)>,
     wall_ms: Option<u64>,
     current_wall_ms: Option<u64>,
     /// Last frame duration per track, for closing a segment without a next frame.
@@ -128,8 +116,6 @@ impl Segmenter {
             config,
             video: None,
             audio: None,
-            details: (CodecDetails::default(), CodecDetails::default()),
-            init_stale: true,
             ts: None,
             current: Vec::new(),
             current_bytes: 0,
@@ -142,7 +128,6 @@ impl Segmenter {
             discontinuity_pending: false,
             current_discontinuity: false,
             discontinuity_sequence: 0,
-            inits: VecDeque::new(),
             wall_ms: None,
             current_wall_ms: None,
             last_duration: [40, 21],
@@ -175,11 +160,6 @@ impl Segmenter {
         finished
     }
 
-    /// Sets what the track table says of the video and audio tracks (sizes, sample rates).
-    pub fn set_details(&mut self, video: CodecDetails, audio: CodecDetails) {
-        self.details = (video, audio);
-    }
-
     /// Takes one frame (default track, single-track form, rebased timestamps). Returns
     /// whether a segment was finished.
     pub fn push(&mut self, frame: &Frame) -> bool {
@@ -198,7 +178,6 @@ impl Segmenter {
             let new = slot.is_none() || changed;
             *slot = Some(frame.clone());
             if new {
-                self.init_stale = true;
                 self.ts = None;
             }
             if changed {
@@ -269,11 +248,7 @@ impl Segmenter {
         if frames.is_empty() {
             return false;
         }
-        let data = match self.config.container {
-            Container::Fmp4 => self.fmp4_segment(&frames),
-            Container::Ts => self.ts_segment(&frames),
-        };
-        let Some(data) = data else {
+        let Some(data) = self.ts_segment(&frames) else {
             return false;
         };
         if self.current_discontinuity {
@@ -286,7 +261,6 @@ impl Segmenter {
             independent: self.segment_independent,
             discontinuity: std::mem::take(&mut self.current_discontinuity),
             discontinuity_sequence: self.discontinuity_sequence,
-            init_id: self.inits.back().map_or(0, |(id, _)| *id),
             program_date_ms: self.current_wall_ms,
         };
         self.next_sequence += 1;
@@ -296,68 +270,6 @@ impl Segmenter {
             self.segments.pop_front();
         }
         true
-    }
-
-    fn tracks(&self) -> Vec<TrackConfig> {
-        let mut tracks = Vec::new();
-        if let Some(video) = &self.video {
-            tracks.extend(TrackConfig::from_sequence_header(1, video, &self.details.0));
-        }
-        if let Some(audio) = &self.audio {
-            tracks.extend(TrackConfig::from_sequence_header(2, audio, &self.details.1));
-        }
-        tracks
-    }
-
-    fn fmp4_segment(&mut self, frames: &[(Frame, u32)]) -> Option<Bytes> {
-        let tracks = self.tracks();
-        if self.init_stale {
-            let init = fmp4::init_segment(&tracks).ok()?;
-            self.init_stale = false;
-            if self.inits.back().is_none_or(|(_, last)| *last != init) {
-                let id = self.inits.back().map_or(0, |(id, _)| id + 1);
-                self.inits.push_back((id, init));
-                if self.inits.len() > 8 {
-                    self.inits.pop_front();
-                }
-            }
-        }
-        let mut runs: Vec<(u32, u64, Vec<Sample>)> = Vec::new();
-        for track in &tracks {
-            let kind = match track.kind {
-                fmp4::TrackType::Video => MediaKind::Video,
-                fmp4::TrackType::Audio => MediaKind::Audio,
-            };
-            let scale = u64::from(track.timescale);
-            let mut first = None;
-            let samples: Vec<Sample> = frames
-                .iter()
-                .filter(|(f, _)| f.kind == kind)
-                .map(|(f, duration)| {
-                    first.get_or_insert(u64::from(f.timestamp) * scale / 1000);
-                    Sample {
-                        data: f.body(),
-                        duration: (u64::from(*duration) * scale / 1000).max(1) as u32,
-                        composition_offset: (i64::from(f.info.composition_time) * scale as i64
-                            / 1000) as i32,
-                        sync: kind == MediaKind::Audio || f.info.is_keyframe,
-                    }
-                })
-                .collect();
-            if !samples.is_empty() {
-                runs.push((track.track_id, first.unwrap_or(0), samples));
-            }
-        }
-        let runs: Vec<TrackRun<'_>> = runs
-            .iter()
-            .map(|(id, base, samples)| TrackRun {
-                track_id: *id,
-                base_decode_time: *base,
-                samples,
-            })
-            .collect();
-        let chunks = fmp4::media_segment(self.next_sequence as u32 + 1, &runs);
-        Some(Bytes::from(chunks.concat()))
     }
 
     fn ts_segment(&mut self, frames: &[(Frame, u32)]) -> Option<Bytes> {
@@ -407,19 +319,6 @@ impl Segmenter {
         Some(out.freeze())
     }
 
-    /// The latest init segment (fMP4), once the codecs are known and a segment was written.
-    pub fn init_segment(&self) -> Option<Bytes> {
-        self.inits.back().map(|(_, init)| init.clone())
-    }
-
-    /// An init segment by id (`init{id}.mp4` in the playlist), while it is kept.
-    pub fn init_segment_by_id(&self, id: u32) -> Option<Bytes> {
-        self.inits
-            .iter()
-            .find(|(i, _)| *i == id)
-            .map(|(_, init)| init.clone())
-    }
-
     /// A segment still held, by sequence number.
     pub fn segment(&self, sequence: u64) -> Option<&Segment> {
         let first = self.segments.front()?.sequence;
@@ -432,19 +331,14 @@ impl Segmenter {
         self.next_sequence
     }
 
-    /// The media playlist: the last `window` segments, named `{prefix}{sequence}{ext}`.
+    /// The media playlist: the last `window` segments, named `seg{sequence}.ts`.
     pub fn playlist(&self) -> String {
         let listed: Vec<&Segment> = self
             .segments
             .iter()
             .skip(self.segments.len().saturating_sub(self.config.window))
             .collect();
-        let mut out = String::from("#EXTM3U\n");
-        let version = match self.config.container {
-            Container::Fmp4 => 7,
-            Container::Ts => 3,
-        };
-        let _ = writeln!(out, "#EXT-X-VERSION:{version}");
+        let mut out = String::from("#EXTM3U\n#EXT-X-VERSION:3\n");
         let _ = writeln!(
             out,
             "#EXT-X-TARGETDURATION:{}",
@@ -459,25 +353,16 @@ impl Segmenter {
             out,
             "#EXT-X-DISCONTINUITY-SEQUENCE:{discontinuity_sequence}"
         );
-        let ext = match self.config.container {
-            Container::Fmp4 => "m4s",
-            Container::Ts => "ts",
-        };
-        let mut map = None;
         for segment in listed {
             if segment.discontinuity {
                 out.push_str("#EXT-X-DISCONTINUITY\n");
-            }
-            if self.config.container == Container::Fmp4 && map != Some(segment.init_id) {
-                map = Some(segment.init_id);
-                let _ = writeln!(out, "#EXT-X-MAP:URI=\"init{}.mp4\"", segment.init_id);
             }
             if let Some(ms) = segment.program_date_ms {
                 let _ = writeln!(out, "#EXT-X-PROGRAM-DATE-TIME:{}", iso8601(ms));
             }
             let _ = writeln!(
                 out,
-                "#EXTINF:{:.3},\nseg{}.{ext}",
+                "#EXTINF:{:.3},\nseg{}.ts",
                 segment.duration, segment.sequence
             );
         }

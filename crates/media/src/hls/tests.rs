@@ -1,4 +1,4 @@
-//! The segmenter on synthetic streams: where it cuts, what the playlist says, both containers.
+//! The TS segmenter on synthetic streams: where it cuts, what the playlist says.
 
 use bytes::Bytes;
 
@@ -30,17 +30,14 @@ fn cuts_at_key_frames_and_lists_the_window() {
     // Key frames every 2 s: segments of 2 s; the last one is still open.
     assert_eq!(finished, 5);
     let playlist = s.playlist();
-    assert!(playlist.starts_with("#EXTM3U\n#EXT-X-VERSION:7\n#EXT-X-TARGETDURATION:6\n"));
-    assert!(playlist.contains(
-        "#EXT-X-MEDIA-SEQUENCE:0\n#EXT-X-DISCONTINUITY-SEQUENCE:0\n#EXT-X-MAP:URI=\"init0.mp4\"\n"
-    ));
+    assert!(playlist.starts_with("#EXTM3U\n#EXT-X-VERSION:3\n#EXT-X-TARGETDURATION:2\n"));
+    assert!(playlist.contains("#EXT-X-MEDIA-SEQUENCE:0\n#EXT-X-DISCONTINUITY-SEQUENCE:0\n"));
     assert!(!playlist.contains("#EXT-X-DISCONTINUITY\n"));
     assert_eq!(playlist.matches("#EXTINF:2.000,").count(), 5, "{playlist}");
-    assert!(playlist.contains("seg4.m4s"));
-    assert!(s.init_segment().is_some());
+    assert!(playlist.contains("seg4.ts"));
     let segment = s.segment(1).unwrap();
     assert!(segment.independent);
-    assert_eq!(&segment.data[4..8], b"moof");
+    assert_eq!(segment.data[0], 0x47);
     assert!(s.segment(9).is_none());
 }
 
@@ -88,10 +85,7 @@ fn the_window_slides_and_old_segments_stay_a_while() {
 
 #[test]
 fn ts_segments_are_whole_packets() {
-    let mut s = Segmenter::new(HlsConfig {
-        container: Container::Ts,
-        ..HlsConfig::default()
-    });
+    let mut s = Segmenter::new(HlsConfig::default());
     feed(&mut s, 5, 25);
     let playlist = s.playlist();
     assert!(playlist.contains("#EXT-X-VERSION:3\n") && !playlist.contains("EXT-X-MAP"));
@@ -99,7 +93,6 @@ fn ts_segments_are_whole_packets() {
     let segment = s.segment(0).unwrap();
     assert_eq!(segment.data.len() % 188, 0);
     assert_eq!(segment.data[0], 0x47);
-    assert!(s.init_segment().is_none());
 }
 
 #[test]
@@ -129,11 +122,9 @@ fn a_new_publisher_or_codec_is_a_discontinuity_and_sequence_numbers_go_on() {
         "{playlist}"
     );
     assert!(playlist.contains("#EXT-X-PROGRAM-DATE-TIME:2026-11-27T01:23:45.678Z\n"));
-    // Same codecs: one init segment all along.
-    assert_eq!(playlist.matches("#EXT-X-MAP").count(), 1, "{playlist}");
     let first_after = s.segment(before + 1).unwrap();
     assert!(first_after.discontinuity && first_after.independent);
-    // A new codec configuration: another discontinuity and a second init segment.
+    // A new codec configuration: another discontinuity.
     let other = Frame::video(
         9_000,
         Bytes::from([&[0x17, 0, 0, 0, 0][..], &AVCC[..18], &[0x81]].concat()),
@@ -143,12 +134,11 @@ fn a_new_publisher_or_codec_is_a_discontinuity_and_sequence_numbers_go_on() {
         s.push(&video(9_000 + i * 40, i % 25 == 0));
     }
     let playlist = s.playlist();
-    assert!(
-        playlist.contains("#EXT-X-MAP:URI=\"init1.mp4\""),
+    assert_eq!(
+        playlist.matches("#EXT-X-DISCONTINUITY\n").count(),
+        2,
         "{playlist}"
     );
-    assert!(s.init_segment_by_id(0).is_some() && s.init_segment_by_id(1).is_some());
-    assert_eq!(s.init_segment(), s.init_segment_by_id(1));
 }
 
 #[test]

@@ -31,7 +31,7 @@ use tokio::sync::watch;
 use tracing::{info, warn};
 use weir_media::cmaf::{Blocking, CmafConfig, Packager, PartState, PlaylistQuery};
 use weir_media::hls::{Container, HlsConfig, Segmenter};
-use weir_media::{Frame, TrackKind};
+use weir_media::Frame;
 
 use super::hls_dir::DirWriter;
 use super::text;
@@ -152,7 +152,6 @@ impl HlsStreams {
                 window: hls.window,
             }))),
             Container::Ts => Packaging::Ts(Box::new(Segmenter::new(HlsConfig {
-                container,
                 target_duration_secs: hls.target_duration_secs,
                 min_segment_ms: hls.min_segment_ms,
                 window: hls.window,
@@ -246,19 +245,7 @@ async fn run(context: Arc<Context>, path: String, container: Container, stream: 
                             p.set_details(track.kind, track.track_id, track.details.clone());
                         }
                     }
-                    Packaging::Ts(s) => {
-                        s.set_wall_clock(wall);
-                        if describes {
-                            let details = |kind| {
-                                tracks
-                                    .iter()
-                                    .find(|t| t.kind == kind && t.track_id == 0)
-                                    .map(|t| t.details.clone())
-                                    .unwrap_or_default()
-                            };
-                            s.set_details(details(TrackKind::Video), details(TrackKind::Audio));
-                        }
-                    }
+                    Packaging::Ts(s) => s.set_wall_clock(wall),
                 }
                 for frame in sink.frames.drain(..) {
                     packaging.push(&frame);
