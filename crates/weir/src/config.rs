@@ -26,6 +26,52 @@ pub struct Config {
     pub playback: PlaybackConfig,
     /// Logging.
     pub log: LogConfig,
+    /// Who may publish and play, per application (`[apps.NAME]`; `[apps.default]` for the
+    /// others). Empty: anyone may publish and play any stream.
+    pub apps: std::collections::BTreeMap<String, AppRules>,
+}
+
+/// `[apps.NAME]`: who may publish and play in one application.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct AppRules {
+    /// Who may publish.
+    pub publish: PublishRule,
+    /// Who may play.
+    pub play: PlayRule,
+    /// The secret stream keys (`publish = "keys"`), each by its hash, and the public name a
+    /// publish with it gets.
+    pub keys: Vec<StreamKeyEntry>,
+}
+
+/// `apps.NAME.publish`.
+#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum PublishRule {
+    /// Anyone may publish any stream name.
+    #[default]
+    Open,
+    /// Only with a stream key from `keys`; the stream gets the key's public name.
+    Keys,
+}
+
+/// `apps.NAME.play`.
+#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum PlayRule {
+    /// Anyone may play.
+    #[default]
+    Open,
+}
+
+/// One secret stream key.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct StreamKeyEntry {
+    /// `sha256:` and the hex SHA-256 of the key (`weir hash-key` prints it).
+    pub hash: String,
+    /// The public stream name a publish with this key gets (viewers watch `app/stream`).
+    pub stream: String,
 }
 
 /// `[http]`: the HTTP listener.
@@ -72,6 +118,16 @@ pub struct HlsConfig {
     /// Also write each stream's HLS and DASH files under this directory (for a CDN origin or
     /// a plain web server); empty: memory only. Implies `always`.
     pub dir: String,
+}
+
+impl Config {
+    /// Whether publishing to `app` takes a secret key (`[apps.NAME]` or `[apps.default]`).
+    pub fn publish_uses_keys(&self, app: &str) -> bool {
+        self.apps
+            .get(app)
+            .or_else(|| self.apps.get("default"))
+            .is_some_and(|rules| rules.publish == PublishRule::Keys)
+    }
 }
 
 impl HlsConfig {
@@ -311,7 +367,7 @@ pub enum ConfigError {
     #[error("config key {key}: {message}")]
     Invalid {
         /// Dotted key, e.g. `rtmp.chunk_size`.
-        key: &'static str,
+        key: String,
         /// What is wrong.
         message: String,
     },
@@ -345,7 +401,13 @@ impl Config {
 
     /// Checks ranges that the types alone do not.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        let invalid = |key, message: &str| {
+        let invalid = |key: &str, message: &str| {
+            Err(ConfigError::Invalid {
+                key: key.to_owned(),
+                message: message.to_owned(),
+            })
+        };
+        let invalid_owned = |key: String, message: &str| {
             Err(ConfigError::Invalid {
                 key,
                 message: message.to_owned(),
@@ -403,6 +465,29 @@ impl Config {
         if hls.part_ms >= hls.min_segment_ms {
             return invalid("hls.part_ms", "must be below hls.min_segment_ms");
         }
+        for (app, rules) in &self.apps {
+            let key = |k: &str| format!("apps.{app}.{k}");
+            if rules.publish == PublishRule::Keys && rules.keys.is_empty() {
+                return invalid_owned(
+                    key("keys"),
+                    "is empty but publish = \"keys\": nobody could publish; add keys (weir hash-key) or set publish = \"open\"",
+                );
+            }
+            for entry in &rules.keys {
+                if crate::auth::parse_hash(&entry.hash).is_none() {
+                    return invalid_owned(
+                        key("keys"),
+                        "holds a hash that is not sha256: and 64 hex digits; make one with `weir hash-key`",
+                    );
+                }
+                if entry.stream.is_empty() || entry.stream.contains(['/', '?']) {
+                    return invalid_owned(
+                        key("keys"),
+                        "holds a stream name that is empty or has / or ? in it",
+                    );
+                }
+            }
+        }
         if !(2..=100).contains(&hls.window) {
             return invalid("hls.window", "must be between 2 and 100");
         }
@@ -437,6 +522,15 @@ impl Config {
         for (key, doc) in KEYS {
             let Some((section, name)) = key.split_once('.') else {
                 let _ = writeln!(out, "\n# {doc}\n[{key}]");
+                if *key == "apps" && !self.apps.is_empty() {
+                    #[derive(Serialize)]
+                    struct Apps<'a> {
+                        apps: &'a std::collections::BTreeMap<String, AppRules>,
+                    }
+                    if let Ok(text) = toml::to_string(&Apps { apps: &self.apps }) {
+                        out.push_str(&text);
+                    }
+                }
                 continue;
             };
             let value = values
@@ -590,6 +684,10 @@ pub const KEYS: &[(&str, &str)] = &[
     ),
     ("log", "Logging."),
     ("log.level", "tracing filter: info, debug, weir=debug, ..."),
+    (
+        "apps",
+        "Who may publish and play, per application: [apps.NAME] (or [apps.default] for the others) with publish = \"open\" | \"keys\", play = \"open\", keys = [{ hash = \"sha256:…\", stream = \"alice\" }] (hash from `weir hash-key`).",
+    ),
 ];
 
 #[cfg(test)]
@@ -610,6 +708,41 @@ mod tests {
         let text = config.to_commented_toml();
         assert!(text.contains("# Outbound chunk size"));
         assert_eq!(Config::from_toml(&text).unwrap(), config);
+    }
+
+    #[test]
+    fn apps_read_back_and_bad_keys_are_named() {
+        let mut config = Config::default();
+        config.apps.insert(
+            "live".to_owned(),
+            AppRules {
+                publish: PublishRule::Keys,
+                keys: vec![StreamKeyEntry {
+                    hash: crate::auth::hash_key("sk_x"),
+                    stream: "alice".to_owned(),
+                }],
+                ..AppRules::default()
+            },
+        );
+        config.validate().unwrap();
+        let text = config.to_commented_toml();
+        assert_eq!(Config::from_toml(&text).unwrap(), config, "{text}");
+        let mut bad = config.clone();
+        bad.apps.get_mut("live").unwrap().keys[0].hash = "sk_x".to_owned();
+        let err = bad.validate().unwrap_err().to_string();
+        assert!(
+            err.contains("apps.live.keys") && err.contains("weir hash-key"),
+            "{err}"
+        );
+        let mut empty = config.clone();
+        empty.apps.get_mut("live").unwrap().keys.clear();
+        assert!(empty
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("nobody could publish"));
+        let err = Config::from_toml("[apps.live]\npublish = \"sometimes\"\n").unwrap_err();
+        assert!(err.to_string().contains("sometimes"), "{err}");
     }
 
     #[test]

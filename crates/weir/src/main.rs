@@ -35,6 +35,12 @@ enum Command {
     Run,
     /// Print the effective configuration as commented TOML and exit.
     Config,
+    /// Print the hash of a stream key for `[apps.NAME] keys` (with no key: make a new random
+    /// one). Only the hash goes in the config; the key goes to the encoder.
+    HashKey {
+        /// The secret stream key; a new random one when left out.
+        key: Option<String>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -52,6 +58,18 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Command::Run => run(config),
+        Command::HashKey { key } => {
+            let generated = key.is_none();
+            let key = key.unwrap_or_else(weir::auth::new_key);
+            let hash = weir::auth::hash_key(&key);
+            if generated {
+                println!("key:  {key}   (give this to the encoder as its stream key; weir keeps only the hash)");
+            }
+            println!("hash: {hash}\n");
+            println!("# in the config file, with the public name viewers watch:");
+            println!("[apps.live]\npublish = \"keys\"\nkeys = [{{ hash = \"{hash}\", stream = \"alice\" }}]");
+            ExitCode::SUCCESS
+        }
     }
 }
 

@@ -58,6 +58,9 @@ pub struct StreamRequest {
 pub enum Decision {
     /// Go ahead.
     Allow,
+    /// Go ahead under this stream name instead of the one asked for (a secret publish key
+    /// becomes the public name viewers watch). For a connect, the same as `Allow`.
+    AllowAs(String),
     /// Refuse; the text goes to the client's error status and to the log.
     Deny(String),
 }

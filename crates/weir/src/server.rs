@@ -34,10 +34,17 @@ pub struct Server {
 }
 
 impl Server {
-    /// Binds every listener and starts serving with the zero-config rules ([`OpenPolicy`]).
+    /// Binds every listener and starts serving with the configured access rules
+    /// ([`crate::auth::ConfigPolicy`] over `[apps]`; with none configured, the zero-config
+    /// rules of [`OpenPolicy`]).
     /// Fails if an address cannot be bound.
     pub async fn start(config: Config) -> anyhow::Result<Server> {
-        Server::start_with_policy(config, Arc::new(OpenPolicy)).await
+        let policy: Arc<dyn Policy> = if config.apps.is_empty() {
+            Arc::new(OpenPolicy)
+        } else {
+            Arc::new(crate::auth::ConfigPolicy::new(&config.apps))
+        };
+        Server::start_with_policy(config, policy).await
     }
 
     /// Like [`Server::start`], with `policy` deciding every connect, publish and play.

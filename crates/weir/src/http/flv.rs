@@ -93,7 +93,7 @@ pub(super) async fn admit(
     stream: &str,
     query: Option<&str>,
 ) -> Result<Admitted, (StatusCode, String)> {
-    let key = StreamKey::new(app, stream, query);
+    let mut key = StreamKey::new(app, stream, query);
     let chosen =
         chosen_track(query).map_err(|why| (StatusCode::BAD_REQUEST, format!("{why}\n")))?;
     let handle = context.registry.register(peer, Protocol::HttpFlv);
@@ -117,6 +117,9 @@ pub(super) async fn admit(
             }
         }
     };
+    if let Decision::AllowAs(name) = &decision {
+        key = StreamKey::new(key.app(), name, key.query());
+    }
     if let Decision::Deny(reason) = decision {
         info!(id = handle.id(), peer = %peer, stream = %key, reason = %reason, "http-flv play denied");
         return Err((StatusCode::FORBIDDEN, format!("{reason}\n")));

@@ -571,7 +571,7 @@ impl Connection {
         decision: Decision,
     ) -> Result<(), End> {
         match (request, decision) {
-            (Request::Connect, Decision::Allow) => {
+            (Request::Connect, Decision::Allow | Decision::AllowAs(_)) => {
                 self.handle.set_role(Role::Connected {
                     app: self.app.clone(),
                 });
@@ -590,8 +590,29 @@ impl Connection {
                 },
                 Decision::Allow,
             ) => self.start_publish(session, stream_id, key, &publish_type),
+            (
+                Request::Publish {
+                    stream_id,
+                    key,
+                    publish_type,
+                },
+                Decision::AllowAs(name),
+            ) => {
+                // The key stays out of the log: only its public name is told.
+                let public = StreamKey::new(key.app(), &name, key.query());
+                info!(id = self.id(), peer = %self.peer, stream = %public,
+                    "publish key accepted for a configured stream");
+                self.start_publish(session, stream_id, public, &publish_type)
+            }
             (Request::Publish { stream_id, key, .. }, Decision::Deny(why)) => {
-                warn!(id = self.id(), peer = %self.peer, stream = %key,
+                // In an app whose publishers use secret keys, what was tried stays out of
+                // the log (it may be a mistyped real key).
+                let shown = if self.context.config.publish_uses_keys(key.app()) {
+                    format!("{}/(key withheld)", key.app())
+                } else {
+                    key.to_string()
+                };
+                warn!(id = self.id(), peer = %self.peer, stream = %shown,
                     "publish rejected: {why} (NetStream.Publish.Denied)");
                 session
                     .reject_publish(stream_id, PublishRejection::Denied, &why)
@@ -599,6 +620,10 @@ impl Connection {
             }
             (Request::Play { stream_id, key }, Decision::Allow) => {
                 self.start_play(session, stream_id, key)
+            }
+            (Request::Play { stream_id, key }, Decision::AllowAs(name)) => {
+                let renamed = StreamKey::new(key.app(), &name, key.query());
+                self.start_play(session, stream_id, renamed)
             }
             (Request::Play { stream_id, key }, Decision::Deny(why)) => {
                 warn!(id = self.id(), peer = %self.peer, stream = %key,
