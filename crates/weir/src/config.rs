@@ -26,9 +26,20 @@ pub struct Config {
     pub playback: PlaybackConfig,
     /// Logging.
     pub log: LogConfig,
+    /// Secrets for signed URLs.
+    pub auth: AuthConfig,
     /// Who may publish and play, per application (`[apps.NAME]`; `[apps.default]` for the
     /// others). Empty: anyone may publish and play any stream.
     pub apps: std::collections::BTreeMap<String, AppRules>,
+}
+
+/// `[auth]`: secrets shared with a web backend.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthConfig {
+    /// HMAC-SHA256 secrets for signed URLs (`?expires=…&sig=…`): `weir sign` signs with the
+    /// first, every one is accepted (rotation).
+    pub secrets: Vec<String>,
 }
 
 /// `[apps.NAME]`: who may publish and play in one application.
@@ -53,6 +64,8 @@ pub enum PublishRule {
     Open,
     /// Only with a stream key from `keys`; the stream gets the key's public name.
     Keys,
+    /// Only with a signed, unexpired URL (`[auth] secrets`, `weir sign`).
+    Signed,
 }
 
 /// `apps.NAME.play`.
@@ -62,6 +75,9 @@ pub enum PlayRule {
     /// Anyone may play.
     #[default]
     Open,
+    /// Only with a signed, unexpired URL (RTMP and HTTP-FLV; HLS and DASH are refused for
+    /// such apps until their URLs can carry the signature).
+    Signed,
 }
 
 /// One secret stream key.
@@ -121,6 +137,14 @@ pub struct HlsConfig {
 }
 
 impl Config {
+    /// Whether playing from `app` takes a signed URL (`[apps.NAME]` or `[apps.default]`).
+    pub fn play_is_signed(&self, app: &str) -> bool {
+        self.apps
+            .get(app)
+            .or_else(|| self.apps.get("default"))
+            .is_some_and(|rules| rules.play == PlayRule::Signed)
+    }
+
     /// Whether publishing to `app` takes a secret key (`[apps.NAME]` or `[apps.default]`).
     pub fn publish_uses_keys(&self, app: &str) -> bool {
         self.apps
@@ -467,6 +491,13 @@ impl Config {
         }
         for (app, rules) in &self.apps {
             let key = |k: &str| format!("apps.{app}.{k}");
+            let signed = rules.publish == PublishRule::Signed || rules.play == PlayRule::Signed;
+            if signed && self.auth.secrets.iter().all(String::is_empty) {
+                return invalid_owned(
+                    key(if rules.publish == PublishRule::Signed { "publish" } else { "play" }),
+                    "is \"signed\" but auth.secrets has no secret; add one (a long random string shared with the backend that signs)",
+                );
+            }
             if rules.publish == PublishRule::Keys && rules.keys.is_empty() {
                 return invalid_owned(
                     key("keys"),
@@ -684,9 +715,14 @@ pub const KEYS: &[(&str, &str)] = &[
     ),
     ("log", "Logging."),
     ("log.level", "tracing filter: info, debug, weir=debug, ..."),
+    ("auth", "Secrets shared with a web backend."),
+    (
+        "auth.secrets",
+        "HMAC-SHA256 secrets for signed URLs (?expires=UNIX&sig=HEX): `weir sign` uses the first, all are accepted (rotation).",
+    ),
     (
         "apps",
-        "Who may publish and play, per application: [apps.NAME] (or [apps.default] for the others) with publish = \"open\" | \"keys\", play = \"open\", keys = [{ hash = \"sha256:…\", stream = \"alice\" }] (hash from `weir hash-key`).",
+        "Who may publish and play, per application: [apps.NAME] (or [apps.default] for the others) with publish = \"open\" | \"keys\" | \"signed\", play = \"open\" | \"signed\", keys = [{ hash = \"sha256:…\", stream = \"alice\" }] (hash from `weir hash-key`).",
     ),
 ];
 

@@ -41,6 +41,22 @@ enum Command {
         /// The secret stream key; a new random one when left out.
         key: Option<String>,
     },
+    /// Print the query string that signs a publish or play URL with the first of
+    /// `[auth] secrets` (for apps with publish or play = "signed").
+    Sign {
+        /// The application, e.g. live.
+        #[arg(long)]
+        app: String,
+        /// The stream name, e.g. alice.
+        #[arg(long)]
+        stream: String,
+        /// What the URL allows: play or publish.
+        #[arg(long, default_value = "play")]
+        action: String,
+        /// How long the URL works: 90s, 30m, 1h, 7d, or seconds.
+        #[arg(long, default_value = "1h")]
+        expires_in: String,
+    },
 }
 
 fn main() -> ExitCode {
@@ -58,6 +74,12 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Command::Run => run(config),
+        Command::Sign {
+            app,
+            stream,
+            action,
+            expires_in,
+        } => sign(&config, &app, &stream, &action, &expires_in),
         Command::HashKey { key } => {
             let generated = key.is_none();
             let key = key.unwrap_or_else(weir::auth::new_key);
@@ -71,6 +93,55 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
     }
+}
+
+/// `weir sign`: the signed query string, and the URLs that use it.
+fn sign(config: &Config, app: &str, stream: &str, action: &str, expires_in: &str) -> ExitCode {
+    use weir::auth::signed::{signed_query, Action};
+    let action = match action {
+        "play" => Action::Play,
+        "publish" => Action::Publish,
+        other => {
+            eprintln!("weir: --action must be play or publish, not {other:?}");
+            return ExitCode::from(2);
+        }
+    };
+    let Some(secret) = config.auth.secrets.iter().find(|s| !s.is_empty()) else {
+        eprintln!("weir: no secret to sign with: set auth.secrets in the config file (-c FILE)");
+        return ExitCode::from(2);
+    };
+    let Some(seconds) = parse_duration(expires_in) else {
+        eprintln!("weir: --expires-in {expires_in:?} is not a duration like 90s, 30m, 1h or 7d");
+        return ExitCode::from(2);
+    };
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let query = signed_query(secret, action, app, stream, now + seconds);
+    println!("{query}");
+    let host = "HOST";
+    match action {
+        Action::Play => {
+            eprintln!("rtmp://{host}:1935/{app}/{stream}?{query}");
+            eprintln!("http://{host}:8080/{app}/{stream}.flv?{query}");
+        }
+        Action::Publish => {
+            eprintln!("OBS: server rtmp://{host}:1935/{app}, stream key {stream}?{query}");
+        }
+    }
+    ExitCode::SUCCESS
+}
+
+/// `90s`, `30m`, `1h`, `7d` or plain seconds.
+fn parse_duration(text: &str) -> Option<u64> {
+    let (number, unit) = match text.char_indices().last()? {
+        (i, 's') => (&text[..i], 1),
+        (i, 'm') => (&text[..i], 60),
+        (i, 'h') => (&text[..i], 3600),
+        (i, 'd') => (&text[..i], 86_400),
+        _ => (text, 1),
+    };
+    number.parse::<u64>().ok()?.checked_mul(unit)
 }
 
 fn load(cli: &Cli) -> anyhow::Result<Config> {

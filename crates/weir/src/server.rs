@@ -42,7 +42,10 @@ impl Server {
         let policy: Arc<dyn Policy> = if config.apps.is_empty() {
             Arc::new(OpenPolicy)
         } else {
-            Arc::new(crate::auth::ConfigPolicy::new(&config.apps))
+            Arc::new(crate::auth::ConfigPolicy::new(
+                &config.apps,
+                &config.auth.secrets,
+            ))
         };
         Server::start_with_policy(config, policy).await
     }

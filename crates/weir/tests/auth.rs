@@ -110,3 +110,135 @@ fn hash_key_prints_what_the_config_takes() {
     let config = weir::Config::from_toml(snippet).unwrap();
     assert!(config.validate().is_ok());
 }
+
+/// `play = "signed"`: a URL signed by `weir sign` plays over RTMP and HTTP-FLV; a missing,
+/// forged or expired signature is refused (FFmpeg gets nothing; HTTP 403), HLS is refused for
+/// the app, and publishing stays open.
+#[test]
+fn signed_play_urls_work_until_they_expire_and_nothing_else_plays() {
+    use weir::auth::signed::{signed_query, Action};
+    use weir::config::PlayRule;
+    const SECRET: &str = "test-secret-7f3c";
+    let dir = TestDir::new("auth-signed");
+    let mut config = weir::Config::default();
+    config.rtmp.addr = "127.0.0.1:0".parse().unwrap();
+    config.http.addr = "127.0.0.1:0".parse().unwrap();
+    config.auth.secrets = vec!["newer-secret".to_owned(), SECRET.to_owned()];
+    config.apps.insert(
+        "live".to_owned(),
+        AppRules {
+            play: PlayRule::Signed,
+            ..AppRules::default()
+        },
+    );
+    // `weir sign` with the same config prints a query the server accepts.
+    let toml_path = dir.path().join("weir.toml");
+    std::fs::write(&toml_path, config.to_commented_toml()).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_weir"))
+        .arg("-c")
+        .arg(&toml_path)
+        .args([
+            "sign",
+            "--app",
+            "live",
+            "--stream",
+            "cam",
+            "--expires-in",
+            "10m",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let signed = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    assert!(
+        signed.starts_with("expires=") && signed.contains("&sig="),
+        "{signed}"
+    );
+
+    let weir = WeirServer::start_with(config, dir.path());
+    let http = weir.http_addr();
+    let mut publisher = weir.publish_fixture("cam", dir.path());
+
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let expired = signed_query(SECRET, Action::Play, "live", "cam", now - 5);
+    let forged = signed_query("not-the-secret", Action::Play, "live", "cam", now + 600);
+    let other_stream = signed_query(SECRET, Action::Play, "live", "other", now + 600);
+    for (why, query) in [
+        ("missing", String::new()),
+        ("expired", format!("?{expired}")),
+        ("forged", format!("?{forged}")),
+        ("for another stream", format!("?{other_stream}")),
+    ] {
+        let url = format!("{}{query}", weir.url("cam"));
+        let mut cmd = std::process::Command::new(common::tools::ffmpeg());
+        cmd.args(["-hide_banner", "-nostdin", "-loglevel", "error", "-i"])
+            .arg(&url)
+            .args(["-t", "1", "-c", "copy", "-f", "flv", "-y"])
+            .arg(dir.path().join("refused.flv"));
+        let (status, _, _) =
+            common::process::run("ffmpeg-refused", cmd, dir.path(), Duration::from_secs(20));
+        assert!(!status.success(), "{why}: FFmpeg played");
+        let size = std::fs::metadata(dir.path().join("refused.flv")).map_or(0, |m| m.len());
+        assert!(size < 100, "{why}: {size} bytes of media written");
+        let (status, _) = http_status(http, &format!("/live/cam.flv{query}"));
+        assert!(status.contains(" 403"), "{why}: HTTP-FLV {status}");
+    }
+    let log = weir.log_text();
+    for reason in ["needs a signed URL", "has expired", "does not match"] {
+        assert!(log.contains(reason), "no log line with {reason:?}");
+    }
+    assert!(log.contains("apps.live.play = \"signed\""));
+
+    // The signed URL plays over RTMP and HTTP-FLV.
+    let report = ffmpeg_play_to_flv(
+        Ffmpeg::Debian,
+        &format!("{}?{signed}", weir.url("cam")),
+        1.5,
+        dir.path(),
+    );
+    report.assert_matches(
+        &Expect::h264_aac(WIDTH, HEIGHT).min_seconds(1.3),
+        "signed play",
+    );
+    let (status, _) = http_status(http, &format!("/live/cam.flv?{signed}"));
+    assert!(status.contains(" 200"), "{status}");
+    // HLS is refused for this app.
+    let (status, body) = http_status(http, "/live/cam/index.m3u8");
+    assert!(
+        status.contains(" 403") && body.contains("signed"),
+        "{status} {body}"
+    );
+    publisher.wait_finished(Duration::from_secs(20));
+    weir.shutdown();
+}
+
+/// The status line and the start of the body of a GET (HTTP/1.0; reads at most 2 s).
+fn http_status(addr: std::net::SocketAddr, path: &str) -> (String, String) {
+    use std::io::{Read, Write};
+    let mut socket = std::net::TcpStream::connect(addr).unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_secs(2)))
+        .unwrap();
+    socket
+        .write_all(format!("GET {path} HTTP/1.0\r\nHost: t\r\n\r\n").as_bytes())
+        .unwrap();
+    let mut data = vec![0u8; 4096];
+    let mut got = 0;
+    while got < 512 {
+        match socket.read(&mut data[got..]) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => got += n,
+        }
+    }
+    let text = String::from_utf8_lossy(&data[..got]).to_string();
+    let status = text.lines().next().unwrap_or_default().to_owned();
+    let body = text.split("\r\n\r\n").nth(1).unwrap_or_default().to_owned();
+    (status, body)
+}

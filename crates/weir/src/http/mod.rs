@@ -262,6 +262,9 @@ async fn stream_file(
     State(context): State<Arc<Context>>,
     Path((app, stream, file)): Path<(String, String, String)>,
 ) -> Response<Body> {
+    if let Some(refused) = signed_play_refused(&context, &app) {
+        return refused;
+    }
     let path = format!("{app}/{stream}");
     match file.as_str() {
         "index.m3u8" => hls::multivariant(context, &path).await,
@@ -276,6 +279,9 @@ async fn rendition_file(
     Path((app, stream, sub, file)): Path<(String, String, String, String)>,
     request: Request<Body>,
 ) -> Response<Body> {
+    if let Some(refused) = signed_play_refused(&context, &app) {
+        return refused;
+    }
     let path = format!("{app}/{stream}");
     match (sub.as_str(), file.as_str()) {
         ("ts", "index.m3u8") => hls::ts_playlist(context, &path).await,
@@ -285,6 +291,17 @@ async fn rendition_file(
         }
         _ => not_found().await,
     }
+}
+
+/// HLS and DASH of an app whose players need signed URLs: refused, since the playlists'
+/// segment and part URLs cannot carry the signature yet (RTMP and HTTP-FLV check it).
+fn signed_play_refused(context: &Context, app: &str) -> Option<Response<Body>> {
+    context.config.play_is_signed(app).then(|| {
+        text(
+            StatusCode::FORBIDDEN,
+            format!("apps.{app}.play = \"signed\": HLS and DASH are not served for this app yet; play over RTMP or HTTP-FLV with the signed URL\n"),
+        )
+    })
 }
 
 /// `v0`, `a1`: a CMAF rendition's name.

@@ -6,17 +6,22 @@
 //! (`weir hash-key` prints one) and mapped to the public name viewers watch: OBS publishes
 //! `rtmp://HOST/live` with key `sk_…`, viewers play `live/alice`. `play = "open"` lets anyone
 //! watch. The key is compared by hash, in constant time; the log names the rule that refused a
-//! client, never the key.
+//! client, never the key. `publish = "signed"` / `play = "signed"` take only signed, unexpired
+//! URLs ([`signed`]: `?expires=UNIX&sig=HEX`, HMAC-SHA256 with one of `[auth] secrets`).
 //!
-//! Not yet (issue 9): signed URLs, webhooks, IP rules, limits, takeover.
+//! Not yet (issue 9): webhooks, IP rules, limits, takeover.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 use sha2::{Digest, Sha256};
 
-use crate::config::{AppRules, PublishRule};
+use crate::config::{AppRules, PlayRule, PublishRule};
 use crate::policy::{Answer, ConnectRequest, Decision, OpenPolicy, Policy, StreamRequest};
+
+pub mod signed;
+
+use signed::Action;
 
 /// The prefix of a stored key hash.
 const HASH_PREFIX: &str = "sha256:";
@@ -71,11 +76,13 @@ struct App {
 #[derive(Debug, Clone, Default)]
 pub struct ConfigPolicy {
     apps: BTreeMap<String, App>,
+    secrets: Vec<String>,
 }
 
 impl ConfigPolicy {
-    /// The policy for `apps` (validated by the config: every hash is well formed).
-    pub fn new(apps: &BTreeMap<String, AppRules>) -> ConfigPolicy {
+    /// The policy for `apps` with the signing `secrets` (validated by the config: every hash
+    /// is well formed, signed apps have a secret).
+    pub fn new(apps: &BTreeMap<String, AppRules>, secrets: &[String]) -> ConfigPolicy {
         let apps = apps
             .iter()
             .map(|(name, rules)| {
@@ -93,7 +100,29 @@ impl ConfigPolicy {
                 )
             })
             .collect();
-        ConfigPolicy { apps }
+        ConfigPolicy {
+            apps,
+            secrets: secrets.iter().filter(|s| !s.is_empty()).cloned().collect(),
+        }
+    }
+
+    /// A signed-URL check of `request` for `action`, as a decision naming the rule.
+    fn signed(&self, request: &StreamRequest, action: Action, rule: &str) -> Answer {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let key = &request.key;
+        match signed::check(
+            &self.secrets,
+            key.query(),
+            action,
+            key.app(),
+            key.name(),
+            now,
+        ) {
+            Ok(()) => Decision::Allow.into(),
+            Err(why) => Decision::Deny(format!("{why} ({rule} = \"signed\")")).into(),
+        }
     }
 
     /// The rules `app` runs under and where they come from.
@@ -116,6 +145,9 @@ impl Policy for ConfigPolicy {
         };
         match app.rules.publish {
             PublishRule::Open => Decision::Allow.into(),
+            PublishRule::Signed => {
+                self.signed(request, Action::Publish, &format!("apps.{section}.publish"))
+            }
             PublishRule::Keys => {
                 let digest: [u8; 32] = Sha256::digest(request.key.name().as_bytes()).into();
                 // Every entry is compared, whichever matches.
@@ -136,8 +168,13 @@ impl Policy for ConfigPolicy {
         }
     }
 
-    fn play(&self, _request: &StreamRequest) -> Answer {
-        Decision::Allow.into()
+    fn play(&self, request: &StreamRequest) -> Answer {
+        match self.app(request.key.app()) {
+            Some((app, section)) if app.rules.play == PlayRule::Signed => {
+                self.signed(request, Action::Play, &format!("apps.{section}.play"))
+            }
+            _ => Decision::Allow.into(),
+        }
     }
 }
 
@@ -194,7 +231,7 @@ mod tests {
                 ..AppRules::default()
             },
         );
-        let policy = ConfigPolicy::new(&apps);
+        let policy = ConfigPolicy::new(&apps, &[]);
         assert_eq!(
             decided(policy.publish(&request("live", "sk_alice"))),
             Decision::AllowAs("alice".to_owned())
