@@ -7,7 +7,10 @@
 //! driver stops reading and TCP holds the client back), and the wait is one more branch of that
 //! connection's loop (other connections never wait for it). An unanswered publish or play is
 //! refused by the session itself when `rtmp.request_timeout_secs` runs out; an unanswered
-//! connect ends the connection at `rtmp.handshake_timeout_secs`.
+//! connect ends the connection at `rtmp.handshake_timeout_secs`. A publish the policy refuses
+//! gets `NetStream.Publish.BadName` with the reason and the connection closes (OBS then shows
+//! the error instead of retrying); a refused play gets `NetStream.Play.Failed`; a refused
+//! connect `NetConnection.Connect.Rejected`.
 //!
 //! The one-publisher-per-stream rule is the hub's, applied after the policy allowed a publish.
 

@@ -613,10 +613,13 @@ impl Connection {
                     key.to_string()
                 };
                 warn!(id = self.id(), peer = %self.peer, stream = %shown,
-                    "publish rejected: {why} (NetStream.Publish.Denied)");
+                    "publish rejected: {why} (NetStream.Publish.BadName, connection closed)");
+                // BadName and a closed connection: OBS shows the error instead of retrying
+                // the same publish in a loop (a refusal it did not understand would).
                 session
-                    .reject_publish(stream_id, PublishRejection::Denied, &why)
-                    .map_err(End::Session)
+                    .reject_publish(stream_id, PublishRejection::BadName, &why)
+                    .map_err(End::Session)?;
+                Err(End::Rejected)
             }
             (Request::Play { stream_id, key }, Decision::Allow) => {
                 self.start_play(session, stream_id, key)

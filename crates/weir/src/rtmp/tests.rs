@@ -397,11 +397,13 @@ async fn a_denying_policy_refuses_with_its_reason() {
     let mut publisher = server.connect().await.unwrap();
     match publisher.publish("cam?token=bad").await {
         Err(ClientError::Refused { code, description }) => {
-            assert_eq!(code, "NetStream.Publish.Denied");
+            assert_eq!(code, "NetStream.Publish.BadName");
             assert_eq!(description, "bad token");
         }
         other => panic!("expected a refusal, got {other:?}"),
     }
+    // The refused connection is closed: no retry on it.
+    assert!(publisher.publish("cam?token=good").await.is_err());
     assert!(server.hub.stream_stats("live/cam").is_none());
     let mut publisher = server.connect().await.unwrap();
     publisher.publish("cam?token=good").await.unwrap();
