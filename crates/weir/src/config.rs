@@ -53,6 +53,14 @@ pub struct AppRules {
     /// The secret stream keys (`publish = "keys"`), each by its hash, and the public name a
     /// publish with it gets.
     pub keys: Vec<StreamKeyEntry>,
+    /// Addresses (CIDR, IPv4 or IPv6) allowed to publish; empty: any.
+    pub allow_publish: Vec<String>,
+    /// Addresses refused publishing (before `allow_publish`).
+    pub deny_publish: Vec<String>,
+    /// Addresses allowed to play (RTMP, HTTP-FLV, HLS, DASH); empty: any.
+    pub allow_play: Vec<String>,
+    /// Addresses refused playing (before `allow_play`).
+    pub deny_play: Vec<String>,
 }
 
 /// `apps.NAME.publish`.
@@ -504,6 +512,22 @@ impl Config {
                     "is empty but publish = \"keys\": nobody could publish; add keys (weir hash-key) or set publish = \"open\"",
                 );
             }
+            for (name, list) in [
+                ("allow_publish", &rules.allow_publish),
+                ("deny_publish", &rules.deny_publish),
+                ("allow_play", &rules.allow_play),
+                ("deny_play", &rules.deny_play),
+            ] {
+                if list
+                    .iter()
+                    .any(|c| crate::auth::cidr::Cidr::parse(c).is_none())
+                {
+                    return invalid_owned(
+                        key(name),
+                        "holds an entry that is no address or CIDR range (like 10.0.0.0/8, 2001:db8::/32, 192.0.2.7)",
+                    );
+                }
+            }
             for entry in &rules.keys {
                 if crate::auth::parse_hash(&entry.hash).is_none() {
                     return invalid_owned(
@@ -722,7 +746,7 @@ pub const KEYS: &[(&str, &str)] = &[
     ),
     (
         "apps",
-        "Who may publish and play, per application: [apps.NAME] (or [apps.default] for the others) with publish = \"open\" | \"keys\" | \"signed\", play = \"open\" | \"signed\", keys = [{ hash = \"sha256:…\", stream = \"alice\" }] (hash from `weir hash-key`).",
+        "Who may publish and play, per application: [apps.NAME] (or [apps.default] for the others) with publish = \"open\" | \"keys\" | \"signed\", play = \"open\" | \"signed\", keys = [{ hash = \"sha256:…\", stream = \"alice\" }] (hash from `weir hash-key`), allow_publish / deny_publish / allow_play / deny_play = [\"10.0.0.0/8\", …].",
     ),
 ];
 

@@ -582,7 +582,8 @@ mod tests {
             vec![
                 (Protocol::Rtmp, 1),
                 (Protocol::Rtmps, 0),
-                (Protocol::HttpFlv, 0)
+                (Protocol::HttpFlv, 0),
+                (Protocol::Hls, 0)
             ]
         );
         assert_eq!((stats.frames_out, stats.bytes_out), (3, 300));

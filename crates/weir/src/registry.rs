@@ -26,11 +26,18 @@ pub enum Protocol {
     Rtmps,
     /// HTTP-FLV (a long GET of an FLV stream).
     HttpFlv,
+    /// HLS or DASH requests (playlists, segments; no lasting connection).
+    Hls,
 }
 
 impl Protocol {
     /// Every protocol, in a fixed order (index = [`Protocol::index`]).
-    pub const ALL: [Protocol; 3] = [Protocol::Rtmp, Protocol::Rtmps, Protocol::HttpFlv];
+    pub const ALL: [Protocol; 4] = [
+        Protocol::Rtmp,
+        Protocol::Rtmps,
+        Protocol::HttpFlv,
+        Protocol::Hls,
+    ];
 
     /// Lowercase name, as in logs and the API.
     pub fn as_str(self) -> &'static str {
@@ -38,6 +45,7 @@ impl Protocol {
             Protocol::Rtmp => "rtmp",
             Protocol::Rtmps => "rtmps",
             Protocol::HttpFlv => "http-flv",
+            Protocol::Hls => "hls",
         }
     }
 
@@ -47,6 +55,7 @@ impl Protocol {
             Protocol::Rtmp => 0,
             Protocol::Rtmps => 1,
             Protocol::HttpFlv => 2,
+            Protocol::Hls => 3,
         }
     }
 }

@@ -242,3 +242,74 @@ fn http_status(addr: std::net::SocketAddr, path: &str) -> (String, String) {
     let body = text.split("\r\n\r\n").nth(1).unwrap_or_default().to_owned();
     (status, body)
 }
+
+/// IP rules: a publisher outside `allow_publish` is refused; a player inside `deny_play` is
+/// refused over RTMP, HTTP-FLV and HLS alike, while the publish from the same address to an
+/// app without rules goes through.
+#[test]
+fn ip_rules_refuse_by_address_on_every_listener() {
+    let dir = TestDir::new("auth-ip");
+    let mut config = weir::Config::default();
+    config.rtmp.addr = "127.0.0.1:0".parse().unwrap();
+    config.http.addr = "127.0.0.1:0".parse().unwrap();
+    config.apps.insert(
+        "cams".to_owned(),
+        AppRules {
+            allow_publish: vec!["10.0.0.0/8".to_owned(), "2001:db8::/32".to_owned()],
+            ..AppRules::default()
+        },
+    );
+    config.apps.insert(
+        "live".to_owned(),
+        AppRules {
+            deny_play: vec!["127.0.0.0/8".to_owned()],
+            ..AppRules::default()
+        },
+    );
+    let weir = WeirServer::start_with(config, dir.path());
+    let http = weir.http_addr();
+    let cams = weir.url("x").replace("/live/x", "/cams/x");
+    let mut refused = ffmpeg_publish(
+        Ffmpeg::Debian,
+        &cams,
+        fixture(FixtureKind::H264Baseline),
+        false,
+        dir.path(),
+    );
+    let status = refused.child().wait_timeout(Duration::from_secs(20));
+    assert!(
+        status.is_some_and(|s| !s.success()),
+        "cams publish: {status:?}"
+    );
+    assert!(weir.published_keys().is_empty());
+
+    let mut publisher = weir.publish_fixture("open", dir.path());
+    let mut cmd = std::process::Command::new(common::tools::ffmpeg());
+    cmd.args(["-hide_banner", "-nostdin", "-loglevel", "error", "-i"])
+        .arg(weir.url("open"))
+        .args(["-t", "1", "-c", "copy", "-f", "flv", "-y"])
+        .arg(dir.path().join("refused.flv"));
+    let (status, _, _) =
+        common::process::run("ffmpeg-refused", cmd, dir.path(), Duration::from_secs(20));
+    assert!(!status.success(), "RTMP play from a denied address");
+    for path in [
+        "/live/open.flv",
+        "/live/open/index.m3u8",
+        "/live/open/ts/index.m3u8",
+        "/live/open/index.mpd",
+    ] {
+        let (status, body) = http_status(http, path);
+        assert!(
+            status.contains(" 403") && body.contains("apps.live.deny_play"),
+            "{path}: {status} {body}"
+        );
+    }
+    let log = weir.log_text();
+    assert!(
+        log.contains("address 127.0.0.1 is not allowed (not in apps.cams.allow_publish)"),
+        "{log}"
+    );
+    assert!(log.contains("127.0.0.0/8 in apps.live.deny_play"), "{log}");
+    publisher.wait_finished(Duration::from_secs(20));
+    weir.shutdown();
+}

@@ -9,7 +9,10 @@
 //! client, never the key. `publish = "signed"` / `play = "signed"` take only signed, unexpired
 //! URLs ([`signed`]: `?expires=UNIX&sig=HEX`, HMAC-SHA256 with one of `[auth] secrets`).
 //!
-//! Not yet (issue 9): webhooks, IP rules, limits, takeover.
+//! `allow_publish`/`deny_publish`/`allow_play`/`deny_play` (CIDR lists) are checked first: a
+//! denied address is refused, and with an allow list only its addresses pass.
+//!
+//! Not yet (issue 9): webhooks, limits, takeover.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -19,7 +22,10 @@ use sha2::{Digest, Sha256};
 use crate::config::{AppRules, PlayRule, PublishRule};
 use crate::policy::{Answer, ConnectRequest, Decision, OpenPolicy, Policy, StreamRequest};
 
+pub mod cidr;
 pub mod signed;
+
+use cidr::Cidr;
 
 use signed::Action;
 
@@ -70,6 +76,35 @@ fn same(a: &[u8; 32], b: &[u8; 32]) -> bool {
 struct App {
     rules: AppRules,
     keys: Vec<([u8; 32], String)>,
+    /// (allow, deny) for publishing, then for playing.
+    publish_ips: (Vec<Cidr>, Vec<Cidr>),
+    play_ips: (Vec<Cidr>, Vec<Cidr>),
+}
+
+/// The parsed entries of a CIDR list (the config validated them).
+fn cidrs(list: &[String]) -> Vec<Cidr> {
+    list.iter().filter_map(|c| Cidr::parse(c)).collect()
+}
+
+/// The IP rule's refusal of `ip`, if any: a deny entry that matches, or an allow list it is
+/// not in.
+fn refused_ip(
+    ip: std::net::IpAddr,
+    (allow, deny): &(Vec<Cidr>, Vec<Cidr>),
+    section: &str,
+    action: &str,
+) -> Option<Decision> {
+    if let Some(hit) = deny.iter().find(|c| c.contains(ip)) {
+        return Some(Decision::Deny(format!(
+            "address {ip} is refused ({hit} in apps.{section}.deny_{action})"
+        )));
+    }
+    if !allow.is_empty() && !allow.iter().any(|c| c.contains(ip)) {
+        return Some(Decision::Deny(format!(
+            "address {ip} is not allowed (not in apps.{section}.allow_{action})"
+        )));
+    }
+    None
 }
 
 /// The rules of `[apps]`; see the module docs.
@@ -96,6 +131,8 @@ impl ConfigPolicy {
                     App {
                         rules: rules.clone(),
                         keys,
+                        publish_ips: (cidrs(&rules.allow_publish), cidrs(&rules.deny_publish)),
+                        play_ips: (cidrs(&rules.allow_play), cidrs(&rules.deny_play)),
                     },
                 )
             })
@@ -143,6 +180,10 @@ impl Policy for ConfigPolicy {
         let Some((app, section)) = self.app(request.key.app()) else {
             return Decision::Allow.into();
         };
+        let ip = request.client.peer.ip();
+        if let Some(refused) = refused_ip(ip, &app.publish_ips, section, "publish") {
+            return refused.into();
+        }
         match app.rules.publish {
             PublishRule::Open => Decision::Allow.into(),
             PublishRule::Signed => {
@@ -169,11 +210,16 @@ impl Policy for ConfigPolicy {
     }
 
     fn play(&self, request: &StreamRequest) -> Answer {
-        match self.app(request.key.app()) {
-            Some((app, section)) if app.rules.play == PlayRule::Signed => {
-                self.signed(request, Action::Play, &format!("apps.{section}.play"))
-            }
-            _ => Decision::Allow.into(),
+        let Some((app, section)) = self.app(request.key.app()) else {
+            return Decision::Allow.into();
+        };
+        let ip = request.client.peer.ip();
+        if let Some(refused) = refused_ip(ip, &app.play_ips, section, "play") {
+            return refused.into();
+        }
+        match app.rules.play {
+            PlayRule::Signed => self.signed(request, Action::Play, &format!("apps.{section}.play")),
+            PlayRule::Open => Decision::Allow.into(),
         }
     }
 }
@@ -202,6 +248,38 @@ mod tests {
             Answer::Ready(decision) => decision,
             Answer::Pending(_) => panic!("pending"),
         }
+    }
+
+    #[test]
+    fn ip_rules_come_first() {
+        let mut apps = BTreeMap::new();
+        apps.insert(
+            "live".to_owned(),
+            AppRules {
+                allow_publish: vec!["10.0.0.0/8".to_owned()],
+                deny_play: vec!["127.0.0.1".to_owned(), "2001:db8::/32".to_owned()],
+                ..AppRules::default()
+            },
+        );
+        let policy = ConfigPolicy::new(&apps, &[]);
+        let from = |ip: &str| {
+            let mut r = request("live", "cam");
+            r.client.peer = std::net::SocketAddr::new(ip.parse().unwrap(), 5000);
+            r
+        };
+        assert_eq!(decided(policy.publish(&from("10.1.2.3"))), Decision::Allow);
+        let Decision::Deny(why) = decided(policy.publish(&from("127.0.0.1"))) else {
+            panic!("publish from outside allow_publish");
+        };
+        assert!(why.contains("apps.live.allow_publish"), "{why}");
+        let Decision::Deny(why) = decided(policy.play(&from("2001:db8::9"))) else {
+            panic!("play from a denied range");
+        };
+        assert!(
+            why.contains("2001:db8::/32 in apps.live.deny_play"),
+            "{why}"
+        );
+        assert_eq!(decided(policy.play(&from("10.1.2.3"))), Decision::Allow);
     }
 
     #[test]

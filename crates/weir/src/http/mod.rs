@@ -28,7 +28,10 @@ use tokio::task::JoinSet;
 use tower::ServiceExt;
 use tracing::warn;
 
+use crate::policy::{Answer, Client, Decision, StreamRequest};
+use crate::registry::Protocol;
 use crate::rtmp::Context;
+use crate::stream_key::StreamKey;
 
 mod flv;
 mod hls;
@@ -260,9 +263,11 @@ async fn media(
 /// `/{app}/{stream}/index.m3u8` (HLS multivariant playlist), `index.mpd` (DASH).
 async fn stream_file(
     State(context): State<Arc<Context>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     Path((app, stream, file)): Path<(String, String, String)>,
+    request: Request<Body>,
 ) -> Response<Body> {
-    if let Some(refused) = signed_play_refused(&context, &app) {
+    if let Some(refused) = hls_refused(&context, peer, &app, &stream, request.uri().query()).await {
         return refused;
     }
     let path = format!("{app}/{stream}");
@@ -276,10 +281,11 @@ async fn stream_file(
 /// `/{app}/{stream}/ts/...` (HLS MPEG-TS) and `/{app}/{stream}/{rendition}/...` (HLS CMAF).
 async fn rendition_file(
     State(context): State<Arc<Context>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     Path((app, stream, sub, file)): Path<(String, String, String, String)>,
     request: Request<Body>,
 ) -> Response<Body> {
-    if let Some(refused) = signed_play_refused(&context, &app) {
+    if let Some(refused) = hls_refused(&context, peer, &app, &stream, request.uri().query()).await {
         return refused;
     }
     let path = format!("{app}/{stream}");
@@ -293,15 +299,49 @@ async fn rendition_file(
     }
 }
 
-/// HLS and DASH of an app whose players need signed URLs: refused, since the playlists'
-/// segment and part URLs cannot carry the signature yet (RTMP and HTTP-FLV check it).
-fn signed_play_refused(context: &Context, app: &str) -> Option<Response<Body>> {
-    context.config.play_is_signed(app).then(|| {
-        text(
+/// Whether an HLS or DASH request may be answered: every request asks the play policy (IP
+/// rules and the like); an app whose players need signed URLs is refused outright, since the
+/// playlists' segment and part URLs cannot carry the signature yet (RTMP and HTTP-FLV check
+/// it).
+async fn hls_refused(
+    context: &Context,
+    peer: SocketAddr,
+    app: &str,
+    stream: &str,
+    query: Option<&str>,
+) -> Option<Response<Body>> {
+    if context.config.play_is_signed(app) {
+        return Some(text(
             StatusCode::FORBIDDEN,
             format!("apps.{app}.play = \"signed\": HLS and DASH are not served for this app yet; play over RTMP or HTTP-FLV with the signed URL\n"),
-        )
-    })
+        ));
+    }
+    let request = StreamRequest {
+        client: Client {
+            id: 0,
+            peer,
+            protocol: Protocol::Hls,
+        },
+        key: StreamKey::new(app, stream, query),
+    };
+    let decision = match context.policy.play(&request) {
+        Answer::Ready(decision) => decision,
+        Answer::Pending(answer) => {
+            match tokio::time::timeout(context.config.rtmp.request_timeout(), answer).await {
+                Ok(decision) => decision,
+                Err(_) => Decision::Deny(
+                    "the access policy did not answer in time (rtmp.request_timeout_secs)".into(),
+                ),
+            }
+        }
+    };
+    match decision {
+        Decision::Deny(reason) => {
+            tracing::info!(%peer, stream = %request.key, reason = %reason, "hls request denied");
+            Some(text(StatusCode::FORBIDDEN, format!("{reason}\n")))
+        }
+        Decision::Allow | Decision::AllowAs(_) => None,
+    }
 }
 
 /// `v0`, `a1`: a CMAF rendition's name.

@@ -168,7 +168,8 @@ async fn publish_and_play_in_memory_with_stats_and_registry() {
         vec![
             (Protocol::Rtmp, 1),
             (Protocol::Rtmps, 0),
-            (Protocol::HttpFlv, 0)
+            (Protocol::HttpFlv, 0),
+            (Protocol::Hls, 0)
         ]
     );
     let roles: Vec<String> = server
