@@ -16,6 +16,8 @@ use serde::{Deserialize, Serialize};
 pub struct Config {
     /// The RTMP listener and protocol limits.
     pub rtmp: RtmpConfig,
+    /// The RTMPS (RTMP over TLS) listener.
+    pub rtmps: RtmpsConfig,
     /// Per-stream buffering: GOP cache and viewer queues.
     pub streams: StreamsConfig,
     /// The HTTP listener: HTTP-FLV (and the browser outputs to come).
@@ -96,6 +98,35 @@ pub struct StreamKeyEntry {
     pub hash: String,
     /// The public stream name a publish with this key gets (viewers watch `app/stream`).
     pub stream: String,
+}
+
+/// `[rtmps]`: RTMP over TLS; on when `cert_file` and `key_file` are set.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct RtmpsConfig {
+    /// Address and port of the RTMPS listener.
+    pub addr: SocketAddr,
+    /// PEM certificate chain (e.g. Let's Encrypt's `fullchain.pem`); re-read when it changes.
+    pub cert_file: String,
+    /// PEM private key (e.g. `privkey.pem`).
+    pub key_file: String,
+}
+
+impl Default for RtmpsConfig {
+    fn default() -> Self {
+        Self {
+            addr: SocketAddr::from(([0, 0, 0, 0], 1936)),
+            cert_file: String::new(),
+            key_file: String::new(),
+        }
+    }
+}
+
+impl RtmpsConfig {
+    /// Whether the RTMPS listener runs (a certificate and a key are configured).
+    pub fn enabled(&self) -> bool {
+        !self.cert_file.is_empty() && !self.key_file.is_empty()
+    }
 }
 
 /// `[http]`: the HTTP listener.
@@ -475,6 +506,15 @@ impl Config {
         if self.http.flv_wait_secs > MAX_SECS {
             return invalid("http.flv_wait_secs", "must be at most 86400 (one day)");
         }
+        if self.rtmps.cert_file.is_empty() != self.rtmps.key_file.is_empty() {
+            return invalid(
+                "rtmps.cert_file",
+                "and rtmps.key_file go together: set both (RTMPS on) or neither (off)",
+            );
+        }
+        if self.rtmps.enabled() && self.rtmps.addr == rtmp.addr && rtmp.addr.port() != 0 {
+            return invalid("rtmps.addr", "must differ from rtmp.addr");
+        }
         if self.http.addr == rtmp.addr && rtmp.addr.port() != 0 {
             return invalid("http.addr", "must differ from rtmp.addr");
         }
@@ -684,6 +724,13 @@ pub const KEYS: &[(&str, &str)] = &[
         "streams.video_coalesce_ms",
         "Milliseconds video may wait to merge pictures into one write (0 = at once; adds latency).",
     ),
+    ("rtmps", "RTMP over TLS (rtmps://); on when cert_file and key_file are set."),
+    ("rtmps.addr", "Address and port of the RTMPS listener."),
+    (
+        "rtmps.cert_file",
+        "PEM certificate chain (e.g. fullchain.pem); re-read for new connections when it changes.",
+    ),
+    ("rtmps.key_file", "PEM private key (e.g. privkey.pem)."),
     ("http", "The HTTP listener: HTTP-FLV and WebSocket-FLV at /{app}/{stream}.flv."),
     ("http.addr", "Address and port of the HTTP listener."),
     (

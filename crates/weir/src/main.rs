@@ -194,7 +194,7 @@ fn run(config: Config) -> ExitCode {
                 return ExitCode::FAILURE;
             }
         };
-        banner(server.rtmp_addr(), server.http_addr());
+        banner(server.rtmp_addr(), server.http_addr(), server.rtmps_addr());
         wait_for_signal().await;
         info!("shutting down");
         server.shutdown().await;
@@ -203,7 +203,7 @@ fn run(config: Config) -> ExitCode {
     })
 }
 
-fn banner(addr: SocketAddr, http: SocketAddr) {
+fn banner(addr: SocketAddr, http: SocketAddr, rtmps: Option<SocketAddr>) {
     let host_of = |addr: SocketAddr| {
         if addr.ip().is_unspecified() {
             "HOST".to_owned()
@@ -219,6 +219,13 @@ fn banner(addr: SocketAddr, http: SocketAddr) {
     );
     info!("publish: OBS Server rtmp://{host}:{port}/live with any Stream Key, or: ffmpeg -re -i in.flv -c copy -f flv rtmp://{host}:{port}/live/KEY");
     info!("watch:   ffplay rtmp://{host}:{port}/live/KEY   (VLC: Media > Open Network Stream, same URL)");
+    if let Some(tls) = rtmps {
+        info!(
+            "publish or watch over TLS: rtmps://{}:{}/live/KEY",
+            host_of(tls),
+            tls.port()
+        );
+    }
     let (http_host, http_port) = (host_of(http), http.port());
     info!(
         "watch over HTTP: http://{http_host}:{http_port}/live/KEY/index.m3u8 (HLS: Safari, hls.js, VLC) \

@@ -29,6 +29,7 @@ pub struct Server {
     registry: Arc<Registry>,
     shutdown: watch::Sender<bool>,
     rtmp_task: JoinHandle<()>,
+    rtmps: Option<(SocketAddr, JoinHandle<()>)>,
     drain_timeout_secs: u64,
     reconnect_tc_url: Option<String>,
 }
@@ -70,6 +71,22 @@ impl Server {
             )
         })?;
         let http_addr = http_listener.local_addr()?;
+        let rtmps_listener = if config.rtmps.enabled() {
+            let certificates = rtmp::tls::Certificates::load(
+                std::path::Path::new(&config.rtmps.cert_file),
+                std::path::Path::new(&config.rtmps.key_file),
+            )
+            .map_err(|err| anyhow::anyhow!("rtmps: {err}"))?;
+            let listener = listen(config.rtmps.addr).with_context(|| {
+                format!(
+                    "cannot listen for RTMPS on {} (is another server using the port? set rtmps.addr)",
+                    config.rtmps.addr
+                )
+            })?;
+            Some((listener, certificates))
+        } else {
+            None
+        };
         let drain_timeout_secs = config.rtmp.drain_timeout_secs;
         let reconnect_tc_url =
             Some(config.rtmp.reconnect_tc_url.clone()).filter(|url| !url.is_empty());
@@ -88,6 +105,20 @@ impl Server {
             Arc::clone(&context),
             watcher.clone(),
         ));
+        let rtmps = match rtmps_listener {
+            Some((listener, certificates)) => {
+                let addr = listener.local_addr()?;
+                let transport =
+                    rtmp::tls::TlsTransport::new(listener, &context.config, certificates);
+                let task = tokio::spawn(rtmp::serve(
+                    transport,
+                    Arc::clone(&context),
+                    watcher.clone(),
+                ));
+                Some((addr, task))
+            }
+            None => None,
+        };
         let rtmp_task = tokio::spawn(rtmp::serve(transport, context, watcher));
         Ok(Server {
             rtmp_addr,
@@ -97,6 +128,7 @@ impl Server {
             registry,
             shutdown,
             rtmp_task,
+            rtmps,
             drain_timeout_secs,
             reconnect_tc_url,
         })
@@ -105,6 +137,11 @@ impl Server {
     /// The bound RTMP address (with the real port when the config asked for port 0).
     pub fn rtmp_addr(&self) -> SocketAddr {
         self.rtmp_addr
+    }
+
+    /// The bound RTMPS address, when RTMPS is on.
+    pub fn rtmps_addr(&self) -> Option<SocketAddr> {
+        self.rtmps.as_ref().map(|(addr, _)| *addr)
     }
 
     /// The bound HTTP address (with the real port when the config asked for port 0).
@@ -144,10 +181,13 @@ impl Server {
         let _ = self.shutdown.send(true);
         // Clients asked to reconnect are served up to rtmp.drain_timeout_secs.
         let grace = SHUTDOWN_GRACE + Duration::from_secs(self.drain_timeout_secs);
-        let (rtmp_task, http_task) = (self.rtmp_task, self.http_task);
+        let (rtmp_task, http_task, rtmps) = (self.rtmp_task, self.http_task, self.rtmps);
         let both = async move {
             let _ = rtmp_task.await;
             let _ = http_task.await;
+            if let Some((_, task)) = rtmps {
+                let _ = task.await;
+            }
         };
         if tokio::time::timeout(grace, both).await.is_err() {
             warn!("some connections did not close within {grace:?}");

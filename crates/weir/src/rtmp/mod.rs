@@ -6,6 +6,7 @@ mod connection;
 mod player;
 #[cfg(test)]
 mod tests;
+pub(crate) mod tls;
 
 use std::future::Future;
 use std::io;

@@ -85,6 +85,11 @@ impl WeirServer {
         super::rtmp_url(self.addr, "live", key)
     }
 
+    /// The bound RTMPS address, when RTMPS is on.
+    pub fn rtmps_addr(&self) -> Option<SocketAddr> {
+        self.server.as_ref().expect("server running").rtmps_addr()
+    }
+
     /// The bound HTTP address.
     pub fn http_addr(&self) -> SocketAddr {
         self.server.as_ref().expect("server running").http_addr()

@@ -1,0 +1,172 @@
+//! RTMPS with certificates made in the test (rcgen): Debian's FFmpeg 5.1 publishes over
+//! `rtmps://`, FFmpeg 9 plays it back over `rtmps://` and Debian's FFmpeg over plain RTMP; a
+//! client that checks the certificate against another authority fails the handshake; a
+//! certificate replaced on disk is what the next connection gets while the publisher keeps
+//! going; garbage and a stalled handshake are closed without holding anyone up.
+
+#[allow(unused_imports)] // the harness re-exports more than this file uses
+mod common;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::fixtures::{HEIGHT, WIDTH};
+use common::{ffmpeg_play_to_flv, ffmpeg_publish, fixture, process, tools};
+use common::{Expect, Ffmpeg, FixtureKind, TestDir, WeirServer};
+
+/// A self-signed certificate for localhost / 127.0.0.1 written to `dir`: (cert, key) paths.
+fn certificate(dir: &Path, name: &str) -> (std::path::PathBuf, std::path::PathBuf) {
+    let rcgen::CertifiedKey { cert, key_pair } =
+        rcgen::generate_simple_self_signed(vec!["localhost".to_owned(), "127.0.0.1".to_owned()])
+            .unwrap();
+    let (cert_path, key_path) = (
+        dir.join(format!("{name}.pem")),
+        dir.join(format!("{name}.key")),
+    );
+    std::fs::write(&cert_path, cert.pem()).unwrap();
+    std::fs::write(&key_path, key_pair.serialize_pem()).unwrap();
+    (cert_path, key_path)
+}
+
+/// The SHA-256 fingerprint of the certificate a TLS server presents (openssl).
+fn served_fingerprint(addr: std::net::SocketAddr, dir: &Path) -> String {
+    let mut cmd = Command::new("sh");
+    cmd.arg("-c").arg(format!(
+        "openssl s_client -connect {addr} -servername localhost </dev/null 2>/dev/null | openssl x509 -noout -fingerprint -sha256"
+    ));
+    let (_, out, _) = process::run("openssl", cmd, dir, Duration::from_secs(20));
+    out.trim().to_owned()
+}
+
+fn file_fingerprint(path: &Path, dir: &Path) -> String {
+    let mut cmd = Command::new("openssl");
+    cmd.args(["x509", "-noout", "-fingerprint", "-sha256", "-in"])
+        .arg(path);
+    let (_, out, _) = process::run("openssl", cmd, dir, Duration::from_secs(20));
+    out.trim().to_owned()
+}
+
+#[test]
+fn ffmpeg_publishes_and_plays_over_rtmps() {
+    let dir = TestDir::new("rtmps");
+    let (cert, key) = certificate(dir.path(), "server");
+    let mut config = weir::Config::default();
+    config.rtmp.addr = "127.0.0.1:0".parse().unwrap();
+    config.http.addr = "127.0.0.1:0".parse().unwrap();
+    config.rtmps.addr = "127.0.0.1:0".parse().unwrap();
+    config.rtmps.cert_file = cert.display().to_string();
+    config.rtmps.key_file = key.display().to_string();
+    config.rtmp.handshake_timeout_secs = 2;
+    let weir = WeirServer::start_with(config, dir.path());
+    let tls = weir.rtmps_addr().expect("rtmps listener");
+    let tls_url = |key: &str| format!("rtmps://{tls}/live/{key}");
+    assert_eq!(
+        served_fingerprint(tls, dir.path()),
+        file_fingerprint(&cert, dir.path())
+    );
+
+    // A stalled handshake and garbage: closed, while everything else goes on.
+    let mut stalled = TcpStream::connect(tls).unwrap();
+    let stalled_at = Instant::now();
+    let mut garbage = TcpStream::connect(tls).unwrap();
+    garbage
+        .write_all(b"\x16\x03\x01\x00\x05hello, this is not TLS")
+        .unwrap();
+
+    let mut publisher = ffmpeg_publish(
+        Ffmpeg::Debian,
+        &tls_url("tls"),
+        fixture(FixtureKind::H264Baseline),
+        true,
+        dir.path(),
+    );
+    publisher.wait_started(Duration::from_secs(15));
+    weir.wait_published(&["live/tls"], Duration::from_secs(10));
+
+    // The certificate is renewed on disk: the next connection gets the new one, the
+    // publisher's connection goes on.
+    std::thread::sleep(Duration::from_millis(1100)); // a new modification time
+    let (new_cert, new_key) = certificate(dir.path(), "renewed");
+    std::fs::copy(&new_key, &key).unwrap();
+    std::fs::copy(&new_cert, &cert).unwrap();
+    assert_eq!(
+        served_fingerprint(tls, dir.path()),
+        file_fingerprint(&new_cert, dir.path()),
+        "the renewed certificate is served"
+    );
+    assert!(weir.log_text().contains("rtmps certificate reloaded"));
+
+    // FFmpeg 9 plays over RTMPS, checking the renewed certificate (it is its own authority
+    // here); Debian's FFmpeg plays over plain RTMP: the same stream.
+    let played = dir.path().join("over-tls.flv");
+    let (over_tls, over_tcp) = std::thread::scope(|s| {
+        let over_tcp =
+            s.spawn(|| ffmpeg_play_to_flv(Ffmpeg::Debian, &weir.url("tls"), 2.0, dir.path()));
+        let mut cmd = Command::new(tools::ffmpeg_recent());
+        cmd.args(["-hide_banner", "-nostdin", "-loglevel", "error"])
+            .args(["-tls_verify", "1", "-ca_file"])
+            .arg(&new_cert)
+            .args(["-i", &tls_url("tls"), "-map", "0:v", "-map", "0:a"])
+            .args(["-c", "copy", "-t", "2", "-f", "flv", "-y"])
+            .arg(&played);
+        let (status, _, err) = process::run(
+            "ffmpeg9-rtmps-play",
+            cmd,
+            dir.path(),
+            Duration::from_secs(30),
+        );
+        assert!(status.success(), "ffmpeg 9 over rtmps: {err}");
+        (
+            common::probe_file(&played, dir.path()),
+            over_tcp.join().unwrap(),
+        )
+    });
+    let expect = Expect::h264_aac(WIDTH, HEIGHT).min_seconds(1.5);
+    over_tls.assert_matches(&expect, "ffmpeg 9 over rtmps");
+    over_tcp.assert_matches(&expect, "ffmpeg 5.1 over rtmp");
+
+    // A client that checks the certificate against another authority refuses it.
+    let (other_ca, _) = certificate(dir.path(), "other");
+    let mut cmd = Command::new(tools::ffmpeg());
+    cmd.args(["-hide_banner", "-nostdin", "-loglevel", "error"])
+        .args(["-tls_verify", "1", "-ca_file"])
+        .arg(&other_ca)
+        .args(["-i", &tls_url("tls"), "-t", "1", "-f", "null", "-"]);
+    let (status, _, err) =
+        process::run("ffmpeg-wrong-ca", cmd, dir.path(), Duration::from_secs(20));
+    assert!(!status.success(), "a wrong authority was accepted: {err}");
+
+    publisher.wait_finished(Duration::from_secs(20));
+
+    // The garbage client was refused at once (an alert or a close); the stalled one is
+    // closed at the handshake timeout.
+    garbage
+        .set_read_timeout(Some(Duration::from_secs(1)))
+        .unwrap();
+    let mut rest = Vec::new();
+    let _ = garbage.read_to_end(&mut rest);
+    assert!(
+        rest.len() < 64,
+        "answered garbage with {} bytes",
+        rest.len()
+    );
+    stalled
+        .set_read_timeout(Some(Duration::from_secs(3)))
+        .unwrap();
+    let read = stalled.read(&mut [0u8; 1]);
+    assert!(
+        matches!(read, Ok(0))
+            || matches!(&read, Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset),
+        "the stalled handshake is still open {:?} after it began: {read:?}",
+        stalled_at.elapsed()
+    );
+    let log = weir.log_text();
+    assert!(
+        log.contains("transport timed out") && log.contains("transport failed"),
+        "{log}"
+    );
+    weir.shutdown();
+}
