@@ -283,6 +283,9 @@ pub struct RtmpConfig {
     pub chunk_size: u32,
     /// Connections held at once; further ones are refused with a log line.
     pub max_connections: usize,
+    /// Connections one client address may hold at once, RTMP, RTMPS and HTTP together; 0
+    /// for no limit.
+    pub max_connections_per_ip: usize,
     /// Seconds allowed from accept to a complete `connect` command.
     pub handshake_timeout_secs: u64,
     /// Seconds a publisher (or a connection doing nothing) may stay silent before it is closed.
@@ -314,6 +317,7 @@ impl Default for RtmpConfig {
             addr: SocketAddr::from(([0, 0, 0, 0], 1935)),
             chunk_size: 4096,
             max_connections: 20_000,
+            max_connections_per_ip: 0,
             handshake_timeout_secs: 10,
             idle_timeout_secs: 30,
             write_timeout_secs: 10,
@@ -651,6 +655,10 @@ pub const KEYS: &[(&str, &str)] = &[
     (
         "rtmp.max_connections",
         "Connections held at once; more are refused with a log line.",
+    ),
+    (
+        "rtmp.max_connections_per_ip",
+        "Connections one client address may hold at once (RTMP, RTMPS and HTTP together); 0 = no limit.",
     ),
     (
         "rtmp.handshake_timeout_secs",

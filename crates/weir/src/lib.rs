@@ -11,6 +11,7 @@ pub mod auth;
 pub mod config;
 mod http;
 pub mod hub;
+mod limits;
 pub mod policy;
 pub mod registry;
 mod rtmp;

@@ -313,3 +313,49 @@ fn ip_rules_refuse_by_address_on_every_listener() {
     publisher.wait_finished(Duration::from_secs(20));
     weir.shutdown();
 }
+
+/// `rtmp.max_connections_per_ip`: an address holds at most that many connections, RTMP and
+/// HTTP together; one more is closed at once with a log line, and a place freed is usable.
+#[test]
+fn an_address_holds_at_most_its_connection_limit() {
+    use std::io::Read;
+    let dir = TestDir::new("auth-per-ip");
+    let mut config = weir::Config::default();
+    config.rtmp.addr = "127.0.0.1:0".parse().unwrap();
+    config.http.addr = "127.0.0.1:0".parse().unwrap();
+    config.rtmp.max_connections_per_ip = 3;
+    let weir = WeirServer::start_with(config, dir.path());
+    let held: Vec<std::net::TcpStream> = (0..2)
+        .map(|_| std::net::TcpStream::connect(weir.addr()).unwrap())
+        .chain(std::iter::once(
+            std::net::TcpStream::connect(weir.http_addr()).unwrap(),
+        ))
+        .collect();
+    std::thread::sleep(Duration::from_millis(200));
+    let closed_at_once = |addr| {
+        let mut extra = std::net::TcpStream::connect(addr).unwrap();
+        extra
+            .set_read_timeout(Some(Duration::from_millis(1500)))
+            .unwrap();
+        matches!(extra.read(&mut [0u8; 1]), Ok(0))
+            || matches!(extra.read(&mut [0u8; 1]), Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset)
+    };
+    assert!(
+        closed_at_once(weir.addr()),
+        "a 4th RTMP connection was kept"
+    );
+    assert!(
+        closed_at_once(weir.http_addr()),
+        "a 4th HTTP connection was kept"
+    );
+    assert!(weir
+        .log_text()
+        .contains("this address holds its limit of connections (rtmp.max_connections_per_ip)"));
+    drop(held);
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(
+        !closed_at_once(weir.addr()),
+        "a freed place was not given back"
+    );
+    weir.shutdown();
+}

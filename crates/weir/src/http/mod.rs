@@ -72,6 +72,11 @@ pub(crate) async fn serve(
                         "refused http connection: connection limit reached (rtmp.max_connections)");
                     continue;
                 };
+                let Some(slot) = context.per_ip.take(peer.ip()) else {
+                    warn!(%peer, limit = context.per_ip.max(),
+                        "refused http connection: this address holds its limit of connections (rtmp.max_connections_per_ip)");
+                    continue;
+                };
                 let _ = socket.set_nodelay(true);
                 tasks.spawn(connection(
                     socket,
@@ -79,7 +84,7 @@ pub(crate) async fn serve(
                     app.clone(),
                     Arc::clone(&context),
                     shutdown.clone(),
-                    permit,
+                    (permit, slot),
                 ));
             }
             stop = shutdown.changed() => if stop.is_err() || *shutdown.borrow() { break },
@@ -168,7 +173,7 @@ async fn connection(
     app: Router,
     context: Arc<Context>,
     mut shutdown: watch::Receiver<bool>,
-    permit: OwnedSemaphorePermit,
+    permit: (OwnedSemaphorePermit, crate::limits::IpSlot),
 ) {
     let mut head = BytesMut::with_capacity(1024);
     let read = tokio::select! {

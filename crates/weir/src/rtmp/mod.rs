@@ -40,6 +40,8 @@ pub(crate) struct Context {
     pub(crate) hls: crate::http::HlsStreams,
     /// Connections held at once, RTMP and HTTP together (`rtmp.max_connections`).
     pub(crate) permits: Arc<Semaphore>,
+    /// Connections held per client address (`rtmp.max_connections_per_ip`).
+    pub(crate) per_ip: Arc<crate::limits::PerIp>,
 }
 
 impl Context {
@@ -63,6 +65,9 @@ impl Context {
             ..ServerConfig::default()
         };
         let permits = Arc::new(Semaphore::new(config.rtmp.max_connections));
+        let per_ip = Arc::new(crate::limits::PerIp::new(
+            config.rtmp.max_connections_per_ip,
+        ));
         Self {
             config,
             session,
@@ -71,6 +76,7 @@ impl Context {
             policy,
             hls: Default::default(),
             permits,
+            per_ip,
         }
     }
 }
@@ -162,6 +168,11 @@ pub(crate) async fn serve<T: Transport>(
                         "refused {protocol} connection: connection limit reached (rtmp.max_connections)");
                     continue;
                 };
+                let Some(slot) = context.per_ip.take(peer.ip()) else {
+                    warn!(%peer, limit = context.per_ip.max(),
+                        "refused {protocol} connection: this address holds its limit of connections (rtmp.max_connections_per_ip)");
+                    continue;
+                };
                 let establish = transport.establish(incoming, peer);
                 let context = Arc::clone(&context);
                 tasks.spawn(async move {
@@ -174,6 +185,7 @@ pub(crate) async fn serve<T: Transport>(
                             "connection closed before rtmp: transport timed out (rtmp.handshake_timeout_secs)"),
                     }
                     drop(permit);
+                    drop(slot);
                 });
             }
             _ = shutdown.changed() => break,
