@@ -28,11 +28,33 @@ pub struct Config {
     pub playback: PlaybackConfig,
     /// Logging.
     pub log: LogConfig,
+    /// What happens when a second publisher arrives for a live stream.
+    pub publish: PublishConfig,
     /// Secrets for signed URLs.
     pub auth: AuthConfig,
     /// Who may publish and play, per application (`[apps.NAME]`; `[apps.default]` for the
     /// others). Empty: anyone may publish and play any stream.
     pub apps: std::collections::BTreeMap<String, AppRules>,
+}
+
+/// `[publish]`: a second publisher of a live stream.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct PublishConfig {
+    /// A new publisher replaces the current one when that one has sent nothing for this
+    /// many seconds (an encoder reconnecting after a network drop); 0: never on staleness.
+    pub stale_secs: u64,
+    /// A new publisher always replaces the current one (the newest encoder wins).
+    pub takeover: bool,
+}
+
+impl Default for PublishConfig {
+    fn default() -> Self {
+        Self {
+            stale_secs: 5,
+            takeover: false,
+        }
+    }
 }
 
 /// `[auth]`: secrets shared with a web backend.
@@ -794,6 +816,15 @@ pub const KEYS: &[(&str, &str)] = &[
     ),
     ("log", "Logging."),
     ("log.level", "tracing filter: info, debug, weir=debug, ..."),
+    ("publish", "A second publisher of a live stream."),
+    (
+        "publish.stale_secs",
+        "A new publisher replaces the current one when that one has sent nothing for this long (an encoder reconnecting after a drop); 0 = never.",
+    ),
+    (
+        "publish.takeover",
+        "A new publisher always replaces the current one (the newest encoder wins).",
+    ),
     ("auth", "Secrets shared with a web backend."),
     (
         "auth.secrets",

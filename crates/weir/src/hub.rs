@@ -34,6 +34,9 @@ pub enum Packet {
     PublisherStarted,
     /// The publisher left; the stream stays, waiting for the next one.
     PublisherLeft,
+    /// The publisher was replaced by a new one of the same stream (publisher takeover): its
+    /// frames follow at once, so players stay as they are.
+    PublisherReplaced,
 }
 
 /// Why a publish was refused.
@@ -55,6 +58,8 @@ struct StreamState {
     held: Vec<Frame>,
     /// The current publisher has sent video.
     has_video: bool,
+    /// The current publisher is being replaced (its departure is a hand-over, not an end).
+    handing_over: bool,
 }
 
 impl StreamState {
@@ -127,6 +132,7 @@ impl Stream {
             published: state.publisher.is_some(),
             publisher_since: ingest.map(|i| i.since),
             published_for: ingest.map(|i| now.saturating_duration_since(i.started)),
+            idle_for: ingest.map(|i| now.saturating_duration_since(i.last_input)),
             bytes_in: count(|i| i.bytes),
             video_frames_in: count(|i| i.video_frames),
             audio_frames_in: count(|i| i.audio_frames),
@@ -185,6 +191,7 @@ impl Hub {
                         ingest: None,
                         held: Vec::new(),
                         has_video: false,
+                        handing_over: false,
                         publisher: None,
                         tracks: TrackTable::new(),
                         gop: GopCache::new(GopLimits {
@@ -214,6 +221,17 @@ impl Hub {
                 if Arc::ptr_eq(current, stream) {
                     streams.remove(&stream.key);
                 }
+            }
+        }
+    }
+
+    /// Marks the current publisher of `key` as being replaced (publisher takeover): when it
+    /// leaves, subscribers are told of a hand-over, not an end.
+    pub fn hand_over(&self, key: &str) {
+        if let Some(stream) = self.streams().get(key) {
+            let mut state = stream.lock();
+            if state.publisher.is_some() {
+                state.handing_over = true;
             }
         }
     }
@@ -406,7 +424,12 @@ impl Drop for Publisher {
             state.ingest = None;
             state.gop.clear();
             state.tracks.clear();
-            let _ = self.stream.ring.send(Packet::PublisherLeft);
+            let packet = if std::mem::take(&mut state.handing_over) {
+                Packet::PublisherReplaced
+            } else {
+                Packet::PublisherLeft
+            };
+            let _ = self.stream.ring.send(packet);
         }
         self.hub.release(&self.stream);
     }
@@ -636,6 +659,21 @@ mod tests {
         publisher.send(audio(100));
         drop(publisher);
         assert!(matches!(sub.try_recv(), Ok(Packet::Frame(f)) if f.timestamp == 100));
+        assert!(matches!(sub.try_recv(), Ok(Packet::PublisherLeft)));
+    }
+
+    #[tokio::test]
+    async fn a_replaced_publisher_leaves_as_a_hand_over() {
+        let hub = hub();
+        let publisher = hub.publish("live/h").unwrap();
+        let mut sub = hub.subscribe("live/h");
+        hub.hand_over("live/h");
+        drop(publisher);
+        assert!(matches!(sub.try_recv(), Ok(Packet::PublisherReplaced)));
+        // The next departure is an end again.
+        let publisher = hub.publish("live/h").unwrap();
+        drop(publisher);
+        assert!(matches!(sub.try_recv(), Ok(Packet::PublisherStarted)));
         assert!(matches!(sub.try_recv(), Ok(Packet::PublisherLeft)));
     }
 }

@@ -87,6 +87,8 @@ pub struct IngestCounters {
     pub since: SystemTime,
     /// When the publisher started.
     pub started: Instant,
+    /// When its last frame arrived (its start, before any).
+    pub last_input: Instant,
     /// Payload bytes received.
     pub bytes: u64,
     /// Video frames (sequence headers included).
@@ -107,6 +109,7 @@ impl IngestCounters {
         IngestCounters {
             since: SystemTime::now(),
             started: now,
+            last_input: now,
             bytes: 0,
             video_frames: 0,
             audio_frames: 0,
@@ -120,6 +123,7 @@ impl IngestCounters {
     pub fn count(&mut self, frame: &Frame, now: Instant) {
         let bytes = frame.payload.len() as u64;
         self.bytes += bytes;
+        self.last_input = now;
         match frame.kind {
             MediaKind::Video => {
                 self.video_frames += 1;
@@ -145,6 +149,8 @@ pub struct StreamStats {
     pub publisher_since: Option<SystemTime>,
     /// How long the current publisher has been live (monotonic clock).
     pub published_for: Option<Duration>,
+    /// How long the publisher has sent nothing (a stalled encoder, a frozen network).
+    pub idle_for: Option<Duration>,
     /// Payload bytes from the current publisher.
     pub bytes_in: u64,
     /// Video frames from the current publisher.

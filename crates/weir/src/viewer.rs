@@ -36,6 +36,10 @@ pub trait ViewerSink {
     fn frame(&mut self, frame: &Frame, timestamp: u32);
     /// The publisher left (the viewer stays subscribed).
     fn publisher_left(&mut self) {}
+    /// The publisher was replaced by a new one (publisher takeover): its frames follow with
+    /// the viewer's timeline continuing; nothing to tell most viewers (an HLS packager marks a
+    /// discontinuity).
+    fn publisher_replaced(&mut self) {}
     /// A publisher started.
     fn publisher_started(&mut self) {}
     /// True when the sink holds enough to be written out before more is taken.
@@ -182,8 +186,12 @@ impl ViewerCore {
                     self.handle_frame(frame.clone(), sink);
                 }
             }
-            Packet::PublisherLeft => {
-                sink.publisher_left();
+            Packet::PublisherLeft | Packet::PublisherReplaced => {
+                if matches!(packet, Packet::PublisherLeft) {
+                    sink.publisher_left();
+                } else {
+                    sink.publisher_replaced();
+                }
                 self.rebaser.reset_source();
                 self.has_video = false;
                 self.pending_config.clear();

@@ -204,6 +204,11 @@ impl ViewerSink for Collect {
     fn publisher_left(&mut self) {
         self.ended = true;
     }
+
+    fn publisher_replaced(&mut self) {
+        // A new encoder: a discontinuity in the playlists all the same.
+        self.ended = true;
+    }
 }
 
 /// Feeds one stream's packager until nobody asked for `hls.idle_secs`.

@@ -71,6 +71,8 @@ enum Request {
         stream_id: u32,
         key: StreamKey,
         publish_type: String,
+        /// Waiting for a replaced publisher to leave (no second takeover then).
+        taking_over: bool,
     },
     Play {
         stream_id: u32,
@@ -411,6 +413,7 @@ impl Connection {
                         stream_id: request.stream_id,
                         key,
                         publish_type: request.publish_type,
+                        taking_over: false,
                     };
                     self.ask(session, request, answer)?;
                 }
@@ -587,14 +590,16 @@ impl Connection {
                     stream_id,
                     key,
                     publish_type,
+                    taking_over,
                 },
                 Decision::Allow,
-            ) => self.start_publish(session, stream_id, key, &publish_type),
+            ) => self.start_publish(session, stream_id, key, &publish_type, taking_over),
             (
                 Request::Publish {
                     stream_id,
                     key,
                     publish_type,
+                    taking_over,
                 },
                 Decision::AllowAs(name),
             ) => {
@@ -602,7 +607,7 @@ impl Connection {
                 let public = StreamKey::new(key.app(), &name, key.query());
                 info!(id = self.id(), peer = %self.peer, stream = %public,
                     "publish key accepted for a configured stream");
-                self.start_publish(session, stream_id, public, &publish_type)
+                self.start_publish(session, stream_id, public, &publish_type, taking_over)
             }
             (Request::Publish { stream_id, key, .. }, Decision::Deny(why)) => {
                 // In an app whose publishers use secret keys, what was tried stays out of
@@ -642,6 +647,7 @@ impl Connection {
         stream_id: u32,
         key: StreamKey,
         publish_type: &str,
+        taking_over: bool,
     ) -> Result<(), End> {
         match self.context.hub.publish(key.path()) {
             Ok(publisher) => {
@@ -667,22 +673,94 @@ impl Connection {
                 );
                 session.accept_publish(stream_id).map_err(End::Session)
             }
-            Err(PublishError::AlreadyPublishing(_)) => {
-                warn!(
-                    id = self.id(),
-                    peer = %self.peer,
-                    stream = %key,
-                    "publish rejected: stream is already being published (NetStream.Publish.BadName)"
-                );
-                session
-                    .reject_publish(
+            Err(PublishError::AlreadyPublishing(_)) if !taking_over => {
+                let Some(reason) = self.takeover_reason(key.path()) else {
+                    return self.refuse_busy(session, stream_id, &key);
+                };
+                // The current publisher is closed; this request waits for it to leave (up to
+                // 3 s), then publishes. Players stay attached: the hub tells them of a
+                // hand-over, not an end.
+                self.context.hub.hand_over(key.path());
+                let mut replaced = 0;
+                for info in self.context.registry.list() {
+                    let theirs =
+                        matches!(&info.role, Role::Publishing(k) if k.path() == key.path());
+                    if theirs && info.id != self.id() {
+                        self.context.registry.close(
+                            info.id,
+                            &format!("replaced by a new publisher of the same stream ({reason})"),
+                        );
+                        replaced += 1;
+                    }
+                }
+                info!(id = self.id(), peer = %self.peer, stream = %key, replaced,
+                    "publisher takeover: {reason}");
+                let hub = Arc::clone(&self.context.hub);
+                let path = key.path().to_owned();
+                let wait = async move {
+                    for _ in 0..150 {
+                        if !hub.stream_stats(&path).is_some_and(|s| s.published) {
+                            return Decision::Allow;
+                        }
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                    }
+                    Decision::Deny("the previous publisher did not leave in time".to_owned())
+                };
+                self.pending = Some(Box::new(PendingRequest {
+                    request: Request::Publish {
                         stream_id,
-                        PublishRejection::BadName,
-                        &format!("stream {key} is already being published"),
-                    )
-                    .map_err(End::Session)
+                        key,
+                        publish_type: publish_type.to_owned(),
+                        taking_over: true,
+                    },
+                    answer: Box::pin(wait),
+                    since: now(),
+                }));
+                Ok(())
             }
+            Err(PublishError::AlreadyPublishing(_)) => self.refuse_busy(session, stream_id, &key),
         }
+    }
+
+    /// Why a new publisher may replace the current one of `path`, if it may: `publish.takeover`,
+    /// or a current publisher silent for `publish.stale_secs`.
+    fn takeover_reason(&self, path: &str) -> Option<String> {
+        let publish = &self.context.config.publish;
+        if publish.takeover {
+            return Some("publish.takeover = true".to_owned());
+        }
+        let idle = self.context.hub.stream_stats(path)?.idle_for?;
+        (publish.stale_secs > 0 && idle >= Duration::from_secs(publish.stale_secs)).then(|| {
+            format!(
+                "the current publisher sent nothing for {:.1} s (publish.stale_secs = {})",
+                idle.as_secs_f64(),
+                publish.stale_secs
+            )
+        })
+    }
+
+    /// Refuses a publish of a stream someone else publishes.
+    fn refuse_busy(
+        &mut self,
+        session: &mut ServerSession,
+        stream_id: u32,
+        key: &StreamKey,
+    ) -> Result<(), End> {
+        warn!(
+            id = self.id(),
+            peer = %self.peer,
+            stream = %key,
+            "publish rejected: stream is already being published (NetStream.Publish.BadName)"
+        );
+        session
+            .reject_publish(
+                stream_id,
+                PublishRejection::BadName,
+                &format!(
+                    "stream {key} is already being published (a new publisher replaces it after publish.stale_secs of silence)"
+                ),
+            )
+            .map_err(End::Session)
     }
 
     fn start_play(
