@@ -85,6 +85,11 @@ pub struct AppRules {
     pub allow_play: Vec<String>,
     /// Addresses refused playing (before `allow_play`).
     pub deny_play: Vec<String>,
+    /// Streams of this app published at once; 0 for no limit.
+    pub max_publishers: usize,
+    /// Viewers of one stream at once (RTMP, RTMPS and HTTP-FLV; HLS requests are not
+    /// counted); 0 for no limit.
+    pub max_viewers_per_stream: usize,
 }
 
 /// `apps.NAME.publish`.
@@ -198,6 +203,11 @@ pub struct HlsConfig {
 }
 
 impl Config {
+    /// The rules `app` runs under: `[apps.NAME]`, else `[apps.default]`.
+    pub fn app_rules(&self, app: &str) -> Option<&AppRules> {
+        self.apps.get(app).or_else(|| self.apps.get("default"))
+    }
+
     /// Whether playing from `app` takes a signed URL (`[apps.NAME]` or `[apps.default]`).
     pub fn play_is_signed(&self, app: &str) -> bool {
         self.apps
@@ -832,7 +842,7 @@ pub const KEYS: &[(&str, &str)] = &[
     ),
     (
         "apps",
-        "Who may publish and play, per application: [apps.NAME] (or [apps.default] for the others) with publish = \"open\" | \"keys\" | \"signed\", play = \"open\" | \"signed\", keys = [{ hash = \"sha256:…\", stream = \"alice\" }] (hash from `weir hash-key`), allow_publish / deny_publish / allow_play / deny_play = [\"10.0.0.0/8\", …].",
+        "Who may publish and play, per application: [apps.NAME] (or [apps.default] for the others) with publish = \"open\" | \"keys\" | \"signed\", play = \"open\" | \"signed\", keys = [{ hash = \"sha256:…\", stream = \"alice\" }] (hash from `weir hash-key`), allow_publish / deny_publish / allow_play / deny_play = [\"10.0.0.0/8\", …], max_publishers, max_viewers_per_stream (0 = no limit).",
     ),
 ];
 

@@ -359,3 +359,92 @@ fn an_address_holds_at_most_its_connection_limit() {
     );
     weir.shutdown();
 }
+
+/// `max_publishers` and `max_viewers_per_stream`: one stream more than the app allows is
+/// refused at publish, one viewer more than the stream allows is refused over RTMP and
+/// HTTP-FLV, and the ones within the limits play on.
+#[test]
+fn app_limits_refuse_one_more_publisher_and_viewer() {
+    let dir = TestDir::new("auth-limits");
+    let mut config = weir::Config::default();
+    config.rtmp.addr = "127.0.0.1:0".parse().unwrap();
+    config.http.addr = "127.0.0.1:0".parse().unwrap();
+    config.apps.insert(
+        "small".to_owned(),
+        AppRules {
+            max_publishers: 1,
+            max_viewers_per_stream: 1,
+            ..AppRules::default()
+        },
+    );
+    let weir = WeirServer::start_with(config, dir.path());
+    let url = |name: &str| weir.url(name).replace("/live/", "/small/");
+    let mut publisher = ffmpeg_publish(
+        Ffmpeg::Debian,
+        &url("a"),
+        fixture(FixtureKind::H264Baseline),
+        true,
+        dir.path(),
+    );
+    publisher.wait_started(Duration::from_secs(15));
+    weir.wait_published(&["small/a"], Duration::from_secs(10));
+    let mut second = ffmpeg_publish(
+        Ffmpeg::Debian,
+        &url("b"),
+        fixture(FixtureKind::H264Baseline),
+        false,
+        dir.path(),
+    );
+    let status = second.child().wait_timeout(Duration::from_secs(15));
+    assert!(
+        status.is_some_and(|s| !s.success()),
+        "a second stream: {status:?}"
+    );
+
+    let first_viewer = {
+        let url = url("a");
+        let dir = dir.path().to_owned();
+        std::thread::spawn(move || ffmpeg_play_to_flv(Ffmpeg::Debian, &url, 2.0, &dir))
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while weir
+        .hub()
+        .stream_stats("small/a")
+        .map_or(0, |s| s.viewer_count())
+        < 1
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the first viewer never came"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let mut cmd = std::process::Command::new(common::tools::ffmpeg());
+    cmd.args(["-hide_banner", "-nostdin", "-loglevel", "error", "-i"])
+        .arg(url("a"))
+        .args(["-t", "1", "-c", "copy", "-f", "flv", "-y"])
+        .arg(dir.path().join("refused.flv"));
+    let (status, _, _) =
+        common::process::run("ffmpeg-refused", cmd, dir.path(), Duration::from_secs(20));
+    assert!(!status.success(), "a second RTMP viewer played");
+    let (status, body) = http_status(weir.http_addr(), "/small/a.flv");
+    assert!(
+        status.contains(" 503") && body.contains("max_viewers_per_stream"),
+        "{status} {body}"
+    );
+    first_viewer.join().unwrap().assert_matches(
+        &Expect::h264_aac(WIDTH, HEIGHT).min_seconds(1.8),
+        "the viewer within the limit",
+    );
+    let log = weir.log_text();
+    assert!(
+        log.contains("has its maximum of 1 published streams (apps.small.max_publishers)"),
+        "{log}"
+    );
+    assert!(
+        log.contains("has its maximum of 1 viewers (apps.small.max_viewers_per_stream)"),
+        "{log}"
+    );
+    publisher.wait_finished(Duration::from_secs(20));
+    weir.shutdown();
+}

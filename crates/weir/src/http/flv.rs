@@ -148,6 +148,10 @@ pub(super) async fn admit(
             tracks = tracks_now();
         }
     }
+    if let Some(why) = crate::rtmp::over_viewer_limit(&context, &key) {
+        info!(id = handle.id(), peer = %peer, stream = %key, "http-flv play refused: {why}");
+        return Err((StatusCode::SERVICE_UNAVAILABLE, format!("{why}\n")));
+    }
     // `?track=N`: video track N, with audio track N if there is one, else the default audio.
     let selection = chosen.map(|n| {
         let has = |kind| tracks.iter().any(|t| t.kind == kind && t.track_id == n);

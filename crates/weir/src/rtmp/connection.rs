@@ -301,6 +301,54 @@ async fn recv_packet(
     }
 }
 
+/// Why one more viewer of `key` is refused, if it is: `apps.NAME.max_viewers_per_stream`.
+pub(crate) fn over_viewer_limit(context: &Context, key: &StreamKey) -> Option<String> {
+    let rules = context.config.app_rules(key.app())?;
+    let max = rules.max_viewers_per_stream;
+    let viewers = context
+        .hub
+        .stream_stats(key.path())
+        .map_or(0, |s| s.viewer_count());
+    (max > 0 && viewers >= max).then(|| {
+        format!(
+            "stream {key} has its maximum of {max} viewers (apps.{}.max_viewers_per_stream)",
+            if context.config.apps.contains_key(key.app()) {
+                key.app()
+            } else {
+                "default"
+            }
+        )
+    })
+}
+
+/// Why one more published stream in `key`'s app is refused, if it is:
+/// `apps.NAME.max_publishers`.
+fn over_publisher_limit(context: &Context, key: &StreamKey) -> Option<String> {
+    let rules = context.config.app_rules(key.app())?;
+    let max = rules.max_publishers;
+    if max == 0 {
+        return None;
+    }
+    let prefix = format!("{}/", key.app());
+    let published = context
+        .hub
+        .published_keys()
+        .iter()
+        .filter(|k| k.starts_with(&prefix) && k.as_str() != key.path())
+        .count();
+    (published >= max).then(|| {
+        format!(
+            "application {} has its maximum of {max} published streams (apps.{}.max_publishers)",
+            key.app(),
+            if context.config.apps.contains_key(key.app()) {
+                key.app()
+            } else {
+                "default"
+            }
+        )
+    })
+}
+
 /// The policy's decision on the pending request.
 async fn wait_for(pending: &mut Option<Box<PendingRequest>>) -> Decision {
     match pending {
@@ -649,6 +697,14 @@ impl Connection {
         publish_type: &str,
         taking_over: bool,
     ) -> Result<(), End> {
+        if let Some(why) = over_publisher_limit(&self.context, &key) {
+            warn!(id = self.id(), peer = %self.peer, stream = %key,
+                "publish rejected: {why} (NetStream.Publish.BadName, connection closed)");
+            session
+                .reject_publish(stream_id, PublishRejection::BadName, &why)
+                .map_err(End::Session)?;
+            return Err(End::Rejected);
+        }
         match self.context.hub.publish(key.path()) {
             Ok(publisher) => {
                 info!(
@@ -769,6 +825,10 @@ impl Connection {
         stream_id: u32,
         key: StreamKey,
     ) -> Result<(), End> {
+        if let Some(why) = over_viewer_limit(&self.context, &key) {
+            warn!(id = self.id(), peer = %self.peer, stream = %key, "play rejected: {why}");
+            return session.deny_play(stream_id, &why).map_err(End::Session);
+        }
         let subscription = self.context.hub.subscribe_viewer(key.path(), self.protocol);
         info!(
             id = self.id(),

@@ -3,6 +3,7 @@
 //! tests).
 
 mod connection;
+pub(crate) use connection::over_viewer_limit;
 mod player;
 #[cfg(test)]
 mod tests;
