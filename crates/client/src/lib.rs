@@ -92,7 +92,8 @@ pub enum ClientError {
         /// What is wrong with it.
         why: &'static str,
     },
-    /// The URL asks for something this client cannot do yet (`rtmps://` over TCP).
+    /// The URL asks for something this client cannot do (an `rtmps://` host that is no
+    /// valid TLS server name).
     #[error("{0}")]
     Unsupported(&'static str),
     /// A transport error.
@@ -143,6 +144,50 @@ pub struct ClientOptions {
     /// ModEx, TimestampNanoOffset, so a player gets every track); `None`: a legacy connect,
     /// which gets the default track only.
     pub caps_ex: Option<u32>,
+    /// Whom `rtmps://` servers are checked against; `None`: the public web's certificate
+    /// authorities (Mozilla's list, as browsers use; what YouTube, Twitch and Facebook have).
+    pub tls: Option<TlsTrust>,
+}
+
+/// The certificate authorities an `rtmps://` connection trusts (compared by identity).
+#[derive(Clone, Debug)]
+pub struct TlsTrust(Arc<tokio_rustls::rustls::ClientConfig>);
+
+impl PartialEq for TlsTrust {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+impl Eq for TlsTrust {}
+
+impl TlsTrust {
+    /// Trusts the public web's authorities (Mozilla's root list).
+    pub fn public() -> TlsTrust {
+        let mut roots = tokio_rustls::rustls::RootCertStore::empty();
+        roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+        TlsTrust::with_roots(roots)
+    }
+
+    /// Trusts only these certificates (DER) as authorities: a private CA, or a server's
+    /// self-signed certificate.
+    pub fn only(certificates: Vec<rustls_pki_types::CertificateDer<'static>>) -> TlsTrust {
+        let mut roots = tokio_rustls::rustls::RootCertStore::empty();
+        for certificate in certificates {
+            let _ = roots.add(certificate);
+        }
+        TlsTrust::with_roots(roots)
+    }
+
+    fn with_roots(roots: tokio_rustls::rustls::RootCertStore) -> TlsTrust {
+        let provider = Arc::new(tokio_rustls::rustls::crypto::ring::default_provider());
+        let config = tokio_rustls::rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .expect("the ring provider supports the default versions")
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        TlsTrust(Arc::new(config))
+    }
 }
 
 impl Default for ClientOptions {
@@ -152,6 +197,7 @@ impl Default for ClientOptions {
             idle_timeout: Duration::from_secs(30),
             write_timeout: Duration::from_secs(10),
             digest_handshake: true,
+            tls: None,
             send_queue: 64,
             caps_ex: ClientConfig::new("", "").caps_ex,
         }
@@ -189,22 +235,31 @@ impl Client {
         Client::connect_with(url, options).await
     }
 
-    /// Connects over TCP with `options`. `rtmps://` URLs fail with
-    /// [`ClientError::Unsupported`]: TLS is not built in yet (a TLS stream can be given to
-    /// [`Client::connect_io`]).
+    /// Connects over TCP (and TLS for `rtmps://`, checked against `options.tls`) with
+    /// `options`.
     pub async fn connect_with(
         url: &RtmpUrl,
         options: ClientOptions,
     ) -> Result<Client, ClientError> {
-        if url.tls {
-            return Err(ClientError::Unsupported("rtmps:// is not supported yet"));
-        }
         let deadline = Instant::now() + options.timeout;
         let socket = timeout_at(deadline, TcpStream::connect((url.host.as_str(), url.port)))
             .await
             .map_err(|_| ClientError::Timeout("tcp connect"))??;
         socket.set_nodelay(true)?;
-        Client::connect_io(socket, url, options).await
+        if !url.tls {
+            return Client::connect_io(socket, url, options).await;
+        }
+        let trust = options.tls.clone().unwrap_or_else(TlsTrust::public);
+        let name = rustls_pki_types::ServerName::try_from(url.host.clone()).map_err(|_| {
+            ClientError::Unsupported("the rtmps:// host is no valid TLS server name")
+        })?;
+        let tls = timeout_at(
+            deadline,
+            tokio_rustls::TlsConnector::from(trust.0).connect(name, socket),
+        )
+        .await
+        .map_err(|_| ClientError::Timeout("tls handshake"))??;
+        Client::connect_io(tls, url, options).await
     }
 
     /// Runs the connection over `io`, an established transport to the server named by `url`
@@ -482,11 +537,10 @@ mod tests {
         assert!(refusal(1, &status(StatusLevel::Status, code::PLAY_RESET)).is_none());
     }
 
-    #[tokio::test]
-    async fn rtmps_over_tcp_is_not_supported_yet() {
-        let url = RtmpUrl::parse("rtmps://127.0.0.1/live/k").unwrap();
-        let err = Client::connect(&url).await.unwrap_err();
-        assert!(matches!(err, ClientError::Unsupported(_)), "{err}");
-        assert_eq!(err.to_string(), "rtmps:// is not supported yet");
+    #[test]
+    fn trust_is_compared_by_identity() {
+        let public = TlsTrust::public();
+        assert_eq!(public, public.clone());
+        assert_ne!(public, TlsTrust::only(Vec::new()));
     }
 }

@@ -13,6 +13,8 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use rustls_pki_types::pem::PemObject;
+
 use common::fixtures::{HEIGHT, WIDTH};
 use common::{ffmpeg_play_to_flv, ffmpeg_publish, fixture, process, tools};
 use common::{Expect, Ffmpeg, FixtureKind, TestDir, WeirServer};
@@ -168,5 +170,49 @@ fn ffmpeg_publishes_and_plays_over_rtmps() {
         log.contains("transport timed out") && log.contains("transport failed"),
         "{log}"
     );
+    weir.shutdown();
+}
+
+/// weir-client over `rtmps://`: it publishes to weir when it trusts weir's certificate, and
+/// refuses a server its trust does not cover (the public authorities do not know a
+/// self-signed certificate).
+#[test]
+fn weir_client_publishes_over_rtmps_and_checks_the_certificate() {
+    use weir_client::{Client, ClientOptions, RtmpUrl, TlsTrust};
+    let dir = TestDir::new("rtmps-client");
+    let (cert, key) = certificate(dir.path(), "server");
+    let mut config = weir::Config::default();
+    config.rtmp.addr = "127.0.0.1:0".parse().unwrap();
+    config.http.addr = "127.0.0.1:0".parse().unwrap();
+    config.rtmps.addr = "127.0.0.1:0".parse().unwrap();
+    config.rtmps.cert_file = cert.display().to_string();
+    config.rtmps.key_file = key.display().to_string();
+    let weir = WeirServer::start_with(config, dir.path());
+    let url = RtmpUrl::parse(&format!(
+        "rtmps://{}/live/client",
+        weir.rtmps_addr().unwrap()
+    ))
+    .unwrap();
+    let pem = std::fs::read(&cert).unwrap();
+    let der = rustls_pki_types::CertificateDer::from_pem_slice(&pem).unwrap();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let trusting = ClientOptions {
+            tls: Some(TlsTrust::only(vec![der])),
+            ..ClientOptions::default()
+        };
+        let mut client = Client::connect_with(&url, trusting)
+            .await
+            .expect("connect over tls");
+        client.publish("client").await.expect("publish over tls");
+        assert_eq!(weir.published_keys(), ["live/client"]);
+        let Err(err) = Client::connect_with(&url, ClientOptions::default()).await else {
+            panic!("a self-signed certificate passed the public authorities");
+        };
+        assert!(
+            err.to_string().to_lowercase().contains("certificate"),
+            "{err}"
+        );
+    });
     weir.shutdown();
 }
