@@ -201,7 +201,9 @@ fn the_player_page_plays_every_output_in_chromium() {
         page("av1", "llhls"),
         format!("{}|switch", page("mt", "llhls")),
     ];
-    let runs = play_pages(&targets, 10, dir.path());
+    // Two groups of pages, so Chromium's decoding and the three encoders fit on two cores.
+    let mut runs = play_pages(&targets[..4], 10, dir.path());
+    runs.extend(play_pages(&targets[4..], 10, dir.path()));
     assert_eq!(runs.len(), targets.len());
     let mut report = String::new();
     for run in &runs {
@@ -220,7 +222,7 @@ fn the_player_page_plays_every_output_in_chromium() {
     println!("{report}");
     for run in &runs {
         assert!(run.errors.is_empty(), "player errors:\n{report}");
-        // The picture advances: at least 4 s of the 10 s window, still moving at the end.
+        // The picture advances: at least 4 s of the 10 s window, still moving in the last 3 s.
         let first_moving = run
             .times
             .iter()
@@ -229,9 +231,9 @@ fn the_player_page_plays_every_output_in_chromium() {
         let played = run.times.last().copied().unwrap_or(0.0)
             - run.times[first_moving.min(run.times.len() - 1)];
         assert!(played >= 4.0, "{} played {played:.1}s:\n{report}", run.url);
-        let tail = &run.times[run.times.len() - 4..];
+        let tail = &run.times[run.times.len() - 6..];
         assert!(
-            tail[3] > tail[0],
+            tail[5] > tail[0],
             "{} stalled at the end:\n{report}",
             run.url
         );
@@ -239,13 +241,10 @@ fn the_player_page_plays_every_output_in_chromium() {
     }
     let mt = runs.iter().find(|r| r.url.contains("live/mt")).unwrap();
     assert!(mt.levels >= 2, "multitrack renditions in hls.js:\n{report}");
-    assert_eq!(
-        mt.level, 1,
-        "hls.js switched to the second rendition:\n{report}"
-    );
+    // hls.js was told to switch to the rendition it was not playing: both pictures showed.
     assert!(
-        mt.widths.contains(&320),
-        "the second rendition's picture never showed: {:?}\n{report}",
+        mt.widths.contains(&320) && mt.widths.contains(&640),
+        "hls.js did not switch between the renditions: widths {:?}\n{report}",
         mt.widths
     );
     let ll = runs

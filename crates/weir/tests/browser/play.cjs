@@ -33,7 +33,8 @@ async function main() {
         errors: window.weir.errors, levels: window.weir.levels, level: window.weir.level,
         latency: window.weir.latency, width: document.getElementById("video").videoWidth,
       }));
-      if (action === "switch" && !switched && s.levels >= 2 && s.time > 1) {
+      // Switch once hls.js has told which rendition it plays (LEVEL_SWITCHED).
+      if (action === "switch" && !switched && s.levels >= 2 && s.level >= 0 && s.time > 1) {
         await page.evaluate(() => window.weir.setLevel(window.weir.level === 1 ? 0 : 1));
         switched = true;
       }
