@@ -193,7 +193,7 @@ fn the_player_page_plays_every_output_in_chromium() {
 
     let page =
         |stream: &str, tech: &str| format!("http://{http}/?stream=live/{stream}&tech={tech}");
-    let targets = vec![
+    let targets = [
         page("h264", "llhls"),
         page("h264", "ts"),
         page("h264", "flv"),
