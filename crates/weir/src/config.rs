@@ -168,6 +168,8 @@ pub struct HttpConfig {
     /// A directory with `hls.min.js`, `mpegts.js` and `dash.all.min.js` for the player page
     /// (served at `/player/lib/`); empty, the page loads them from pinned CDN URLs.
     pub player_lib_dir: String,
+    /// Serve HTTPS instead of HTTP, with the `[rtmps]` certificate.
+    pub tls: bool,
 }
 
 impl Default for HttpConfig {
@@ -176,6 +178,7 @@ impl Default for HttpConfig {
             addr: SocketAddr::from(([0, 0, 0, 0], 8080)),
             flv_wait_secs: 0,
             player_lib_dir: String::new(),
+            tls: false,
         }
     }
 }
@@ -542,6 +545,12 @@ impl Config {
         if self.http.flv_wait_secs > MAX_SECS {
             return invalid("http.flv_wait_secs", "must be at most 86400 (one day)");
         }
+        if self.http.tls && !self.rtmps.enabled() {
+            return invalid(
+                "http.tls",
+                "needs a certificate: set rtmps.cert_file and rtmps.key_file",
+            );
+        }
         if self.rtmps.cert_file.is_empty() != self.rtmps.key_file.is_empty() {
             return invalid(
                 "rtmps.cert_file",
@@ -780,6 +789,10 @@ pub const KEYS: &[(&str, &str)] = &[
     (
         "http.player_lib_dir",
         "Directory with hls.min.js, mpegts.js and dash.all.min.js for the player page at /; empty = pinned CDN URLs.",
+    ),
+    (
+        "http.tls",
+        "Serve HTTPS instead of HTTP on http.addr, with the [rtmps] certificate (re-read when it changes).",
     ),
     ("hls", "HLS at /{app}/{stream}/index.m3u8 (fMP4, Low-Latency) and /{app}/{stream}/ts/index.m3u8 (MPEG-TS); DASH at /{app}/{stream}/index.mpd."),
     (

@@ -165,6 +165,7 @@ fn load(cli: &Cli) -> anyhow::Result<Config> {
 }
 
 fn run(config: Config) -> ExitCode {
+    let scheme = if config.http.tls { "https" } else { "http" };
     let filter =
         EnvFilter::try_from_env("WEIR_LOG").unwrap_or_else(|_| EnvFilter::new(&config.log.level));
     tracing_subscriber::fmt().with_env_filter(filter).init();
@@ -194,7 +195,12 @@ fn run(config: Config) -> ExitCode {
                 return ExitCode::FAILURE;
             }
         };
-        banner(server.rtmp_addr(), server.http_addr(), server.rtmps_addr());
+        banner(
+            server.rtmp_addr(),
+            server.http_addr(),
+            server.rtmps_addr(),
+            scheme,
+        );
         wait_for_signal().await;
         info!("shutting down");
         server.shutdown().await;
@@ -203,7 +209,7 @@ fn run(config: Config) -> ExitCode {
     })
 }
 
-fn banner(addr: SocketAddr, http: SocketAddr, rtmps: Option<SocketAddr>) {
+fn banner(addr: SocketAddr, http: SocketAddr, rtmps: Option<SocketAddr>, scheme: &str) {
     let host_of = |addr: SocketAddr| {
         if addr.ip().is_unspecified() {
             "HOST".to_owned()
@@ -228,11 +234,11 @@ fn banner(addr: SocketAddr, http: SocketAddr, rtmps: Option<SocketAddr>) {
     }
     let (http_host, http_port) = (host_of(http), http.port());
     info!(
-        "watch over HTTP: http://{http_host}:{http_port}/live/KEY/index.m3u8 (HLS: Safari, hls.js, VLC) \
-         or http://{http_host}:{http_port}/live/KEY.flv (HTTP-FLV, mpegts.js)"
+        "watch over HTTP: {scheme}://{http_host}:{http_port}/live/KEY/index.m3u8 (HLS: Safari, hls.js, VLC) \
+         or {scheme}://{http_host}:{http_port}/live/KEY.flv (HTTP-FLV, mpegts.js)"
     );
     info!(
-        "watch in a browser: http://{http_host}:{http_port}/ (player page: every stream, every format)"
+        "watch in a browser: {scheme}://{http_host}:{http_port}/ (player page: every stream, every format)"
     );
 }
 

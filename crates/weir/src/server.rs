@@ -71,12 +71,19 @@ impl Server {
             )
         })?;
         let http_addr = http_listener.local_addr()?;
-        let rtmps_listener = if config.rtmps.enabled() {
-            let certificates = rtmp::tls::Certificates::load(
-                std::path::Path::new(&config.rtmps.cert_file),
-                std::path::Path::new(&config.rtmps.key_file),
-            )
-            .map_err(|err| anyhow::anyhow!("rtmps: {err}"))?;
+        let certificates = if config.rtmps.enabled() {
+            Some(Arc::new(
+                rtmp::tls::Certificates::load(
+                    std::path::Path::new(&config.rtmps.cert_file),
+                    std::path::Path::new(&config.rtmps.key_file),
+                )
+                .map_err(|err| anyhow::anyhow!("rtmps: {err}"))?,
+            ))
+        } else {
+            None
+        };
+        let https = certificates.clone().filter(|_| config.http.tls);
+        let rtmps_listener = if let Some(certificates) = certificates {
             let listener = listen(config.rtmps.addr).with_context(|| {
                 format!(
                     "cannot listen for RTMPS on {} (is another server using the port? set rtmps.addr)",
@@ -94,12 +101,10 @@ impl Server {
         let registry = Arc::new(Registry::new());
         let (shutdown, watcher) = watch::channel(false);
         let transport = rtmp::TcpTransport::new(listener, &config);
-        let context = Arc::new(rtmp::Context::new(
-            config,
-            Arc::clone(&hub),
-            Arc::clone(&registry),
-            policy,
-        ));
+        let mut context =
+            rtmp::Context::new(config, Arc::clone(&hub), Arc::clone(&registry), policy);
+        context.https = https;
+        let context = Arc::new(context);
         let http_task = tokio::spawn(http::serve(
             http_listener,
             Arc::clone(&context),

@@ -216,3 +216,50 @@ fn weir_client_publishes_over_rtmps_and_checks_the_certificate() {
     });
     weir.shutdown();
 }
+
+/// `http.tls`: the HTTP listener serves HTTPS with the RTMPS certificate: curl checks it and
+/// gets the HLS playlist, Debian's FFmpeg plays HTTP-FLV over it.
+#[test]
+fn the_http_listener_serves_https_with_the_same_certificate() {
+    let dir = TestDir::new("https");
+    let (cert, key) = certificate(dir.path(), "server");
+    let mut config = weir::Config::default();
+    config.rtmp.addr = "127.0.0.1:0".parse().unwrap();
+    config.http.addr = "127.0.0.1:0".parse().unwrap();
+    config.rtmps.addr = "127.0.0.1:0".parse().unwrap();
+    config.rtmps.cert_file = cert.display().to_string();
+    config.rtmps.key_file = key.display().to_string();
+    config.http.tls = true;
+    let weir = WeirServer::start_with(config, dir.path());
+    let mut publisher = weir.publish_fixture("secure", dir.path());
+    let base = format!("https://{}", weir.http_addr());
+    let mut cmd = Command::new("curl");
+    cmd.args(["-sS", "--max-time", "15", "--cacert"])
+        .arg(&cert)
+        .arg(format!("{base}/live/secure/index.m3u8"));
+    let (status, out, err) = process::run("curl", cmd, dir.path(), Duration::from_secs(20));
+    assert!(
+        status.success() && out.contains("#EXT-X-STREAM-INF"),
+        "{out}{err}"
+    );
+    // Plain HTTP on the HTTPS port gets nothing useful.
+    let mut cmd = Command::new("curl");
+    cmd.args(["-sS", "--max-time", "5"]).arg(format!(
+        "http://{}/live/secure/index.m3u8",
+        weir.http_addr()
+    ));
+    let (_, out, _) = process::run("curl-plain", cmd, dir.path(), Duration::from_secs(10));
+    assert!(!out.contains("#EXTM3U"), "{out}");
+    let report = ffmpeg_play_to_flv(
+        Ffmpeg::Debian,
+        &format!("{base}/live/secure.flv"),
+        1.5,
+        dir.path(),
+    );
+    report.assert_matches(
+        &Expect::h264_aac(WIDTH, HEIGHT).min_seconds(1.3),
+        "http-flv over https",
+    );
+    publisher.wait_finished(Duration::from_secs(20));
+    weir.shutdown();
+}

@@ -175,6 +175,19 @@ async fn connection(
     mut shutdown: watch::Receiver<bool>,
     permit: (OwnedSemaphorePermit, crate::limits::IpSlot),
 ) {
+    if let Some(certificates) = &context.https {
+        // HTTPS: the TLS handshake within the head timeout, then everything through hyper.
+        let acceptor = certificates.acceptor();
+        let accepted = tokio::select! {
+            accepted = tokio::time::timeout(HEADER_TIMEOUT, acceptor.accept(socket)) => accepted,
+            _ = shutdown.wait_for(|stop| *stop) => return,
+        };
+        if let Ok(Ok(tls)) = accepted {
+            serve_hyper(tls, peer, app, shutdown).await;
+        }
+        drop(permit);
+        return;
+    }
     let mut head = BytesMut::with_capacity(1024);
     let read = tokio::select! {
         read = tokio::time::timeout(HEADER_TIMEOUT, read_head(&mut socket, &mut head)) => read,
@@ -201,6 +214,16 @@ async fn connection(
         return;
     }
     let socket = prefixed::Prefixed::new(head, socket);
+    serve_hyper(socket, peer, app, shutdown).await;
+    drop(permit);
+}
+
+/// Serves one connection with hyper (HTTP/1.1 with upgrades, or h2c / h2) until it ends or
+/// the server stops.
+async fn serve_hyper<I>(io: I, peer: SocketAddr, app: Router, mut shutdown: watch::Receiver<bool>)
+where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
     let service = hyper::service::service_fn(move |mut request: Request<Incoming>| {
         request.extensions_mut().insert(ConnectInfo(peer));
         app.clone().oneshot(request)
@@ -211,7 +234,7 @@ async fn connection(
         .timer(TokioTimer::new())
         .header_read_timeout(HEADER_TIMEOUT)
         .max_buf_size(MAX_HEAD);
-    let conn = builder.serve_connection_with_upgrades(TokioIo::new(socket), service);
+    let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
     tokio::pin!(conn);
     let stopping = async move {
         let _ = shutdown.wait_for(|stop| *stop).await;
@@ -223,7 +246,6 @@ async fn connection(
             let _ = tokio::time::timeout(Duration::from_secs(5), conn).await;
         }
     }
-    drop(permit);
 }
 
 fn router(context: Arc<Context>) -> Router {

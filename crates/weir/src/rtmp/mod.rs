@@ -43,6 +43,8 @@ pub(crate) struct Context {
     pub(crate) permits: Arc<Semaphore>,
     /// Connections held per client address (`rtmp.max_connections_per_ip`).
     pub(crate) per_ip: Arc<crate::limits::PerIp>,
+    /// The certificate the HTTP listener serves HTTPS with (`http.tls`).
+    pub(crate) https: Option<Arc<tls::Certificates>>,
 }
 
 impl Context {
@@ -78,6 +80,7 @@ impl Context {
             hls: Default::default(),
             permits,
             per_ip,
+            https: None,
         }
     }
 }

@@ -9,6 +9,8 @@
 //! next connections use them, while established ones go on untouched. A renewal that cannot
 //! be read keeps the previous certificate, with a log line.
 //!
+//! The HTTP listener serves HTTPS with the same certificates when `http.tls` is on.
+//!
 //! Not yet: several certificates chosen by SNI.
 
 use std::future::Future;
@@ -88,7 +90,7 @@ impl Certificates {
     }
 
     /// The acceptor for the next handshake, reloaded first if a file changed.
-    fn acceptor(&self) -> TlsAcceptor {
+    pub(crate) fn acceptor(&self) -> TlsAcceptor {
         let stamps = (modified(&self.cert_file), modified(&self.key_file));
         let mut loaded = self.loaded.lock().unwrap_or_else(|p| p.into_inner());
         if stamps != loaded.stamps {
@@ -119,12 +121,12 @@ impl TlsTransport {
     pub(crate) fn new(
         listener: TcpListener,
         config: &Config,
-        certificates: Certificates,
+        certificates: Arc<Certificates>,
     ) -> TlsTransport {
         TlsTransport {
             listener,
             config: Arc::new(config.clone()),
-            certificates: Arc::new(certificates),
+            certificates,
         }
     }
 }
