@@ -19,9 +19,7 @@ const KEY: &str = "sk_test_alice_4f1b9c";
 #[test]
 fn a_secret_key_publishes_under_its_public_name_and_nothing_else_does() {
     let dir = TestDir::new("auth-keys");
-    let mut config = weir::Config::default();
-    config.rtmp.addr = "127.0.0.1:0".parse().unwrap();
-    config.http.addr = "127.0.0.1:0".parse().unwrap();
+    let mut config = common::loopback_config();
     config.apps.insert(
         "live".to_owned(),
         AppRules {
@@ -120,9 +118,7 @@ fn signed_play_urls_work_until_they_expire_and_nothing_else_plays() {
     use weir::config::PlayRule;
     const SECRET: &str = "test-secret-7f3c";
     let dir = TestDir::new("auth-signed");
-    let mut config = weir::Config::default();
-    config.rtmp.addr = "127.0.0.1:0".parse().unwrap();
-    config.http.addr = "127.0.0.1:0".parse().unwrap();
+    let mut config = common::loopback_config();
     config.auth.secrets = vec!["newer-secret".to_owned(), SECRET.to_owned()];
     config.apps.insert(
         "live".to_owned(),
@@ -249,9 +245,7 @@ fn http_status(addr: std::net::SocketAddr, path: &str) -> (String, String) {
 #[test]
 fn ip_rules_refuse_by_address_on_every_listener() {
     let dir = TestDir::new("auth-ip");
-    let mut config = weir::Config::default();
-    config.rtmp.addr = "127.0.0.1:0".parse().unwrap();
-    config.http.addr = "127.0.0.1:0".parse().unwrap();
+    let mut config = common::loopback_config();
     config.apps.insert(
         "cams".to_owned(),
         AppRules {
@@ -320,9 +314,7 @@ fn ip_rules_refuse_by_address_on_every_listener() {
 fn an_address_holds_at_most_its_connection_limit() {
     use std::io::Read;
     let dir = TestDir::new("auth-per-ip");
-    let mut config = weir::Config::default();
-    config.rtmp.addr = "127.0.0.1:0".parse().unwrap();
-    config.http.addr = "127.0.0.1:0".parse().unwrap();
+    let mut config = common::loopback_config();
     config.rtmp.max_connections_per_ip = 3;
     let weir = WeirServer::start_with(config, dir.path());
     let held: Vec<std::net::TcpStream> = (0..2)
@@ -366,9 +358,7 @@ fn an_address_holds_at_most_its_connection_limit() {
 #[test]
 fn app_limits_refuse_one_more_publisher_and_viewer() {
     let dir = TestDir::new("auth-limits");
-    let mut config = weir::Config::default();
-    config.rtmp.addr = "127.0.0.1:0".parse().unwrap();
-    config.http.addr = "127.0.0.1:0".parse().unwrap();
+    let mut config = common::loopback_config();
     config.apps.insert(
         "small".to_owned(),
         AppRules {

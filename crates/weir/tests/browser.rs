@@ -114,9 +114,7 @@ fn the_player_page_plays_every_output_in_chromium() {
     ] {
         std::fs::copy(modules.join(from), libs.join(name)).unwrap();
     }
-    let mut config = weir::Config::default();
-    config.rtmp.addr = "127.0.0.1:0".parse().unwrap();
-    config.http.addr = "127.0.0.1:0".parse().unwrap();
+    let mut config = common::loopback_config();
     config.http.player_lib_dir = libs.display().to_string();
     let weir = WeirServer::start_with(config, dir.path());
     let http = weir.http_addr();

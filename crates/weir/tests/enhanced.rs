@@ -270,9 +270,7 @@ fn every_enhanced_codec_is_played_back_exactly() {
 #[test]
 fn unadvertised_codecs_can_be_withheld_per_app() {
     let dir = TestDir::new("enhanced-withhold");
-    let mut config = weir::Config::default();
-    config.rtmp.addr = "127.0.0.1:0".parse().unwrap();
-    config.http.addr = "127.0.0.1:0".parse().unwrap();
+    let mut config = common::loopback_config();
     config
         .playback
         .app_unadvertised_codecs
@@ -549,9 +547,7 @@ fn http_get(addr: std::net::SocketAddr, path: &str) -> (String, String) {
 #[test]
 fn http_flv_plays_the_track_a_viewer_chooses() {
     let dir = TestDir::new("enhanced-track-choice");
-    let mut config = weir::Config::default();
-    config.rtmp.addr = "127.0.0.1:0".parse().unwrap();
-    config.http.addr = "127.0.0.1:0".parse().unwrap();
+    let mut config = common::loopback_config();
     config.http.flv_wait_secs = 20;
     let weir = WeirServer::start_with(config, dir.path());
     let http = weir.http_addr();

@@ -421,9 +421,7 @@ fn thousands_of_held_blocking_requests_are_answered_while_the_stream_plays() {
 #[test]
 fn with_hls_always_the_first_request_finds_segments_ready() {
     let dir = TestDir::new("hls-always");
-    let mut config = weir::Config::default();
-    config.rtmp.addr = "127.0.0.1:0".parse().unwrap();
-    config.http.addr = "127.0.0.1:0".parse().unwrap();
+    let mut config = common::loopback_config();
     config.hls.always = true;
     let weir = WeirServer::start_with(config, dir.path());
     let addr = weir.http_addr();
@@ -448,9 +446,7 @@ fn with_hls_always_the_first_request_finds_segments_ready() {
 fn hls_dir_keeps_a_playable_copy_on_disk() {
     let dir = TestDir::new("hls-dir");
     let root = dir.path().join("www");
-    let mut config = weir::Config::default();
-    config.rtmp.addr = "127.0.0.1:0".parse().unwrap();
-    config.http.addr = "127.0.0.1:0".parse().unwrap();
+    let mut config = common::loopback_config();
     config.hls.dir = root.display().to_string();
     config.hls.window = 2;
     let weir = WeirServer::start_with(config, dir.path());

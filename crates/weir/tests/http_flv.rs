@@ -301,9 +301,7 @@ fn websocket_flv_streams_the_same_flv() {
 #[test]
 fn bad_http_input_is_refused_and_the_stream_plays_on() {
     let dir = TestDir::new("http-bad-input");
-    let mut config = weir::Config::default();
-    config.rtmp.addr = "127.0.0.1:0".parse().unwrap();
-    config.http.addr = "127.0.0.1:0".parse().unwrap();
+    let mut config = common::loopback_config();
     config.rtmp.max_connections = 12;
     let weir = WeirServer::start_with(config, dir.path());
     let mut publisher = weir.publish_fixture("bad", dir.path());

@@ -183,9 +183,7 @@ fn sigterm_asks_reconnect_capable_clients_to_reconnect_before_closing() {
 /// closes a legacy one, while the server keeps running.
 #[tokio::test]
 async fn drain_asks_capable_clients_to_reconnect_and_closes_the_rest() {
-    let mut config = weir::Config::default();
-    config.rtmp.addr = "127.0.0.1:0".parse().unwrap();
-    config.http.addr = "127.0.0.1:0".parse().unwrap();
+    let mut config = common::loopback_config();
     config.rtmp.reconnect_tc_url = "/backup".into();
     let server = weir::Server::start(config).await.unwrap();
     let url = RtmpUrl::parse(&format!("rtmp://{}/live/s", server.rtmp_addr())).unwrap();

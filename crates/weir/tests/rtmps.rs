@@ -55,10 +55,7 @@ fn file_fingerprint(path: &Path, dir: &Path) -> String {
 fn ffmpeg_publishes_and_plays_over_rtmps() {
     let dir = TestDir::new("rtmps");
     let (cert, key) = certificate(dir.path(), "server");
-    let mut config = weir::Config::default();
-    config.rtmp.addr = "127.0.0.1:0".parse().unwrap();
-    config.http.addr = "127.0.0.1:0".parse().unwrap();
-    config.rtmps.addr = "127.0.0.1:0".parse().unwrap();
+    let mut config = common::loopback_config();
     config.rtmps.cert_file = cert.display().to_string();
     config.rtmps.key_file = key.display().to_string();
     config.rtmp.handshake_timeout_secs = 2;
@@ -181,10 +178,7 @@ fn weir_client_publishes_over_rtmps_and_checks_the_certificate() {
     use weir_client::{Client, ClientOptions, RtmpUrl, TlsTrust};
     let dir = TestDir::new("rtmps-client");
     let (cert, key) = certificate(dir.path(), "server");
-    let mut config = weir::Config::default();
-    config.rtmp.addr = "127.0.0.1:0".parse().unwrap();
-    config.http.addr = "127.0.0.1:0".parse().unwrap();
-    config.rtmps.addr = "127.0.0.1:0".parse().unwrap();
+    let mut config = common::loopback_config();
     config.rtmps.cert_file = cert.display().to_string();
     config.rtmps.key_file = key.display().to_string();
     let weir = WeirServer::start_with(config, dir.path());
@@ -223,10 +217,7 @@ fn weir_client_publishes_over_rtmps_and_checks_the_certificate() {
 fn the_http_listener_serves_https_with_the_same_certificate() {
     let dir = TestDir::new("https");
     let (cert, key) = certificate(dir.path(), "server");
-    let mut config = weir::Config::default();
-    config.rtmp.addr = "127.0.0.1:0".parse().unwrap();
-    config.http.addr = "127.0.0.1:0".parse().unwrap();
-    config.rtmps.addr = "127.0.0.1:0".parse().unwrap();
+    let mut config = common::loopback_config();
     config.rtmps.cert_file = cert.display().to_string();
     config.rtmps.key_file = key.display().to_string();
     config.http.tls = true;

@@ -16,9 +16,7 @@ use common::{
 #[test]
 fn a_frozen_publisher_is_replaced_after_stale_secs_and_players_stay_attached() {
     let dir = TestDir::new("takeover");
-    let mut config = weir::Config::default();
-    config.rtmp.addr = "127.0.0.1:0".parse().unwrap();
-    config.http.addr = "127.0.0.1:0".parse().unwrap();
+    let mut config = common::loopback_config();
     config.publish.stale_secs = 1;
     let weir = WeirServer::start_with(config, dir.path());
     let url = weir.url("take");

@@ -40,7 +40,7 @@ use weir_media::{track_form, Frame, MediaKind, SingleTrack, TrackKind};
 
 use super::text;
 use crate::config::Unadvertised;
-use crate::policy::{Answer, Client, Decision, StreamRequest};
+use crate::policy::{Client, Decision, StreamRequest};
 use crate::registry::{ConnectionHandle, Protocol, Role};
 use crate::rtmp::Context;
 use crate::stream_key::StreamKey;
@@ -106,17 +106,7 @@ pub(super) async fn admit(
         client,
         key: key.clone(),
     };
-    let decision = match context.policy.play(&request) {
-        Answer::Ready(decision) => decision,
-        Answer::Pending(answer) => {
-            match tokio::time::timeout(context.config.rtmp.request_timeout(), answer).await {
-                Ok(decision) => decision,
-                Err(_) => Decision::Deny(
-                    "the access policy did not answer in time (rtmp.request_timeout_secs)".into(),
-                ),
-            }
-        }
-    };
+    let decision = super::decided(&context, context.policy.play(&request)).await;
     if let Decision::AllowAs(name) = &decision {
         key = StreamKey::new(key.app(), name, key.query());
     }

@@ -351,7 +351,18 @@ async fn hls_refused(
         },
         key: StreamKey::new(app, stream, query),
     };
-    let decision = match context.policy.play(&request) {
+    match decided(context, context.policy.play(&request)).await {
+        Decision::Deny(reason) => {
+            tracing::info!(%peer, stream = %request.key, reason = %reason, "hls request denied");
+            Some(text(StatusCode::FORBIDDEN, format!("{reason}\n")))
+        }
+        Decision::Allow | Decision::AllowAs(_) => None,
+    }
+}
+
+/// The policy's decision, waited for up to `rtmp.request_timeout_secs` (then a refusal).
+pub(crate) async fn decided(context: &Context, answer: Answer) -> Decision {
+    match answer {
         Answer::Ready(decision) => decision,
         Answer::Pending(answer) => {
             match tokio::time::timeout(context.config.rtmp.request_timeout(), answer).await {
@@ -361,13 +372,6 @@ async fn hls_refused(
                 ),
             }
         }
-    };
-    match decision {
-        Decision::Deny(reason) => {
-            tracing::info!(%peer, stream = %request.key, reason = %reason, "hls request denied");
-            Some(text(StatusCode::FORBIDDEN, format!("{reason}\n")))
-        }
-        Decision::Allow | Decision::AllowAs(_) => None,
     }
 }
 

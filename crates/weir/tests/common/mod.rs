@@ -42,7 +42,7 @@ pub use nginx::NginxRtmp;
 #[allow(unused_imports)]
 pub use probe::{probe_file, Expect, MediaReport};
 #[allow(unused_imports)]
-pub use server::WeirServer;
+pub use server::{loopback_config, WeirServer};
 
 /// `rtmp://{addr}/{app}/{stream}`.
 pub fn rtmp_url(addr: SocketAddr, app: &str, stream: &str) -> String {

@@ -27,10 +27,7 @@ impl WeirServer {
     /// Starts weir with the default configuration on `127.0.0.1:0`; the log (filter from
     /// `WEIR_LOG`, default `info`) goes to `weir.log` in `log_dir`.
     pub fn start(log_dir: &Path) -> WeirServer {
-        let mut config = weir::Config::default();
-        config.rtmp.addr = "127.0.0.1:0".parse().expect("loopback addr");
-        config.http.addr = "127.0.0.1:0".parse().expect("loopback addr");
-        Self::start_with(config, log_dir)
+        Self::start_with(loopback_config(), log_dir)
     }
 
     /// Starts weir with `config` (which must bind loopback).
@@ -181,4 +178,14 @@ impl Drop for WeirServer {
         }
         self.stop();
     }
+}
+
+/// The default configuration with every listener on a free loopback port (RTMPS's too, for
+/// tests that turn it on).
+pub fn loopback_config() -> weir::Config {
+    let mut config = weir::Config::default();
+    config.rtmp.addr = "127.0.0.1:0".parse().expect("loopback addr");
+    config.http.addr = "127.0.0.1:0".parse().expect("loopback addr");
+    config.rtmps.addr = "127.0.0.1:0".parse().expect("loopback addr");
+    config
 }
