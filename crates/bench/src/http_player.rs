@@ -21,12 +21,8 @@ pub async fn run(
 ) -> PlayerResult {
     let mut result = PlayerResult::default();
     let started = Instant::now();
-    if let Err(err) = play(&authority, &app, &stream, &shared, started, &mut result).await {
-        if !shared.stop.load(Ordering::Relaxed) {
-            result.disconnect = Some(err);
-        }
-    }
-    result
+    let outcome = play(&authority, &app, &stream, &shared, started, &mut result).await;
+    result.ended(outcome, &shared)
 }
 
 async fn play(

@@ -27,12 +27,8 @@ pub async fn run(
 ) -> PlayerResult {
     let mut result = PlayerResult::default();
     let started = Instant::now();
-    if let Err(err) = follow(&authority, &app, &stream, &shared, started, &mut result).await {
-        if !shared.stop.load(Ordering::Relaxed) {
-            result.disconnect = Some(err);
-        }
-    }
-    result
+    let outcome = follow(&authority, &app, &stream, &shared, started, &mut result).await;
+    result.ended(outcome, &shared)
 }
 
 /// One keep-alive connection: request, then a `Content-Length` body.
@@ -175,8 +171,11 @@ fn trun_sizes(mut moof: &[u8]) -> Vec<usize> {
             b"traf" => return trun_sizes(&moof[8..size]),
             b"trun" => {
                 let body = &moof[8..size];
-                let flags = u32::from_be_bytes([0, body[1], body[2], body[3]]);
-                let count = u32::from_be_bytes([body[4], body[5], body[6], body[7]]) as usize;
+                let Some(&[_, f1, f2, f3, c0, c1, c2, c3]) = body.get(..8) else {
+                    return Vec::new();
+                };
+                let flags = u32::from_be_bytes([0, f1, f2, f3]);
+                let count = u32::from_be_bytes([c0, c1, c2, c3]) as usize;
                 let mut at = 8;
                 if flags & 0x1 != 0 {
                     at += 4;

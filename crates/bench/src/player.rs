@@ -59,12 +59,8 @@ pub async fn run(url: RtmpUrl, shared: Arc<Shared>, idle: bool) -> PlayerResult 
         ..PlayerResult::default()
     };
     let started = Instant::now();
-    if let Err(err) = play(&url, &shared, idle, started, &mut result).await {
-        if !shared.stop.load(Ordering::Relaxed) {
-            result.disconnect = Some(err);
-        }
-    }
-    result
+    let outcome = play(&url, &shared, idle, started, &mut result).await;
+    result.ended(outcome, &shared)
 }
 
 async fn play(
@@ -138,6 +134,17 @@ async fn play(
 impl PlayerResult {
     /// Counts a received video frame (not a sequence header) and its stamp's latency;
     /// `times` are the player's join time and now, in ns since the epoch.
+    /// The result once the player stopped: an error before the run's end is its disconnect
+    /// reason (after it, closing was the run's doing).
+    pub(crate) fn ended(mut self, outcome: Result<(), String>, shared: &Shared) -> PlayerResult {
+        if let Err(err) = outcome {
+            if !shared.stop.load(Ordering::Relaxed) {
+                self.disconnect = Some(err);
+            }
+        }
+        self
+    }
+
     pub(crate) fn video_frame(
         &mut self,
         frame: &Frame,
