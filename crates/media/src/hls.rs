@@ -344,14 +344,12 @@ impl Segmenter {
             "#EXT-X-TARGETDURATION:{}",
             self.config.target_duration_secs
         );
-        let first = listed.first().map_or(0, |s| s.sequence);
-        let _ = writeln!(out, "#EXT-X-MEDIA-SEQUENCE:{first}");
-        let discontinuity_sequence = listed
-            .first()
-            .map_or(0, |s| s.discontinuity_sequence - u64::from(s.discontinuity));
-        let _ = writeln!(
-            out,
-            "#EXT-X-DISCONTINUITY-SEQUENCE:{discontinuity_sequence}"
+        sequence_tags(
+            &mut out,
+            listed.first().map_or(0, |s| s.sequence),
+            listed
+                .first()
+                .map_or(0, |s| s.discontinuity_sequence - u64::from(s.discontinuity)),
         );
         for segment in listed {
             if segment.discontinuity {
@@ -368,6 +366,16 @@ impl Segmenter {
         }
         out
     }
+}
+
+/// `EXT-X-MEDIA-SEQUENCE` and `EXT-X-DISCONTINUITY-SEQUENCE`: the first listed segment's
+/// number and the discontinuities before it.
+pub(crate) fn sequence_tags(out: &mut String, media_sequence: u64, discontinuity_sequence: u64) {
+    let _ = writeln!(out, "#EXT-X-MEDIA-SEQUENCE:{media_sequence}");
+    let _ = writeln!(
+        out,
+        "#EXT-X-DISCONTINUITY-SEQUENCE:{discontinuity_sequence}"
+    );
 }
 
 /// `2026-11-27T01:23:45.678Z` from ms since the Unix epoch (UTC, proleptic Gregorian).

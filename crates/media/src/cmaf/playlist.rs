@@ -7,7 +7,7 @@ use std::fmt::Write as _;
 
 use super::{Packager, Rendition};
 use crate::frame::MediaKind;
-use crate::hls::iso8601;
+use crate::hls::{iso8601, sequence_tags};
 
 /// A playlist request's delivery directives (RFC 8216bis §6.2.5).
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -127,16 +127,14 @@ impl Rendition {
             );
             let _ = writeln!(out, "#EXT-X-PART-INF:PART-TARGET={part_target:.3}");
         }
-        let first = listed
-            .first()
-            .map_or(self.edge().next_sequence, |s| s.sequence);
-        let _ = writeln!(out, "#EXT-X-MEDIA-SEQUENCE:{first}");
-        let discontinuity_sequence = listed
-            .first()
-            .map_or(0, |s| s.discontinuity_sequence - u64::from(s.discontinuity));
-        let _ = writeln!(
-            out,
-            "#EXT-X-DISCONTINUITY-SEQUENCE:{discontinuity_sequence}"
+        sequence_tags(
+            &mut out,
+            listed
+                .first()
+                .map_or(self.edge().next_sequence, |s| s.sequence),
+            listed
+                .first()
+                .map_or(0, |s| s.discontinuity_sequence - u64::from(s.discontinuity)),
         );
         // Segments that start more than CAN-SKIP-UNTIL before the end may be skipped, and
         // parts are listed for those within three target durations of it.
