@@ -32,6 +32,8 @@ pub struct Config {
     pub publish: PublishConfig,
     /// Secrets for signed URLs.
     pub auth: AuthConfig,
+    /// Proxies and load balancers whose word on the client's address is taken.
+    pub proxy: ProxyConfig,
     /// Who may publish and play, per application (`[apps.NAME]`; `[apps.default]` for the
     /// others). Empty: anyone may publish and play any stream.
     pub apps: std::collections::BTreeMap<String, AppRules>,
@@ -66,8 +68,18 @@ pub struct AuthConfig {
     pub secrets: Vec<String>,
 }
 
-/// `[apps.NAME]`: who may publish and play in one application.
+/// `[proxy]`: reverse proxies and TCP load balancers in front of weir.
 #[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct ProxyConfig {
+    /// Addresses (CIDR) of the proxies trusted to name the client: their `X-Forwarded-For`
+    /// is read on HTTP, and their PROXY protocol headers where `rtmp.proxy_protocol` /
+    /// `http.proxy_protocol` are on. Everyone else is taken at their TCP address.
+    pub trusted: Vec<String>,
+}
+
+/// `[apps.NAME]`: who may publish and play in one application.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct AppRules {
     /// Who may publish.
@@ -90,6 +102,66 @@ pub struct AppRules {
     /// Viewers of one stream at once (RTMP, RTMPS and HTTP-FLV; HLS requests are not
     /// counted); 0 for no limit.
     pub max_viewers_per_stream: usize,
+    /// This app's own `[publish] takeover` (a new publisher always replaces the current one);
+    /// unset: the `[publish]` value.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub takeover: Option<bool>,
+    /// Webhook (URL, `http://` or `https://`) asked before a client connects to this app;
+    /// empty: none.
+    pub on_connect: String,
+    /// Webhook asked before a publish (after the `publish` rule allowed it); it may rename
+    /// the stream. Required by `publish = "webhook"`.
+    pub on_publish: String,
+    /// Webhook asked before a play (RTMP, HTTP-FLV; HLS and DASH per request). Required by
+    /// `play = "webhook"`.
+    pub on_play: String,
+    /// Webhook told when a publish ends (its answer is not waited for).
+    pub on_unpublish: String,
+    /// Webhook told when a play ends (RTMP and HTTP-FLV).
+    pub on_play_done: String,
+    /// Milliseconds a webhook may take to answer (then `webhook_on_error` applies).
+    pub webhook_timeout_ms: u64,
+    /// What an unreachable, failing or slow webhook means: "deny" (fail closed) or "allow".
+    pub webhook_on_error: WebhookFailure,
+    /// Seconds a webhook's decision is reused for the same action, stream and query; 0: ask
+    /// every time.
+    pub webhook_cache_secs: u64,
+}
+
+impl Default for AppRules {
+    fn default() -> Self {
+        Self {
+            publish: PublishRule::default(),
+            play: PlayRule::default(),
+            keys: Vec::new(),
+            allow_publish: Vec::new(),
+            deny_publish: Vec::new(),
+            allow_play: Vec::new(),
+            deny_play: Vec::new(),
+            max_publishers: 0,
+            max_viewers_per_stream: 0,
+            takeover: None,
+            on_connect: String::new(),
+            on_publish: String::new(),
+            on_play: String::new(),
+            on_unpublish: String::new(),
+            on_play_done: String::new(),
+            webhook_timeout_ms: 3000,
+            webhook_on_error: WebhookFailure::Deny,
+            webhook_cache_secs: 0,
+        }
+    }
+}
+
+/// `apps.NAME.webhook_on_error`.
+#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum WebhookFailure {
+    /// Refuse the client (fail closed).
+    #[default]
+    Deny,
+    /// Let the client in (fail open), with a warning in the log.
+    Allow,
 }
 
 /// `apps.NAME.publish`.
@@ -103,6 +175,8 @@ pub enum PublishRule {
     Keys,
     /// Only with a signed, unexpired URL (`[auth] secrets`, `weir sign`).
     Signed,
+    /// Whoever the `on_publish` webhook allows.
+    Webhook,
 }
 
 /// `apps.NAME.play`.
@@ -112,9 +186,11 @@ pub enum PlayRule {
     /// Anyone may play.
     #[default]
     Open,
-    /// Only with a signed, unexpired URL (RTMP and HTTP-FLV; HLS and DASH are refused for
-    /// such apps until their URLs can carry the signature).
+    /// Only with a signed, unexpired URL (RTMP, HTTP-FLV, and HLS and DASH, whose playlists
+    /// then carry the signature to every segment).
     Signed,
+    /// Whoever the `on_play` webhook allows.
+    Webhook,
 }
 
 /// One secret stream key.
@@ -137,6 +213,19 @@ pub struct RtmpsConfig {
     pub cert_file: String,
     /// PEM private key (e.g. `privkey.pem`).
     pub key_file: String,
+    /// More certificates for other names on the same port: a handshake gets the first one
+    /// valid for the name the client asks for (SNI), else `cert_file`.
+    pub certificates: Vec<CertificatePair>,
+}
+
+/// One more certificate of `rtmps.certificates`.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct CertificatePair {
+    /// PEM certificate chain.
+    pub cert_file: String,
+    /// PEM private key.
+    pub key_file: String,
 }
 
 impl Default for RtmpsConfig {
@@ -145,6 +234,7 @@ impl Default for RtmpsConfig {
             addr: SocketAddr::from(([0, 0, 0, 0], 1936)),
             cert_file: String::new(),
             key_file: String::new(),
+            certificates: Vec::new(),
         }
     }
 }
@@ -153,6 +243,18 @@ impl RtmpsConfig {
     /// Whether the RTMPS listener runs (a certificate and a key are configured).
     pub fn enabled(&self) -> bool {
         !self.cert_file.is_empty() && !self.key_file.is_empty()
+    }
+
+    /// Every (certificate, key) file pair, the default first.
+    pub fn certificate_files(&self) -> Vec<(std::path::PathBuf, std::path::PathBuf)> {
+        std::iter::once((&self.cert_file, &self.key_file))
+            .chain(
+                self.certificates
+                    .iter()
+                    .map(|p| (&p.cert_file, &p.key_file)),
+            )
+            .map(|(c, k)| (c.into(), k.into()))
+            .collect()
     }
 }
 
@@ -170,6 +272,9 @@ pub struct HttpConfig {
     pub player_lib_dir: String,
     /// Serve HTTPS instead of HTTP, with the `[rtmps]` certificate.
     pub tls: bool,
+    /// Connections from `proxy.trusted` addresses start with a PROXY protocol header (v1 or
+    /// v2) naming the client.
+    pub proxy_protocol: bool,
 }
 
 impl Default for HttpConfig {
@@ -179,6 +284,7 @@ impl Default for HttpConfig {
             flv_wait_secs: 0,
             player_lib_dir: String::new(),
             tls: false,
+            proxy_protocol: false,
         }
     }
 }
@@ -209,14 +315,6 @@ impl Config {
     /// The rules `app` runs under: `[apps.NAME]`, else `[apps.default]`.
     pub fn app_rules(&self, app: &str) -> Option<&AppRules> {
         self.apps.get(app).or_else(|| self.apps.get("default"))
-    }
-
-    /// Whether playing from `app` takes a signed URL (`[apps.NAME]` or `[apps.default]`).
-    pub fn play_is_signed(&self, app: &str) -> bool {
-        self.apps
-            .get(app)
-            .or_else(|| self.apps.get("default"))
-            .is_some_and(|rules| rules.play == PlayRule::Signed)
     }
 
     /// Whether publishing to `app` takes a secret key (`[apps.NAME]` or `[apps.default]`).
@@ -321,6 +419,12 @@ pub struct RtmpConfig {
     /// Connections one client address may hold at once, RTMP, RTMPS and HTTP together; 0
     /// for no limit.
     pub max_connections_per_ip: usize,
+    /// New connections one client address may open per second, RTMP, RTMPS and HTTP
+    /// together (a burst of as many is allowed); 0 for no limit.
+    pub max_connection_rate_per_ip: u32,
+    /// Connections from `proxy.trusted` addresses on the RTMP and RTMPS listeners start
+    /// with a PROXY protocol header (v1 or v2) naming the client.
+    pub proxy_protocol: bool,
     /// Seconds allowed from accept to a complete `connect` command.
     pub handshake_timeout_secs: u64,
     /// Seconds a publisher (or a connection doing nothing) may stay silent before it is closed.
@@ -353,6 +457,8 @@ impl Default for RtmpConfig {
             chunk_size: 4096,
             max_connections: 20_000,
             max_connections_per_ip: 0,
+            max_connection_rate_per_ip: 0,
+            proxy_protocol: false,
             handshake_timeout_secs: 10,
             idle_timeout_secs: 30,
             write_timeout_secs: 10,
@@ -545,6 +651,28 @@ impl Config {
         if self.http.flv_wait_secs > MAX_SECS {
             return invalid("http.flv_wait_secs", "must be at most 86400 (one day)");
         }
+        if self
+            .proxy
+            .trusted
+            .iter()
+            .any(|c| crate::auth::cidr::Cidr::parse(c).is_none())
+        {
+            return invalid(
+                "proxy.trusted",
+                "holds an entry that is no address or CIDR range (like 10.0.0.0/8, 192.0.2.7)",
+            );
+        }
+        for (key, on) in [
+            ("rtmp.proxy_protocol", rtmp.proxy_protocol),
+            ("http.proxy_protocol", self.http.proxy_protocol),
+        ] {
+            if on && self.proxy.trusted.is_empty() {
+                return invalid(
+                    key,
+                    "needs proxy.trusted: the addresses of the load balancers that send PROXY headers",
+                );
+            }
+        }
         if self.http.tls && !self.rtmps.enabled() {
             return invalid(
                 "http.tls",
@@ -555,6 +683,23 @@ impl Config {
             return invalid(
                 "rtmps.cert_file",
                 "and rtmps.key_file go together: set both (RTMPS on) or neither (off)",
+            );
+        }
+        if !self.rtmps.certificates.is_empty() && !self.rtmps.enabled() {
+            return invalid(
+                "rtmps.certificates",
+                "needs the default pair too: set rtmps.cert_file and rtmps.key_file",
+            );
+        }
+        if self
+            .rtmps
+            .certificates
+            .iter()
+            .any(|p| p.cert_file.is_empty() || p.key_file.is_empty())
+        {
+            return invalid(
+                "rtmps.certificates",
+                "holds an entry without cert_file or key_file",
             );
         }
         if self.rtmps.enabled() && self.rtmps.addr == rtmp.addr && rtmp.addr.port() != 0 {
@@ -612,6 +757,43 @@ impl Config {
                         "holds an entry that is no address or CIDR range (like 10.0.0.0/8, 2001:db8::/32, 192.0.2.7)",
                     );
                 }
+            }
+            if rules.publish == PublishRule::Webhook && rules.on_publish.is_empty() {
+                return invalid_owned(
+                    key("on_publish"),
+                    "is empty but publish = \"webhook\": set it to the URL that decides",
+                );
+            }
+            if rules.play == PlayRule::Webhook && rules.on_play.is_empty() {
+                return invalid_owned(
+                    key("on_play"),
+                    "is empty but play = \"webhook\": set it to the URL that decides",
+                );
+            }
+            for (name, url) in [
+                ("on_connect", &rules.on_connect),
+                ("on_publish", &rules.on_publish),
+                ("on_play", &rules.on_play),
+                ("on_unpublish", &rules.on_unpublish),
+                ("on_play_done", &rules.on_play_done),
+            ] {
+                let scheme_ok = url.starts_with("http://") || url.starts_with("https://");
+                if !url.is_empty() && (!scheme_ok || url.parse::<hyper::Uri>().is_err()) {
+                    return invalid_owned(
+                        key(name),
+                        "is not an http:// or https:// URL (like http://127.0.0.1:8000/hooks/publish)",
+                    );
+                }
+            }
+            let timeout_ms = rules.webhook_timeout_ms;
+            if timeout_ms < 100 || timeout_ms > rtmp.request_timeout_secs.saturating_mul(1000) {
+                return invalid_owned(
+                    key("webhook_timeout_ms"),
+                    "must be at least 100 and at most rtmp.request_timeout_secs × 1000",
+                );
+            }
+            if rules.webhook_cache_secs > MAX_SECS {
+                return invalid_owned(key("webhook_cache_secs"), "must be at most 86400 (one day)");
             }
             for entry in &rules.keys {
                 if crate::auth::parse_hash(&entry.hash).is_none() {
@@ -702,6 +884,14 @@ pub const KEYS: &[(&str, &str)] = &[
         "Connections one client address may hold at once (RTMP, RTMPS and HTTP together); 0 = no limit.",
     ),
     (
+        "rtmp.max_connection_rate_per_ip",
+        "New connections one client address may open per second (RTMP, RTMPS and HTTP together); 0 = no limit.",
+    ),
+    (
+        "rtmp.proxy_protocol",
+        "Connections from proxy.trusted addresses to the RTMP and RTMPS listeners start with a PROXY protocol v1/v2 header naming the client.",
+    ),
+    (
         "rtmp.handshake_timeout_secs",
         "Seconds from accept to a complete connect command.",
     ),
@@ -780,6 +970,10 @@ pub const KEYS: &[(&str, &str)] = &[
         "PEM certificate chain (e.g. fullchain.pem); re-read for new connections when it changes.",
     ),
     ("rtmps.key_file", "PEM private key (e.g. privkey.pem)."),
+    (
+        "rtmps.certificates",
+        "More certificates for other names on the port, as [{ cert_file = \"…\", key_file = \"…\" }]: a handshake gets the first valid for the name asked for (SNI), else cert_file.",
+    ),
     ("http", "The HTTP listener: HTTP-FLV and WebSocket-FLV at /{app}/{stream}.flv."),
     ("http.addr", "Address and port of the HTTP listener."),
     (
@@ -793,6 +987,10 @@ pub const KEYS: &[(&str, &str)] = &[
     (
         "http.tls",
         "Serve HTTPS instead of HTTP on http.addr, with the [rtmps] certificate (re-read when it changes).",
+    ),
+    (
+        "http.proxy_protocol",
+        "Connections from proxy.trusted addresses to the HTTP listener start with a PROXY protocol v1/v2 header naming the client.",
     ),
     ("hls", "HLS at /{app}/{stream}/index.m3u8 (fMP4, Low-Latency) and /{app}/{stream}/ts/index.m3u8 (MPEG-TS); DASH at /{app}/{stream}/index.mpd."),
     (
@@ -853,9 +1051,14 @@ pub const KEYS: &[(&str, &str)] = &[
         "auth.secrets",
         "HMAC-SHA256 secrets for signed URLs (?expires=UNIX&sig=HEX): `weir sign` uses the first, all are accepted (rotation).",
     ),
+    ("proxy", "Reverse proxies and TCP load balancers in front of weir."),
+    (
+        "proxy.trusted",
+        "Addresses (CIDR) of proxies trusted to name the client: their X-Forwarded-For is read on HTTP, their PROXY headers where rtmp/http.proxy_protocol are on.",
+    ),
     (
         "apps",
-        "Who may publish and play, per application: [apps.NAME] (or [apps.default] for the others) with publish = \"open\" | \"keys\" | \"signed\", play = \"open\" | \"signed\", keys = [{ hash = \"sha256:…\", stream = \"alice\" }] (hash from `weir hash-key`), allow_publish / deny_publish / allow_play / deny_play = [\"10.0.0.0/8\", …], max_publishers, max_viewers_per_stream (0 = no limit).",
+        "Who may publish and play, per application: [apps.NAME] (or [apps.default] for the others) with publish = \"open\" | \"keys\" | \"signed\" | \"webhook\", play = \"open\" | \"signed\" | \"webhook\", on_connect / on_publish / on_play / on_unpublish / on_play_done = \"http://…\" (webhooks), webhook_timeout_ms, webhook_on_error = \"deny\" | \"allow\", webhook_cache_secs, takeover, keys = [{ hash = \"sha256:…\", stream = \"alice\" }] (hash from `weir hash-key`), allow_publish / deny_publish / allow_play / deny_play = [\"10.0.0.0/8\", …], max_publishers, max_viewers_per_stream (0 = no limit).",
     ),
 ];
 

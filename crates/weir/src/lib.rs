@@ -13,6 +13,7 @@ mod http;
 pub mod hub;
 mod limits;
 pub mod policy;
+mod proxy;
 pub mod registry;
 mod rtmp;
 mod server;

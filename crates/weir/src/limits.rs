@@ -1,9 +1,56 @@
 //! Per-address connection limits: `rtmp.max_connections_per_ip` counts a client address's
-//! RTMP, RTMPS and HTTP connections together; one more is refused at accept with a log line.
+//! RTMP, RTMPS and HTTP connections together, `rtmp.max_connection_rate_per_ip` how many it
+//! opens per second; one more is refused at accept (or, behind a PROXY-protocol balancer,
+//! once the header named the client) with a log line.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+/// Addresses whose buckets are kept at most; past that, full buckets are forgotten.
+const MAX_BUCKETS: usize = 65_536;
+
+/// New connections per address per second: a token bucket per address holding up to `rate`
+/// tokens (the burst), refilled at `rate` per second.
+#[derive(Debug, Default)]
+pub(crate) struct Rate {
+    rate: u32,
+    buckets: Mutex<HashMap<IpAddr, (f64, Instant)>>,
+}
+
+impl Rate {
+    /// A limit of `rate` new connections per second per address (0: none).
+    pub(crate) fn new(rate: u32) -> Rate {
+        Rate {
+            rate,
+            buckets: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Whether `ip` may open one more connection now (and counts it).
+    pub(crate) fn allow(&self, ip: IpAddr, now: Instant) -> bool {
+        if self.rate == 0 {
+            return true;
+        }
+        let rate = f64::from(self.rate);
+        let mut buckets = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
+        if buckets.len() >= MAX_BUCKETS && !buckets.contains_key(&ip) {
+            buckets.retain(|_, (tokens, at)| {
+                *tokens + now.saturating_duration_since(*at).as_secs_f64() * rate < rate
+            });
+        }
+        let (tokens, at) = buckets.entry(ip).or_insert((rate, now));
+        *tokens = (*tokens + now.saturating_duration_since(*at).as_secs_f64() * rate).min(rate);
+        *at = now;
+        if *tokens >= 1.0 {
+            *tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
 
 /// Connections held per client address.
 #[derive(Debug, Default)]
@@ -68,6 +115,24 @@ impl Drop for IpSlot {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_rate_allows_a_burst_then_refills() {
+        let rate = Rate::new(3);
+        let a: IpAddr = "192.0.2.1".parse().unwrap();
+        let b: IpAddr = "192.0.2.2".parse().unwrap();
+        let t0 = Instant::now();
+        assert!((0..3).all(|_| rate.allow(a, t0)));
+        assert!(!rate.allow(a, t0), "a fourth at once");
+        assert!(rate.allow(b, t0), "another address has its own bucket");
+        let later = t0 + std::time::Duration::from_millis(340);
+        assert!(
+            rate.allow(a, later),
+            "one token back after a third of a second"
+        );
+        assert!(!rate.allow(a, later));
+        assert!((0..100).all(|_| Rate::new(0).allow(a, t0)));
+    }
 
     #[test]
     fn places_are_counted_per_address_and_given_back() {

@@ -166,6 +166,10 @@ fn load(cli: &Cli) -> anyhow::Result<Config> {
 
 fn run(config: Config) -> ExitCode {
     let scheme = if config.http.tls { "https" } else { "http" };
+    let publish_rule = config
+        .app_rules("live")
+        .map_or(weir::config::PublishRule::Open, |rules| rules.publish);
+    let open_warning = open_publishing_warning(&config);
     let filter =
         EnvFilter::try_from_env("WEIR_LOG").unwrap_or_else(|_| EnvFilter::new(&config.log.level));
     tracing_subscriber::fmt().with_env_filter(filter).init();
@@ -200,7 +204,11 @@ fn run(config: Config) -> ExitCode {
             server.http_addr(),
             server.rtmps_addr(),
             scheme,
+            &publish_rule,
         );
+        if let Some(warning) = open_warning {
+            warn!("{warning}");
+        }
         wait_for_signal().await;
         info!("shutting down");
         server.shutdown().await;
@@ -209,7 +217,41 @@ fn run(config: Config) -> ExitCode {
     })
 }
 
-fn banner(addr: SocketAddr, http: SocketAddr, rtmps: Option<SocketAddr>, scheme: &str) {
+/// A warning when anyone on a network may publish: the RTMP listener is not on loopback and
+/// apps not configured otherwise take any publisher.
+fn open_publishing_warning(config: &Config) -> Option<String> {
+    use weir::config::PublishRule;
+    if config.rtmp.addr.ip().is_loopback() {
+        return None;
+    }
+    let default_open =
+        !matches!(config.apps.get("default"), Some(rules) if rules.publish != PublishRule::Open);
+    let open_apps: Vec<&str> = config
+        .apps
+        .iter()
+        .filter(|(name, rules)| *name != "default" && rules.publish == PublishRule::Open)
+        .map(|(name, _)| name.as_str())
+        .collect();
+    let who = match (default_open, open_apps.is_empty()) {
+        (true, _) => "any application".to_owned(),
+        (false, true) => return None,
+        (false, false) => format!("applications {}", open_apps.join(", ")),
+    };
+    Some(format!(
+        "publishing is open: anyone who can reach {} may publish to {who} under any name. \
+         To require stream keys set [apps.default] publish = \"keys\" with keys from `weir hash-key` \
+         (or \"signed\" / \"webhook\"); see \"Securing weir\" in the README",
+        config.rtmp.addr
+    ))
+}
+
+fn banner(
+    addr: SocketAddr,
+    http: SocketAddr,
+    rtmps: Option<SocketAddr>,
+    scheme: &str,
+    publish_rule: &weir::config::PublishRule,
+) {
     let host_of = |addr: SocketAddr| {
         if addr.ip().is_unspecified() {
             "HOST".to_owned()
@@ -223,7 +265,13 @@ fn banner(addr: SocketAddr, http: SocketAddr, rtmps: Option<SocketAddr>, scheme:
         "weir {} listening for RTMP on {addr}",
         env!("CARGO_PKG_VERSION")
     );
-    info!("publish: OBS Server rtmp://{host}:{port}/live with any Stream Key, or: ffmpeg -re -i in.flv -c copy -f flv rtmp://{host}:{port}/live/KEY");
+    let key = match publish_rule {
+        weir::config::PublishRule::Open => "any Stream Key",
+        weir::config::PublishRule::Keys => "a Stream Key from apps.live.keys",
+        weir::config::PublishRule::Signed => "a signed Stream Key (weir sign --action publish)",
+        weir::config::PublishRule::Webhook => "a Stream Key the on_publish webhook accepts",
+    };
+    info!("publish: OBS Server rtmp://{host}:{port}/live with {key}, or: ffmpeg -re -i in.flv -c copy -f flv rtmp://{host}:{port}/live/KEY");
     info!("watch:   ffplay rtmp://{host}:{port}/live/KEY   (VLC: Media > Open Network Stream, same URL)");
     if let Some(tls) = rtmps {
         info!(
@@ -261,5 +309,34 @@ async fn wait_for_signal() {
     #[cfg(not(unix))]
     {
         let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn open_publishing_on_a_network_address_is_warned_about() {
+        let mut config = Config::default();
+        let warning = open_publishing_warning(&config).expect("0.0.0.0 and no rules");
+        assert!(warning.contains("any application") && warning.contains("weir hash-key"));
+        config.rtmp.addr = "127.0.0.1:1935".parse().unwrap();
+        assert!(open_publishing_warning(&config).is_none(), "loopback only");
+        config.rtmp.addr = "0.0.0.0:1935".parse().unwrap();
+        let keys = weir::config::AppRules {
+            publish: weir::config::PublishRule::Keys,
+            ..Default::default()
+        };
+        config.apps.insert("default".to_owned(), keys);
+        assert!(
+            open_publishing_warning(&config).is_none(),
+            "keys everywhere"
+        );
+        config
+            .apps
+            .insert("test".to_owned(), weir::config::AppRules::default());
+        let warning = open_publishing_warning(&config).expect("one open app");
+        assert!(warning.contains("applications test"), "{warning}");
     }
 }

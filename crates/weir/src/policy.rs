@@ -30,6 +30,8 @@ pub struct Client {
     pub peer: SocketAddr,
     /// How it connected.
     pub protocol: Protocol,
+    /// The tcUrl of its RTMP `connect` (absent over HTTP).
+    pub tc_url: Option<String>,
 }
 
 /// A `connect` to an application.
@@ -54,6 +56,30 @@ pub struct StreamRequest {
     pub client: Client,
     /// The stream, with the query that came with it.
     pub key: StreamKey,
+}
+
+/// What ended: a publish or a play the policy had allowed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Ending {
+    /// A publish (unpublished, or the publisher left).
+    Publish,
+    /// A play (stopped, or the player left).
+    Play,
+}
+
+/// A publish or play that ended, told to [`Policy::ended`].
+#[derive(Clone, Debug)]
+pub struct Ended {
+    /// Which.
+    pub what: Ending,
+    /// Who, and the stream under its public name.
+    pub request: StreamRequest,
+    /// How long it lasted.
+    pub duration: std::time::Duration,
+    /// Bytes received (publish) or sent (play).
+    pub bytes: u64,
+    /// Why it ended, as in the log.
+    pub reason: String,
 }
 
 /// A policy's decision.
@@ -98,6 +124,8 @@ pub trait Policy: Send + Sync + 'static {
     fn publish(&self, request: &StreamRequest) -> Answer;
     /// May this client play this stream?
     fn play(&self, request: &StreamRequest) -> Answer;
+    /// A publish or play it allowed has ended (for webhooks; nothing is waited for).
+    fn ended(&self, _ended: &Ended) {}
 }
 
 /// The zero-config rules: any application name but an empty one, any stream key, anyone may

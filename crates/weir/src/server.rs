@@ -73,11 +73,8 @@ impl Server {
         let http_addr = http_listener.local_addr()?;
         let certificates = if config.rtmps.enabled() {
             Some(Arc::new(
-                rtmp::tls::Certificates::load(
-                    std::path::Path::new(&config.rtmps.cert_file),
-                    std::path::Path::new(&config.rtmps.key_file),
-                )
-                .map_err(|err| anyhow::anyhow!("rtmps: {err}"))?,
+                rtmp::tls::Certificates::load(&config.rtmps.certificate_files())
+                    .map_err(|err| anyhow::anyhow!("rtmps: {err}"))?,
             ))
         } else {
             None
@@ -100,11 +97,11 @@ impl Server {
         let hub = Arc::new(Hub::new(config.streams.clone()));
         let registry = Arc::new(Registry::new());
         let (shutdown, watcher) = watch::channel(false);
-        let transport = rtmp::TcpTransport::new(listener, &config);
         let mut context =
             rtmp::Context::new(config, Arc::clone(&hub), Arc::clone(&registry), policy);
         context.https = https;
         let context = Arc::new(context);
+        let transport = rtmp::TcpTransport::new(listener, &context);
         let http_task = tokio::spawn(http::serve(
             http_listener,
             Arc::clone(&context),
@@ -113,8 +110,7 @@ impl Server {
         let rtmps = match rtmps_listener {
             Some((listener, certificates)) => {
                 let addr = listener.local_addr()?;
-                let transport =
-                    rtmp::tls::TlsTransport::new(listener, &context.config, certificates);
+                let transport = rtmp::tls::TlsTransport::new(listener, &context, certificates);
                 let task = tokio::spawn(rtmp::serve(
                     transport,
                     Arc::clone(&context),

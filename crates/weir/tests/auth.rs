@@ -205,14 +205,48 @@ fn signed_play_urls_work_until_they_expire_and_nothing_else_plays() {
     );
     let (status, _) = http_status(http, &format!("/live/cam.flv?{signed}"));
     assert!(status.contains(" 200"), "{status}");
-    // HLS is refused for this app.
+    // HLS: refused without the signature; with it, every URL in the playlists carries it,
+    // so the rendition playlist and its init segment are served too.
     let (status, body) = http_status(http, "/live/cam/index.m3u8");
     assert!(
         status.contains(" 403") && body.contains("signed"),
         "{status} {body}"
     );
+    let (status, body) = http_status(http, &format!("/live/cam/index.m3u8?{signed}"));
+    assert!(status.contains(" 200"), "{status} {body}");
+    let variant = body
+        .lines()
+        .find(|l| !l.starts_with('#') && !l.is_empty())
+        .unwrap_or_default()
+        .to_owned();
+    assert!(variant.ends_with(&format!("?{signed}")), "{body}");
+    let (status, unsigned) = http_status(http, "/live/cam/v0/index.m3u8");
+    assert!(status.contains(" 403"), "{status} {unsigned}");
+    let (status, body) = http_whole(http, &format!("/live/cam/{variant}"));
+    assert!(status.contains(" 200"), "{status} {body}");
+    assert!(body.contains(&format!("init0.mp4?{signed}\"")), "{body}");
+    let (status, _) = http_status(http, &format!("/live/cam/v0/init0.mp4?{signed}"));
+    assert!(status.contains(" 200"), "{status}");
     publisher.wait_finished(Duration::from_secs(20));
     weir.shutdown();
+}
+
+/// The status line and the whole body of a GET (HTTP/1.0: the server closes after it).
+fn http_whole(addr: std::net::SocketAddr, path: &str) -> (String, String) {
+    use std::io::{Read, Write};
+    let mut socket = std::net::TcpStream::connect(addr).unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    socket
+        .write_all(format!("GET {path} HTTP/1.0\r\nHost: t\r\n\r\n").as_bytes())
+        .unwrap();
+    let mut data = Vec::new();
+    let _ = socket.read_to_end(&mut data);
+    let text = String::from_utf8_lossy(&data).to_string();
+    let status = text.lines().next().unwrap_or_default().to_owned();
+    let body = text.split("\r\n\r\n").nth(1).unwrap_or_default().to_owned();
+    (status, body)
 }
 
 /// The status line and the start of the body of a GET (HTTP/1.0; reads at most 2 s).
@@ -342,7 +376,7 @@ fn an_address_holds_at_most_its_connection_limit() {
     );
     assert!(weir
         .log_text()
-        .contains("this address holds its limit of connections (rtmp.max_connections_per_ip)"));
+        .contains("this address holds its limit of 3 connections (rtmp.max_connections_per_ip)"));
     drop(held);
     std::thread::sleep(Duration::from_millis(300));
     assert!(

@@ -35,9 +35,14 @@ fn certificate(dir: &Path, name: &str) -> (std::path::PathBuf, std::path::PathBu
 
 /// The SHA-256 fingerprint of the certificate a TLS server presents (openssl).
 fn served_fingerprint(addr: std::net::SocketAddr, dir: &Path) -> String {
+    served_fingerprint_for(addr, "localhost", dir)
+}
+
+/// The same, asking for `name` (SNI).
+fn served_fingerprint_for(addr: std::net::SocketAddr, name: &str, dir: &Path) -> String {
     let mut cmd = Command::new("sh");
     cmd.arg("-c").arg(format!(
-        "openssl s_client -connect {addr} -servername localhost </dev/null 2>/dev/null | openssl x509 -noout -fingerprint -sha256"
+        "openssl s_client -connect {addr} -servername {name} </dev/null 2>/dev/null | openssl x509 -noout -fingerprint -sha256"
     ));
     let (_, out, _) = process::run("openssl", cmd, dir, Duration::from_secs(20));
     out.trim().to_owned()
@@ -252,5 +257,47 @@ fn the_http_listener_serves_https_with_the_same_certificate() {
         "http-flv over https",
     );
     publisher.wait_finished(Duration::from_secs(20));
+    weir.shutdown();
+}
+
+/// `rtmps.certificates`: a second certificate for another name on the same port is what a
+/// client asking for that name (SNI) gets; other names get the default one.
+#[test]
+fn a_second_certificate_is_served_by_name() {
+    let dir = TestDir::new("rtmps-sni");
+    let (cert, key) = certificate(dir.path(), "default");
+    let rcgen::CertifiedKey {
+        cert: other,
+        key_pair,
+    } = rcgen::generate_simple_self_signed(vec!["media.example".to_owned()]).unwrap();
+    let (other_cert, other_key) = (dir.path().join("other.pem"), dir.path().join("other.key"));
+    std::fs::write(&other_cert, other.pem()).unwrap();
+    std::fs::write(&other_key, key_pair.serialize_pem()).unwrap();
+    let mut config = common::loopback_config();
+    config.rtmps.cert_file = cert.display().to_string();
+    config.rtmps.key_file = key.display().to_string();
+    config.rtmps.certificates = vec![weir::config::CertificatePair {
+        cert_file: other_cert.display().to_string(),
+        key_file: other_key.display().to_string(),
+    }];
+    let weir = WeirServer::start_with(config, dir.path());
+    let tls = weir.rtmps_addr().expect("rtmps listener");
+    let (default_print, other_print) = (
+        file_fingerprint(&cert, dir.path()),
+        file_fingerprint(&other_cert, dir.path()),
+    );
+    assert_ne!(default_print, other_print);
+    assert_eq!(
+        served_fingerprint_for(tls, "media.example", dir.path()),
+        other_print
+    );
+    assert_eq!(
+        served_fingerprint_for(tls, "localhost", dir.path()),
+        default_print
+    );
+    assert_eq!(
+        served_fingerprint_for(tls, "unknown.example", dir.path()),
+        default_print
+    );
     weir.shutdown();
 }

@@ -12,7 +12,10 @@
 //! `allow_publish`/`deny_publish`/`allow_play`/`deny_play` (CIDR lists) are checked first: a
 //! denied address is refused, and with an allow list only its addresses pass.
 //!
-//! Not yet (issue 9): webhooks, limits, takeover.
+//! Webhooks ([`webhook`]): `on_connect` decides connects; `on_publish` / `on_play` are asked
+//! after the app's rule allowed (`publish = "webhook"` / `play = "webhook"`: the webhook alone
+//! decides) and may rename the stream; `on_unpublish` / `on_play_done` are told when a publish
+//! or play ends.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -20,10 +23,16 @@ use std::fmt::Write as _;
 use sha2::{Digest, Sha256};
 
 use crate::config::{AppRules, PlayRule, PublishRule};
-use crate::policy::{Answer, ConnectRequest, Decision, OpenPolicy, Policy, StreamRequest};
+use crate::policy::{
+    Answer, ConnectRequest, Decision, Ended, Ending, OpenPolicy, Policy, StreamRequest,
+};
 
 pub mod cidr;
 pub mod signed;
+pub mod webhook;
+
+use std::sync::Arc;
+use webhook::{Call, Event, Hooks};
 
 use cidr::Cidr;
 
@@ -112,6 +121,7 @@ fn refused_ip(
 pub struct ConfigPolicy {
     apps: BTreeMap<String, App>,
     secrets: Vec<String>,
+    hooks: Arc<Hooks>,
 }
 
 impl ConfigPolicy {
@@ -140,11 +150,51 @@ impl ConfigPolicy {
         ConfigPolicy {
             apps,
             secrets: secrets.iter().filter(|s| !s.is_empty()).cloned().collect(),
+            hooks: Arc::new(Hooks::new()),
         }
     }
 
+    /// `base` (the app's rule allowed), then the `event` webhook if the app has one: its
+    /// decision, under the name the rule gave unless the webhook renames.
+    fn then_webhook(
+        &self,
+        base: Decision,
+        app: &App,
+        section: &str,
+        event: Event,
+        request: &StreamRequest,
+    ) -> Answer {
+        if matches!(base, Decision::Deny(_)) || event.url(&app.rules).is_empty() {
+            return base.into();
+        }
+        let renamed = match &base {
+            Decision::AllowAs(name) => Some(name.clone()),
+            _ => None,
+        };
+        let stream = renamed
+            .clone()
+            .unwrap_or_else(|| request.key.name().to_owned());
+        let call = Call {
+            event,
+            client: &request.client,
+            app: request.key.app(),
+            stream: Some(&stream),
+            query: request.key.query(),
+            extra: None,
+        };
+        let keep_name = move |decision: Decision| match (decision, &renamed) {
+            (Decision::Allow, Some(name)) => Decision::AllowAs(name.clone()),
+            (decision, _) => decision,
+        };
+        if let Some(decision) = self.hooks.cached(&app.rules, &call) {
+            return keep_name(decision).into();
+        }
+        let asked = self.hooks.decide(&app.rules, section, &call);
+        Answer::later(async move { keep_name(asked.await) })
+    }
+
     /// A signed-URL check of `request` for `action`, as a decision naming the rule.
-    fn signed(&self, request: &StreamRequest, action: Action, rule: &str) -> Answer {
+    fn signed(&self, request: &StreamRequest, action: Action, rule: &str) -> Decision {
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
@@ -157,8 +207,8 @@ impl ConfigPolicy {
             key.name(),
             now,
         ) {
-            Ok(()) => Decision::Allow.into(),
-            Err(why) => Decision::Deny(format!("{why} ({rule} = \"signed\")")).into(),
+            Ok(()) => Decision::Allow,
+            Err(why) => Decision::Deny(format!("{why} ({rule} = \"signed\")")),
         }
     }
 
@@ -173,7 +223,49 @@ impl ConfigPolicy {
 
 impl Policy for ConfigPolicy {
     fn connect(&self, request: &ConnectRequest) -> Answer {
-        OpenPolicy.connect(request)
+        let open = OpenPolicy.connect(request);
+        let Some((app, section)) = self.app(&request.app) else {
+            return open;
+        };
+        if matches!(open, Answer::Ready(Decision::Deny(_))) || app.rules.on_connect.is_empty() {
+            return open;
+        }
+        let call = Call {
+            event: Event::Connect,
+            client: &request.client,
+            app: &request.app,
+            stream: None,
+            query: request.query.as_deref(),
+            extra: None,
+        };
+        if let Some(decision) = self.hooks.cached(&app.rules, &call) {
+            return decision.into();
+        }
+        Answer::later(self.hooks.decide(&app.rules, section, &call))
+    }
+
+    fn ended(&self, ended: &Ended) {
+        let request = &ended.request;
+        let Some((app, _)) = self.app(request.key.app()) else {
+            return;
+        };
+        let event = match ended.what {
+            Ending::Publish => Event::Unpublish,
+            Ending::Play => Event::PlayDone,
+        };
+        let call = Call {
+            event,
+            client: &request.client,
+            app: request.key.app(),
+            stream: Some(request.key.name()),
+            query: request.key.query(),
+            extra: Some(serde_json::json!({
+                "duration_secs": ended.duration.as_secs_f64(),
+                "bytes": ended.bytes,
+                "reason": ended.reason,
+            })),
+        };
+        self.hooks.notify(&app.rules, &call);
     }
 
     fn publish(&self, request: &StreamRequest) -> Answer {
@@ -184,8 +276,8 @@ impl Policy for ConfigPolicy {
         if let Some(refused) = refused_ip(ip, &app.publish_ips, section, "publish") {
             return refused.into();
         }
-        match app.rules.publish {
-            PublishRule::Open => Decision::Allow.into(),
+        let base = match app.rules.publish {
+            PublishRule::Open | PublishRule::Webhook => Decision::Allow,
             PublishRule::Signed => {
                 self.signed(request, Action::Publish, &format!("apps.{section}.publish"))
             }
@@ -199,14 +291,14 @@ impl Policy for ConfigPolicy {
                     }
                 }
                 match found {
-                    Some(stream) => Decision::AllowAs(stream.clone()).into(),
+                    Some(stream) => Decision::AllowAs(stream.clone()),
                     None => Decision::Deny(format!(
                         "unknown stream key (apps.{section}.publish = \"keys\"; publish with a key from apps.{section}.keys)"
-                    ))
-                    .into(),
+                    )),
                 }
             }
-        }
+        };
+        self.then_webhook(base, app, section, Event::Publish, request)
     }
 
     fn play(&self, request: &StreamRequest) -> Answer {
@@ -217,10 +309,11 @@ impl Policy for ConfigPolicy {
         if let Some(refused) = refused_ip(ip, &app.play_ips, section, "play") {
             return refused.into();
         }
-        match app.rules.play {
+        let base = match app.rules.play {
             PlayRule::Signed => self.signed(request, Action::Play, &format!("apps.{section}.play")),
-            PlayRule::Open => Decision::Allow.into(),
-        }
+            PlayRule::Open | PlayRule::Webhook => Decision::Allow,
+        };
+        self.then_webhook(base, app, section, Event::Play, request)
     }
 }
 
@@ -238,6 +331,7 @@ mod tests {
                 id: 1,
                 peer: "127.0.0.1:5000".parse().unwrap(),
                 protocol: Protocol::Rtmp,
+                tc_url: None,
             },
             key: StreamKey::new(app, name, None),
         }

@@ -101,6 +101,7 @@ pub(super) async fn admit(
         id: handle.id(),
         peer,
         protocol: Protocol::HttpFlv,
+        tc_url: None,
     };
     let request = StreamRequest {
         client,
@@ -574,6 +575,7 @@ async fn run(admitted: Admitted, mut viewer: Viewer, mut sink: FlvSink, mut deli
         context,
         mut handle,
         key,
+        peer,
         ..
     } = admitted;
     let started = now();
@@ -631,4 +633,19 @@ async fn run(admitted: Admitted, mut viewer: Viewer, mut sink: FlvSink, mut deli
         reason = %reason,
         "http-flv play ended"
     );
+    context.policy.ended(&crate::policy::Ended {
+        what: crate::policy::Ending::Play,
+        request: StreamRequest {
+            client: Client {
+                id: handle.id(),
+                peer,
+                protocol: Protocol::HttpFlv,
+                tc_url: None,
+            },
+            key,
+        },
+        duration: now().saturating_duration_since(started),
+        bytes: bytes_out,
+        reason,
+    });
 }

@@ -340,6 +340,84 @@ fn respond(data: impl Into<Body>, content_type: &'static str, cache: String) -> 
 }
 
 const PLAYLIST: &str = "application/vnd.apple.mpegurl";
+
+/// Largest playlist or MPD rewritten by [`carry_query`].
+const MAX_REWRITE: usize = 4 << 20;
+
+/// `response` with `query` appended to every URL in it, if it is a playlist or an MPD (other
+/// responses, and every response when `query` is `None`, pass unchanged).
+pub(super) async fn carry_query(response: Response<Body>, query: Option<&str>) -> Response<Body> {
+    let Some(query) = query else {
+        return response;
+    };
+    let kind = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let is_mpd = kind == "application/dash+xml";
+    if kind != PLAYLIST && !is_mpd {
+        return response;
+    }
+    let (mut parts, body) = response.into_parts();
+    let Ok(data) = axum::body::to_bytes(body, MAX_REWRITE).await else {
+        return text(StatusCode::INTERNAL_SERVER_ERROR, "playlist too large\n");
+    };
+    let listing = String::from_utf8_lossy(&data);
+    let rewritten = if is_mpd {
+        with_query_mpd(&listing, query)
+    } else {
+        with_query_m3u8(&listing, query)
+    };
+    parts.headers.remove(header::CONTENT_LENGTH);
+    Response::from_parts(parts, Body::from(rewritten))
+}
+
+/// `uri` with `query` appended.
+fn append(uri: &str, query: &str) -> String {
+    let joiner = if uri.contains('?') { '&' } else { '?' };
+    format!("{uri}{joiner}{query}")
+}
+
+/// Every `URI="…"` value in `line` with `query` appended.
+fn quoted_with_query(line: &str, attribute: &str, query: &str) -> String {
+    let mut out = String::with_capacity(line.len() + query.len());
+    let mut rest = line;
+    while let Some(start) = rest.find(attribute) {
+        let value_start = start + attribute.len();
+        let Some(len) = rest[value_start..].find('"') else {
+            break;
+        };
+        out.push_str(&rest[..value_start]);
+        out.push_str(&append(&rest[value_start..value_start + len], query));
+        rest = &rest[value_start + len..];
+    }
+    out.push_str(rest);
+    out
+}
+
+/// An HLS playlist with `query` on every URI line and `URI="…"` attribute.
+pub(crate) fn with_query_m3u8(playlist: &str, query: &str) -> String {
+    let mut out = String::with_capacity(playlist.len() * 2);
+    for line in playlist.lines() {
+        if line.is_empty() {
+        } else if line.starts_with('#') {
+            out.push_str(&quoted_with_query(line, "URI=\"", query));
+        } else {
+            out.push_str(&append(line, query));
+        }
+        out.push('\n');
+    }
+    out
+}
+
+/// A DASH MPD with `query` on its `media` and `initialization` templates (the query's `&`
+/// written as `&amp;`).
+pub(crate) fn with_query_mpd(mpd: &str, query: &str) -> String {
+    let query = query.replace('&', "&amp;");
+    let media = quoted_with_query(mpd, "media=\"", &query);
+    quoted_with_query(&media, "initialization=\"", &query)
+}
 const IMMUTABLE: &str = "public, max-age=86400, immutable";
 
 /// `index.m3u8` of the CMAF renditions: waits for the first segments of a starting stream.
@@ -568,5 +646,47 @@ pub(super) fn ts_file(context: &Context, path: &str, file: &str) -> Response<Bod
     match sequence.and_then(|n| segmenter.segment(n)) {
         Some(segment) => respond(segment.data.clone(), "video/mp2t", IMMUTABLE.into()),
         None => missing(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_query_reaches_every_url_of_a_playlist() {
+        let playlist = "#EXTM3U\n#EXT-X-MAP:URI=\"init0.mp4\"\n\
+            #EXT-X-PART:DURATION=0.2,URI=\"part7.m4s\",INDEPENDENT=YES\n\
+            #EXTINF:2.0,\nseg3.m4s\n\
+            #EXT-X-PRELOAD-HINT:TYPE=PART,URI=\"part8.m4s\"\n\
+            #EXT-X-RENDITION-REPORT:URI=\"../a0/index.m3u8\",LAST-MSN=3\n\
+            #EXT-X-STREAM-INF:BANDWIDTH=1\nv0/index.m3u8?x=1\n";
+        let out = with_query_m3u8(playlist, "expires=9&sig=ab");
+        for uri in [
+            "URI=\"init0.mp4?expires=9&sig=ab\"",
+            "URI=\"part7.m4s?expires=9&sig=ab\",INDEPENDENT=YES",
+            "\nseg3.m4s?expires=9&sig=ab\n",
+            "URI=\"part8.m4s?expires=9&sig=ab\"",
+            "URI=\"../a0/index.m3u8?expires=9&sig=ab\",LAST-MSN=3",
+            "\nv0/index.m3u8?x=1&expires=9&sig=ab\n",
+        ] {
+            assert!(out.contains(uri), "{uri} not in\n{out}");
+        }
+        assert_eq!(out.lines().count(), playlist.lines().count());
+    }
+
+    #[test]
+    fn a_query_reaches_the_mpd_templates_escaped() {
+        let mpd = r#"<SegmentTemplate timescale="1000" initialization="v0/init.mp4" media="v0/seg$Number$.m4s" startNumber="1">"#;
+        let out = with_query_mpd(mpd, "expires=9&sig=ab");
+        assert!(
+            out.contains(r#"initialization="v0/init.mp4?expires=9&amp;sig=ab""#),
+            "{out}"
+        );
+        assert!(
+            out.contains(r#"media="v0/seg$Number$.m4s?expires=9&amp;sig=ab""#),
+            "{out}"
+        );
+        assert!(out.contains(r#"timescale="1000""#));
     }
 }

@@ -72,10 +72,18 @@ pub(crate) async fn serve(
                         "refused http connection: connection limit reached (rtmp.max_connections)");
                     continue;
                 };
-                let Some(slot) = context.per_ip.take(peer.ip()) else {
-                    warn!(%peer, limit = context.per_ip.max(),
-                        "refused http connection: this address holds its limit of connections (rtmp.max_connections_per_ip)");
-                    continue;
+                // A trusted proxy's connections carry many clients: the per-address limits
+                // apply to the client a PROXY header names, or not at all.
+                let slot = if context.proxies.trusts(peer.ip()) {
+                    None
+                } else {
+                    match context.admit(peer.ip()) {
+                        Ok(slot) => Some(slot),
+                        Err(why) => {
+                            warn!(%peer, "refused http connection: {why}");
+                            continue;
+                        }
+                    }
                 };
                 let _ = socket.set_nodelay(true);
                 tasks.spawn(connection(
@@ -169,12 +177,34 @@ fn raw_flv_request(head: &[u8]) -> Option<flv::RawFlvRequest> {
 /// anything else (HTTP/1.1 with upgrades, h2c) goes to hyper with the bytes read so far.
 async fn connection(
     mut socket: TcpStream,
-    peer: SocketAddr,
+    mut peer: SocketAddr,
     app: Router,
     context: Arc<Context>,
     mut shutdown: watch::Receiver<bool>,
-    permit: (OwnedSemaphorePermit, crate::limits::IpSlot),
+    mut permit: (OwnedSemaphorePermit, Option<crate::limits::IpSlot>),
 ) {
+    if context.proxies.http_header && context.proxies.trusts(peer.ip()) {
+        let read = tokio::time::timeout(HEADER_TIMEOUT, crate::proxy::read_header(&mut socket));
+        let client = match read.await {
+            Ok(Ok(client)) => client.unwrap_or(peer),
+            Ok(Err(err)) => {
+                tracing::info!(proxy = %peer, "http connection closed: {err}");
+                return;
+            }
+            Err(_) => return,
+        };
+        if client != peer {
+            match context.admit(client.ip()) {
+                Ok(slot) => permit.1 = Some(slot),
+                Err(why) => {
+                    warn!(peer = %client, proxy = %peer, "refused http connection: {why}");
+                    return;
+                }
+            }
+            peer = client;
+        }
+    }
+    let proxies = Arc::clone(&context.proxies);
     if let Some(certificates) = &context.https {
         // HTTPS: the TLS handshake within the head timeout, then everything through hyper.
         let acceptor = certificates.acceptor();
@@ -183,7 +213,7 @@ async fn connection(
             _ = shutdown.wait_for(|stop| *stop) => return,
         };
         if let Ok(Ok(tls)) = accepted {
-            serve_hyper(tls, peer, app, shutdown).await;
+            serve_hyper(tls, peer, proxies, app, shutdown).await;
         }
         drop(permit);
         return;
@@ -209,23 +239,55 @@ async fn connection(
         Ok(Ok(Head::Complete)) => {}
     }
     if let Some(request) = raw_flv_request(&head) {
-        flv::play_raw(context, peer, socket, request).await;
+        let client = proxies.http_client(peer, &forwarded_for(&head));
+        flv::play_raw(context, client, socket, request).await;
         drop(permit);
         return;
     }
     let socket = prefixed::Prefixed::new(head, socket);
-    serve_hyper(socket, peer, app, shutdown).await;
+    serve_hyper(socket, peer, proxies, app, shutdown).await;
     drop(permit);
+}
+
+/// The `X-Forwarded-For` values of a request head.
+fn forwarded_for(head: &[u8]) -> Vec<&str> {
+    let mut headers = [httparse::EMPTY_HEADER; 64];
+    let mut request = httparse::Request::new(&mut headers);
+    if request.parse(head).is_err() {
+        return Vec::new();
+    }
+    headers
+        .iter()
+        .filter(|h| h.name.eq_ignore_ascii_case("x-forwarded-for"))
+        .filter_map(|h| std::str::from_utf8(h.value).ok())
+        .collect()
 }
 
 /// Serves one connection with hyper (HTTP/1.1 with upgrades, or h2c / h2) until it ends or
 /// the server stops.
-async fn serve_hyper<I>(io: I, peer: SocketAddr, app: Router, mut shutdown: watch::Receiver<bool>)
-where
+async fn serve_hyper<I>(
+    io: I,
+    peer: SocketAddr,
+    proxies: Arc<crate::proxy::Proxies>,
+    app: Router,
+    mut shutdown: watch::Receiver<bool>,
+) where
     I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
     let service = hyper::service::service_fn(move |mut request: Request<Incoming>| {
-        request.extensions_mut().insert(ConnectInfo(peer));
+        // Behind a trusted reverse proxy, the client it names in X-Forwarded-For.
+        let client = if proxies.trusts(peer.ip()) {
+            let forwarded: Vec<&str> = request
+                .headers()
+                .get_all("x-forwarded-for")
+                .iter()
+                .filter_map(|v| v.to_str().ok())
+                .collect();
+            proxies.http_client(peer, &forwarded)
+        } else {
+            peer
+        };
+        request.extensions_mut().insert(ConnectInfo(client));
         app.clone().oneshot(request)
     });
     let mut builder = Builder::new(TokioExecutor::new());
@@ -294,15 +356,17 @@ async fn stream_file(
     Path((app, stream, file)): Path<(String, String, String)>,
     request: Request<Body>,
 ) -> Response<Body> {
-    if let Some(refused) = hls_refused(&context, peer, &app, &stream, request.uri().query()).await {
-        return refused;
-    }
-    let path = format!("{app}/{stream}");
-    match file.as_str() {
+    let (path, carry) = match hls_admit(&context, peer, &app, &stream, request.uri().query()).await
+    {
+        Ok(admitted) => admitted,
+        Err(refused) => return refused,
+    };
+    let response = match file.as_str() {
         "index.m3u8" => hls::multivariant(context, &path).await,
         "index.mpd" => hls::mpd(context, &path).await,
-        _ => not_found().await,
-    }
+        _ => return not_found().await,
+    };
+    hls::carry_query(response, carry.as_deref()).await
 }
 
 /// `/{app}/{stream}/ts/...` (HLS MPEG-TS) and `/{app}/{stream}/{rendition}/...` (HLS CMAF).
@@ -312,51 +376,58 @@ async fn rendition_file(
     Path((app, stream, sub, file)): Path<(String, String, String, String)>,
     request: Request<Body>,
 ) -> Response<Body> {
-    if let Some(refused) = hls_refused(&context, peer, &app, &stream, request.uri().query()).await {
-        return refused;
-    }
-    let path = format!("{app}/{stream}");
-    match (sub.as_str(), file.as_str()) {
+    let (path, carry) = match hls_admit(&context, peer, &app, &stream, request.uri().query()).await
+    {
+        Ok(admitted) => admitted,
+        Err(refused) => return refused,
+    };
+    let response = match (sub.as_str(), file.as_str()) {
         ("ts", "index.m3u8") => hls::ts_playlist(context, &path).await,
-        ("ts", _) => hls::ts_file(&context, &path, &file),
+        ("ts", _) => return hls::ts_file(&context, &path, &file),
         _ if is_rendition(&sub) => {
             hls::rendition_file(context, &path, &sub, &file, request.uri().query()).await
         }
-        _ => not_found().await,
-    }
+        _ => return not_found().await,
+    };
+    hls::carry_query(response, carry.as_deref()).await
 }
 
 /// Whether an HLS or DASH request may be answered: every request asks the play policy (IP
-/// rules and the like); an app whose players need signed URLs is refused outright, since the
-/// playlists' segment and part URLs cannot carry the signature yet (RTMP and HTTP-FLV check
-/// it).
-async fn hls_refused(
+/// rules, signed URLs, the `on_play` webhook) with the request's query less the `_HLS_`
+/// delivery directives. Allowed: the stream's path (a webhook may rename it) and the query
+/// to carry into the URLs of a playlist or MPD (a signature or token then reaches every
+/// segment and part request).
+async fn hls_admit(
     context: &Context,
     peer: SocketAddr,
     app: &str,
     stream: &str,
     query: Option<&str>,
-) -> Option<Response<Body>> {
-    if context.config.play_is_signed(app) {
-        return Some(text(
-            StatusCode::FORBIDDEN,
-            format!("apps.{app}.play = \"signed\": HLS and DASH are not served for this app yet; play over RTMP or HTTP-FLV with the signed URL\n"),
-        ));
-    }
+) -> Result<(String, Option<String>), Response<Body>> {
+    let carry = query
+        .map(|q| {
+            q.split('&')
+                .filter(|pair| !pair.is_empty() && !pair.starts_with("_HLS_"))
+                .collect::<Vec<_>>()
+                .join("&")
+        })
+        .filter(|q| !q.is_empty());
     let request = StreamRequest {
         client: Client {
             id: 0,
             peer,
             protocol: Protocol::Hls,
+            tc_url: None,
         },
-        key: StreamKey::new(app, stream, query),
+        key: StreamKey::new(app, stream, carry.as_deref()),
     };
     match decided(context, context.policy.play(&request)).await {
         Decision::Deny(reason) => {
             tracing::info!(%peer, stream = %request.key, reason = %reason, "hls request denied");
-            Some(text(StatusCode::FORBIDDEN, format!("{reason}\n")))
+            Err(text(StatusCode::FORBIDDEN, format!("{reason}\n")))
         }
-        Decision::Allow | Decision::AllowAs(_) => None,
+        Decision::Allow => Ok((request.key.path().to_owned(), carry)),
+        Decision::AllowAs(name) => Ok((format!("{app}/{name}"), carry)),
     }
 }
 

@@ -86,6 +86,8 @@ struct Connection {
     peer: SocketAddr,
     protocol: Protocol,
     app: String,
+    /// The tcUrl of its `connect`.
+    tc_url: Option<String>,
     /// What the client said it can take in `connect`, under `[playback]`.
     accepts: Accepts,
     /// The client set `capsEx` Reconnect in `connect`.
@@ -140,6 +142,7 @@ where
         peer,
         protocol,
         app: String::new(),
+        tc_url: None,
         accepts: Accepts::legacy(Unadvertised::Send),
         reconnect: false,
         context: Arc::clone(&context),
@@ -417,6 +420,7 @@ impl Connection {
             id: self.id(),
             peer: self.peer,
             protocol: self.protocol,
+            tc_url: self.tc_url.clone(),
         }
     }
 
@@ -425,6 +429,7 @@ impl Connection {
             match event {
                 ServerEvent::ConnectRequested(request) => {
                     self.app = request.app.clone();
+                    self.tc_url = request.tc_url.clone();
                     self.reconnect = request.capabilities.reconnect();
                     let playback = &self.context.config.playback;
                     self.accepts = Accepts::from_capabilities(
@@ -565,7 +570,7 @@ impl Connection {
                 ServerEvent::PlayStopped { stream_id } => {
                     if self.player.as_ref().map(|p| p.stream_id) == Some(stream_id) {
                         if let Some(player) = self.player.take() {
-                            player.end(self.id(), &self.peer.to_string(), now, "player stopped");
+                            self.play_ended(player, now, "player stopped");
                             self.set_idle_role();
                         }
                     }
@@ -730,7 +735,7 @@ impl Connection {
                 session.accept_publish(stream_id).map_err(End::Session)
             }
             Err(PublishError::AlreadyPublishing(_)) if !taking_over => {
-                let Some(reason) = self.takeover_reason(key.path()) else {
+                let Some(reason) = self.takeover_reason(&key) else {
                     return self.refuse_busy(session, stream_id, &key);
                 };
                 // The current publisher is closed; this request waits for it to leave (up to
@@ -778,12 +783,17 @@ impl Connection {
         }
     }
 
-    /// Why a new publisher may replace the current one of `path`, if it may: `publish.takeover`,
-    /// or a current publisher silent for `publish.stale_secs`.
-    fn takeover_reason(&self, path: &str) -> Option<String> {
-        let publish = &self.context.config.publish;
-        if publish.takeover {
-            return Some("publish.takeover = true".to_owned());
+    /// Why a new publisher may replace the current one of `path`, if it may: the app's
+    /// `takeover` (else `publish.takeover`), or a current publisher silent for
+    /// `publish.stale_secs`.
+    fn takeover_reason(&self, key: &StreamKey) -> Option<String> {
+        let config = &self.context.config;
+        let publish = &config.publish;
+        let (app, path) = (key.app(), key.path());
+        match config.app_rules(app).and_then(|rules| rules.takeover) {
+            Some(true) => return Some(format!("apps.{app}.takeover = true")),
+            None if publish.takeover => return Some("publish.takeover = true".to_owned()),
+            _ => {}
         }
         let idle = self.context.hub.stream_stats(path)?.idle_for?;
         (publish.stale_secs > 0 && idle >= Duration::from_secs(publish.stale_secs)).then(|| {
@@ -893,8 +903,24 @@ impl Connection {
             self.log_publish_end(&publication, &reason);
         }
         if let Some(player) = self.player.take() {
-            player.end(self.id(), &self.peer.to_string(), now(), &reason);
+            self.play_ended(player, now(), &reason);
         }
+    }
+
+    /// Logs the end of a play and tells the policy.
+    fn play_ended(&self, player: Player, now: Instant, reason: &str) {
+        let key = player.key.clone();
+        let duration = player.end(self.id(), &self.peer.to_string(), now, reason);
+        self.context.policy.ended(&policy::Ended {
+            what: policy::Ending::Play,
+            request: StreamRequest {
+                client: self.client(),
+                key,
+            },
+            duration,
+            bytes: self.handle.info().bytes_out,
+            reason: reason.to_owned(),
+        });
     }
 
     fn log_publish_end(&self, publication: &Publication, reason: &str) {
@@ -920,6 +946,16 @@ impl Connection {
             reason = %reason,
             "publish ended"
         );
+        self.context.policy.ended(&policy::Ended {
+            what: policy::Ending::Publish,
+            request: StreamRequest {
+                client: self.client(),
+                key: publication.key.clone(),
+            },
+            duration: stats.published_for.unwrap_or_default(),
+            bytes: stats.bytes_in,
+            reason: reason.to_owned(),
+        });
     }
 }
 

@@ -11,7 +11,7 @@ pub(crate) mod tls;
 
 use std::future::Future;
 use std::io;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
@@ -21,7 +21,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinSet;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 use weir_rtmp::chunk::DecoderLimits;
 use weir_rtmp::session::ServerConfig;
 
@@ -43,6 +43,10 @@ pub(crate) struct Context {
     pub(crate) permits: Arc<Semaphore>,
     /// Connections held per client address (`rtmp.max_connections_per_ip`).
     pub(crate) per_ip: Arc<crate::limits::PerIp>,
+    /// New connections per client address per second (`rtmp.max_connection_rate_per_ip`).
+    pub(crate) rate: Arc<crate::limits::Rate>,
+    /// The trusted proxies (`[proxy]`).
+    pub(crate) proxies: Arc<crate::proxy::Proxies>,
     /// The certificate the HTTP listener serves HTTPS with (`http.tls`).
     pub(crate) https: Option<Arc<tls::Certificates>>,
 }
@@ -71,6 +75,10 @@ impl Context {
         let per_ip = Arc::new(crate::limits::PerIp::new(
             config.rtmp.max_connections_per_ip,
         ));
+        let rate = Arc::new(crate::limits::Rate::new(
+            config.rtmp.max_connection_rate_per_ip,
+        ));
+        let proxies = Arc::new(crate::proxy::Proxies::new(&config));
         Self {
             config,
             session,
@@ -80,10 +88,33 @@ impl Context {
             hls: Default::default(),
             permits,
             per_ip,
+            rate,
+            proxies,
             https: None,
         }
     }
+
+    /// A place for one more connection from `ip` under the per-address limits, or the
+    /// refusal for the log.
+    pub(crate) fn admit(&self, ip: IpAddr) -> Result<crate::limits::IpSlot, String> {
+        if !self.rate.allow(ip, std::time::Instant::now()) {
+            return Err(format!(
+                "this address opens connections faster than {} a second (rtmp.max_connection_rate_per_ip)",
+                self.config.rtmp.max_connection_rate_per_ip
+            ));
+        }
+        self.per_ip.take(ip).ok_or_else(|| {
+            format!(
+                "this address holds its limit of {} connections (rtmp.max_connections_per_ip)",
+                self.per_ip.max()
+            )
+        })
+    }
 }
+
+/// A connection being established: the byte stream and the client's address, later.
+pub(crate) type Establishing<Io> =
+    Pin<Box<dyn Future<Output = io::Result<(Io, SocketAddr)>> + Send>>;
 
 /// A source of connections: accepts them (quickly, in the listener loop) and then makes each
 /// one a byte stream (inside the connection's own task, under the handshake timeout: a TLS
@@ -97,12 +128,15 @@ pub(crate) trait Transport: Send + 'static {
     /// The next connection and its peer address.
     fn accept(&mut self) -> impl Future<Output = io::Result<(Self::Incoming, SocketAddr)>> + Send;
 
-    /// Turns an accepted connection into a byte stream.
-    fn establish(
-        &self,
-        incoming: Self::Incoming,
-        peer: SocketAddr,
-    ) -> Pin<Box<dyn Future<Output = io::Result<Self::Io>> + Send>>;
+    /// Turns an accepted connection into a byte stream, with the client's address (the
+    /// peer's, or the one a trusted proxy's PROXY header names).
+    fn establish(&self, incoming: Self::Incoming, peer: SocketAddr) -> Establishing<Self::Io>;
+
+    /// Whether a connection from `peer` starts with a PROXY header (then the per-address
+    /// limits apply to the client it names, after `establish`).
+    fn proxied(&self, _peer: SocketAddr) -> bool {
+        false
+    }
 
     /// The protocol its connections speak, for logs and stats.
     fn protocol(&self) -> Protocol;
@@ -112,15 +146,29 @@ pub(crate) trait Transport: Send + 'static {
 pub(crate) struct TcpTransport {
     listener: TcpListener,
     config: Arc<Config>,
+    proxies: Arc<crate::proxy::Proxies>,
 }
 
 impl TcpTransport {
-    pub(crate) fn new(listener: TcpListener, config: &Config) -> Self {
+    pub(crate) fn new(listener: TcpListener, context: &Context) -> Self {
         Self {
             listener,
-            config: Arc::new(config.clone()),
+            config: Arc::new(context.config.clone()),
+            proxies: Arc::clone(&context.proxies),
         }
     }
+}
+
+/// The client behind `socket`: read from its PROXY header if `proxied`, else `peer`.
+pub(crate) async fn client_of(
+    socket: &mut TcpStream,
+    peer: SocketAddr,
+    proxied: bool,
+) -> io::Result<SocketAddr> {
+    if !proxied {
+        return Ok(peer);
+    }
+    Ok(crate::proxy::read_header(socket).await?.unwrap_or(peer))
 }
 
 impl Transport for TcpTransport {
@@ -131,13 +179,17 @@ impl Transport for TcpTransport {
         self.listener.accept().await
     }
 
-    fn establish(
-        &self,
-        socket: TcpStream,
-        peer: SocketAddr,
-    ) -> Pin<Box<dyn Future<Output = io::Result<TcpStream>> + Send>> {
+    fn establish(&self, mut socket: TcpStream, peer: SocketAddr) -> Establishing<TcpStream> {
         tune_socket(&socket, &self.config, peer);
-        Box::pin(std::future::ready(Ok(socket)))
+        let proxied = self.proxied(peer);
+        Box::pin(async move {
+            let client = client_of(&mut socket, peer, proxied).await?;
+            Ok((socket, client))
+        })
+    }
+
+    fn proxied(&self, peer: SocketAddr) -> bool {
+        self.proxies.rtmp_header && self.proxies.trusts(peer.ip())
     }
 
     fn protocol(&self) -> Protocol {
@@ -172,24 +224,48 @@ pub(crate) async fn serve<T: Transport>(
                         "refused {protocol} connection: connection limit reached (rtmp.max_connections)");
                     continue;
                 };
-                let Some(slot) = context.per_ip.take(peer.ip()) else {
-                    warn!(%peer, limit = context.per_ip.max(),
-                        "refused {protocol} connection: this address holds its limit of connections (rtmp.max_connections_per_ip)");
-                    continue;
+                // Behind a PROXY-protocol balancer the limits apply to the client it names.
+                let proxied = transport.proxied(peer);
+                let slot = if proxied {
+                    None
+                } else {
+                    match context.admit(peer.ip()) {
+                        Ok(slot) => Some(slot),
+                        Err(why) => {
+                            warn!(%peer, "refused {protocol} connection: {why}");
+                            continue;
+                        }
+                    }
                 };
                 let establish = transport.establish(incoming, peer);
                 let context = Arc::clone(&context);
                 tasks.spawn(async move {
                     let limit = context.config.rtmp.handshake_timeout();
                     match tokio::time::timeout(limit, establish).await {
-                        Ok(Ok(io)) => connection::run(io, peer, protocol, context).await,
+                        Ok(Ok((io, client))) => {
+                            let slot = match slot {
+                                Some(slot) => slot,
+                                None => match context.admit(client.ip()) {
+                                    Ok(slot) => slot,
+                                    Err(why) => {
+                                        warn!(peer = %client, proxy = %peer,
+                                            "refused {protocol} connection: {why}");
+                                        return;
+                                    }
+                                },
+                            };
+                            if client != peer {
+                                debug!(peer = %client, proxy = %peer, "client named by a PROXY header");
+                            }
+                            connection::run(io, client, protocol, context).await;
+                            drop(slot);
+                        }
                         Ok(Err(err)) => info!(%peer, %protocol, reason = %err,
                             "connection closed before rtmp: transport failed"),
                         Err(_) => info!(%peer, %protocol,
                             "connection closed before rtmp: transport timed out (rtmp.handshake_timeout_secs)"),
                     }
                     drop(permit);
-                    drop(slot);
                 });
             }
             _ = shutdown.changed() => break,

@@ -190,8 +190,8 @@ impl Player {
         self.reported_at = now;
     }
 
-    /// Logs the end of playback (and reports the last counts).
-    pub(crate) fn end(mut self, id: u64, peer: &str, now: Instant, reason: &str) {
+    /// Logs the end of playback (and reports the last counts); gives how long it played.
+    pub(crate) fn end(mut self, id: u64, peer: &str, now: Instant, reason: &str) -> Duration {
         self.report(now);
         let core = self.viewer.core();
         info!(
@@ -204,5 +204,6 @@ impl Player {
             reason = %reason,
             "play ended"
         );
+        now.saturating_duration_since(self.started)
     }
 }

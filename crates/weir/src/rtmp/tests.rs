@@ -1,10 +1,8 @@
 //! The connection driver and the listener loop over in-memory pipes, on paused time: no
 //! sockets, no real sleeps. The client is weir-client over the other end of each pipe.
 
-use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -40,12 +38,8 @@ impl Transport for MemoryTransport {
         }
     }
 
-    fn establish(
-        &self,
-        io: DuplexStream,
-        _peer: SocketAddr,
-    ) -> Pin<Box<dyn Future<Output = io::Result<DuplexStream>> + Send>> {
-        Box::pin(std::future::ready(Ok(io)))
+    fn establish(&self, io: DuplexStream, peer: SocketAddr) -> super::Establishing<DuplexStream> {
+        Box::pin(std::future::ready(Ok((io, peer))))
     }
 
     fn protocol(&self) -> Protocol {

@@ -9,49 +9,55 @@
 //! next connections use them, while established ones go on untouched. A renewal that cannot
 //! be read keeps the previous certificate, with a log line.
 //!
-//! The HTTP listener serves HTTPS with the same certificates when `http.tls` is on.
+//! More pairs (`rtmps.certificates`) serve other names on the same port: each handshake gets
+//! the first certificate valid for the name the client asked for (SNI), else the
+//! `cert_file` one. Every pair is watched and reloaded the same way.
 //!
-//! Not yet: several certificates chosen by SNI.
+//! The HTTP listener serves HTTPS with the same certificates when `http.tls` is on.
 
-use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
 use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use tokio::net::{TcpListener, TcpStream};
+use tokio_rustls::rustls::server::{ClientHello, ResolvesServerCert};
+use tokio_rustls::rustls::sign::CertifiedKey;
 use tokio_rustls::rustls::ServerConfig;
 use tokio_rustls::server::TlsStream;
 use tokio_rustls::TlsAcceptor;
 use tracing::{info, warn};
 
-use super::{tune_socket, Transport};
+use super::{tune_socket, Establishing, Transport};
 use crate::config::Config;
 use crate::registry::Protocol;
 
-/// The loaded certificate and what it was loaded from.
-struct Loaded {
-    acceptor: TlsAcceptor,
+/// One certificate chain and key, and the modification times they were loaded at.
+struct Pair {
+    cert_file: PathBuf,
+    key_file: PathBuf,
     stamps: (Option<SystemTime>, Option<SystemTime>),
+    key: Arc<CertifiedKey>,
 }
 
 /// The certificate files and the acceptor made from them.
 pub(crate) struct Certificates {
-    cert_file: PathBuf,
-    key_file: PathBuf,
-    loaded: Mutex<Loaded>,
+    loaded: Mutex<(Vec<Pair>, TlsAcceptor)>,
 }
 
 fn modified(path: &Path) -> Option<SystemTime> {
     std::fs::metadata(path).and_then(|m| m.modified()).ok()
 }
 
-/// A rustls server configuration from a PEM chain and key.
-fn server_config(cert_file: &Path, key_file: &Path) -> Result<ServerConfig, String> {
+fn provider() -> Arc<tokio_rustls::rustls::crypto::CryptoProvider> {
+    Arc::new(tokio_rustls::rustls::crypto::ring::default_provider())
+}
+
+/// A certificate chain and signing key from PEM files.
+fn certified_key(cert_file: &Path, key_file: &Path) -> Result<CertifiedKey, String> {
     let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert_file)
         .map_err(|e| format!("cannot read {}: {e}", cert_file.display()))?
         .collect::<Result<_, _>>()
@@ -66,47 +72,108 @@ fn server_config(cert_file: &Path, key_file: &Path) -> Result<ServerConfig, Stri
     }
     let key = PrivateKeyDer::from_pem_file(key_file)
         .map_err(|e| format!("{} holds no PEM private key: {e}", key_file.display()))?;
-    let provider = Arc::new(tokio_rustls::rustls::crypto::ring::default_provider());
-    ServerConfig::builder_with_provider(provider)
+    let signing = provider()
+        .key_provider
+        .load_private_key(key)
+        .map_err(|e| format!("{} is no usable private key: {e}", key_file.display()))?;
+    let certified = CertifiedKey::new(chain, signing);
+    certified
+        .keys_match()
+        .map_err(|e| format!("the certificate and key do not go together: {e}"))?;
+    Ok(certified)
+}
+
+/// Picks the certificate for a handshake by its server name.
+#[derive(Debug)]
+struct BySni(Vec<Arc<CertifiedKey>>);
+
+impl BySni {
+    /// The first certificate valid for `name`.
+    fn valid_for(&self, name: &str) -> Option<Arc<CertifiedKey>> {
+        let name = ServerName::try_from(name).ok()?;
+        self.0
+            .iter()
+            .find(|key| {
+                key.end_entity_cert().is_ok_and(|leaf| {
+                    webpki::EndEntityCert::try_from(leaf)
+                        .is_ok_and(|cert| cert.verify_is_valid_for_subject_name(&name).is_ok())
+                })
+            })
+            .cloned()
+    }
+}
+
+impl ResolvesServerCert for BySni {
+    fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        hello
+            .server_name()
+            .and_then(|name| self.valid_for(name))
+            .or_else(|| self.0.first().cloned())
+    }
+}
+
+/// The acceptor for `pairs` (the first is the default).
+fn acceptor(pairs: &[Pair]) -> Result<TlsAcceptor, String> {
+    let resolver = BySni(pairs.iter().map(|p| Arc::clone(&p.key)).collect());
+    let config = ServerConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()
         .map_err(|e| e.to_string())?
         .with_no_client_auth()
-        .with_single_cert(chain, key)
-        .map_err(|e| format!("the certificate and key do not go together: {e}"))
+        .with_cert_resolver(Arc::new(resolver));
+    Ok(TlsAcceptor::from(Arc::new(config)))
 }
 
 impl Certificates {
-    /// Loads `cert_file` and `key_file`; an error says which file is wrong and how.
-    pub(crate) fn load(cert_file: &Path, key_file: &Path) -> Result<Certificates, String> {
-        let config = server_config(cert_file, key_file)?;
+    /// Loads the `(cert_file, key_file)` pairs (the first is the default); an error says
+    /// which file is wrong and how.
+    pub(crate) fn load(files: &[(PathBuf, PathBuf)]) -> Result<Certificates, String> {
+        let pairs = files
+            .iter()
+            .map(|(cert_file, key_file)| {
+                Ok(Pair {
+                    key: Arc::new(certified_key(cert_file, key_file)?),
+                    stamps: (modified(cert_file), modified(key_file)),
+                    cert_file: cert_file.clone(),
+                    key_file: key_file.clone(),
+                })
+            })
+            .collect::<Result<Vec<_>, String>>()?;
+        let acceptor = acceptor(&pairs)?;
         Ok(Certificates {
-            cert_file: cert_file.to_owned(),
-            key_file: key_file.to_owned(),
-            loaded: Mutex::new(Loaded {
-                acceptor: TlsAcceptor::from(Arc::new(config)),
-                stamps: (modified(cert_file), modified(key_file)),
-            }),
+            loaded: Mutex::new((pairs, acceptor)),
         })
     }
 
-    /// The acceptor for the next handshake, reloaded first if a file changed.
+    /// The acceptor for the next handshake, rebuilt first if a file changed.
     pub(crate) fn acceptor(&self) -> TlsAcceptor {
-        let stamps = (modified(&self.cert_file), modified(&self.key_file));
         let mut loaded = self.loaded.lock().unwrap_or_else(|p| p.into_inner());
-        if stamps != loaded.stamps {
-            loaded.stamps = stamps;
-            match server_config(&self.cert_file, &self.key_file) {
-                Ok(config) => {
-                    loaded.acceptor = TlsAcceptor::from(Arc::new(config));
-                    info!(cert = %self.cert_file.display(), "rtmps certificate reloaded");
+        let (pairs, current) = &mut *loaded;
+        let mut changed = false;
+        for pair in pairs.iter_mut() {
+            let stamps = (modified(&pair.cert_file), modified(&pair.key_file));
+            if stamps == pair.stamps {
+                continue;
+            }
+            pair.stamps = stamps;
+            match certified_key(&pair.cert_file, &pair.key_file) {
+                Ok(key) => {
+                    pair.key = Arc::new(key);
+                    changed = true;
+                    info!(cert = %pair.cert_file.display(), "rtmps certificate reloaded");
                 }
                 Err(err) => warn!(
-                    cert = %self.cert_file.display(),
+                    cert = %pair.cert_file.display(),
                     "rtmps certificate changed but cannot be used ({err}); keeping the previous one"
                 ),
             }
         }
-        loaded.acceptor.clone()
+        if changed {
+            match acceptor(pairs) {
+                Ok(rebuilt) => *current = rebuilt,
+                Err(err) => warn!("rtmps certificates changed but cannot be used ({err})"),
+            }
+        }
+        current.clone()
     }
 }
 
@@ -115,18 +182,20 @@ pub(crate) struct TlsTransport {
     listener: TcpListener,
     config: Arc<Config>,
     certificates: Arc<Certificates>,
+    proxies: Arc<crate::proxy::Proxies>,
 }
 
 impl TlsTransport {
     pub(crate) fn new(
         listener: TcpListener,
-        config: &Config,
+        context: &super::Context,
         certificates: Arc<Certificates>,
     ) -> TlsTransport {
         TlsTransport {
             listener,
-            config: Arc::new(config.clone()),
+            config: Arc::new(context.config.clone()),
             certificates,
+            proxies: Arc::clone(&context.proxies),
         }
     }
 }
@@ -139,14 +208,20 @@ impl Transport for TlsTransport {
         self.listener.accept().await
     }
 
-    fn establish(
-        &self,
-        socket: TcpStream,
-        peer: SocketAddr,
-    ) -> Pin<Box<dyn Future<Output = io::Result<Self::Io>> + Send>> {
+    fn establish(&self, mut socket: TcpStream, peer: SocketAddr) -> Establishing<Self::Io> {
         tune_socket(&socket, &self.config, peer);
         let certificates = Arc::clone(&self.certificates);
-        Box::pin(async move { certificates.acceptor().accept(socket).await })
+        let proxied = self.proxied(peer);
+        Box::pin(async move {
+            // A balancer's PROXY header comes before the TLS handshake.
+            let client = super::client_of(&mut socket, peer, proxied).await?;
+            let tls = certificates.acceptor().accept(socket).await?;
+            Ok((tls, client))
+        })
+    }
+
+    fn proxied(&self, peer: SocketAddr) -> bool {
+        self.proxies.rtmp_header && self.proxies.trusts(peer.ip())
     }
 
     fn protocol(&self) -> Protocol {

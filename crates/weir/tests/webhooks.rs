@@ -1,0 +1,543 @@
+//! Webhooks (`on_connect`, `on_publish`, `on_play`, `on_unpublish`, `on_play_done`) against a
+//! webhook server in the test (axum on 127.0.0.1) that records every call's JSON.
+//!
+//! Allowed and renamed: FFmpeg publishes a secret key the webhook renames, FFmpeg plays the
+//! public name with a token. Refused: the webhook denies, answers too late, cannot be
+//! reached; each refused publisher (our byte-level client, which sends media right behind its
+//! `publish`) gets `NetStream.Publish.BadName` and a closed connection and none of its media
+//! reaches a player waiting on that stream; each refused player gets `Play.Failed` (RTMP) or
+//! 403 (HTTP) and zero media bytes; an authorised stream on the same server keeps flowing
+//! meanwhile. The log names the rule each time.
+
+#[allow(unused_imports)] // the harness re-exports more than this file uses
+mod common;
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::routing::post;
+use axum::Router;
+use serde_json::{json, Value};
+use weir::config::{AppRules, PlayRule, PublishRule, WebhookFailure};
+use weir_rtmp::chunk::ChunkMessage;
+use weir_rtmp::command::Status;
+use weir_rtmp::message::Message;
+
+use common::fixtures::{small_fixture, SMALL_HEIGHT, SMALL_WIDTH};
+use common::raw_client::RawClient;
+use common::{ffmpeg_play_to_flv, ffmpeg_publish, fixture, Expect, Ffmpeg, FixtureKind, TestDir};
+
+/// Every call the webhook server got: (path, JSON body).
+type Calls = Arc<Mutex<Vec<(String, Value)>>>;
+
+/// The webhook server: decides by the stream name and the query.
+struct Hooks {
+    addr: SocketAddr,
+    calls: Calls,
+    _runtime: tokio::runtime::Runtime,
+}
+
+impl Hooks {
+    fn start() -> Hooks {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        let calls = Calls::default();
+        let app = Router::new()
+            .route("/{event}", post(decide))
+            .with_state(Arc::clone(&calls));
+        let listener = runtime
+            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+            .unwrap();
+        let addr = listener.local_addr().unwrap();
+        runtime.spawn(async move { axum::serve(listener, app).await });
+        Hooks {
+            addr,
+            calls,
+            _runtime: runtime,
+        }
+    }
+
+    fn url(&self, event: &str) -> String {
+        format!("http://{}/{event}", self.addr)
+    }
+
+    /// The calls to `/{event}` so far.
+    fn calls(&self, event: &str) -> Vec<Value> {
+        let calls = self.calls.lock().unwrap();
+        calls
+            .iter()
+            .filter(|(path, _)| path == event)
+            .map(|(_, body)| body.clone())
+            .collect()
+    }
+
+    /// Waits up to 5 s for a call to `/{event}` about `stream`.
+    fn wait_call(&self, event: &str, stream: &str) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            if let Some(call) = self
+                .calls(event)
+                .into_iter()
+                .find(|c| c["stream"] == stream)
+            {
+                return call;
+            }
+            assert!(Instant::now() < deadline, "no {event} call for {stream}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+/// The webhook's rules: publish `sk_good` → renamed `alice`; `denied` → 403 with a reason;
+/// `slow` → 403 after 0.6 s; `hang` → no answer for 10 s; anything else allowed. Play needs
+/// `token=ok` in the query. Connect refuses a query with `block`.
+async fn decide(
+    State(calls): State<Calls>,
+    Path(event): Path<String>,
+    body: axum::body::Bytes,
+) -> (StatusCode, String) {
+    let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    calls.lock().unwrap().push((event.clone(), body.clone()));
+    let stream = body["stream"].as_str().unwrap_or_default().to_owned();
+    let query = body["query"].as_str().unwrap_or_default().to_owned();
+    let refuse = |reason: &str| {
+        (
+            StatusCode::FORBIDDEN,
+            json!({ "reason": reason }).to_string(),
+        )
+    };
+    match event.as_str() {
+        "connect" if query.contains("block") => refuse("this app is closed"),
+        "publish" => match stream.as_str() {
+            "sk_good" => (StatusCode::OK, json!({ "stream": "alice" }).to_string()),
+            "denied" => refuse("not on the schedule"),
+            "slow" => {
+                tokio::time::sleep(Duration::from_millis(600)).await;
+                refuse("thought about it")
+            }
+            "hang" => {
+                tokio::time::sleep(Duration::from_secs(10)).await;
+                (StatusCode::OK, String::new())
+            }
+            _ => (StatusCode::OK, String::new()),
+        },
+        "play" if !query.contains("token=ok") => refuse("bad token"),
+        _ => (StatusCode::OK, String::new()),
+    }
+}
+
+/// An app decided by `hooks`.
+fn hooked(hooks: &Hooks) -> AppRules {
+    AppRules {
+        publish: PublishRule::Webhook,
+        play: PlayRule::Webhook,
+        on_connect: hooks.url("connect"),
+        on_publish: hooks.url("publish"),
+        on_play: hooks.url("play"),
+        on_unpublish: hooks.url("unpublish"),
+        on_play_done: hooks.url("play_done"),
+        webhook_timeout_ms: 1000,
+        ..AppRules::default()
+    }
+}
+
+/// A port nothing listens on.
+fn closed_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.local_addr().unwrap().port()
+}
+
+/// A byte-level publisher of `app/name` that sends a video sequence header and key frames
+/// right behind its `publish`, without waiting for the answer; gives the client and the
+/// status code and description the server answered.
+async fn publish_eagerly(addr: SocketAddr, app: &str, name: &str) -> (RawClient, String, String) {
+    let mut client = RawClient::connect(addr).await;
+    client.handshake().await.unwrap();
+    client.connect_app(app).await.unwrap();
+    let stream_id = client.create_stream().await.unwrap();
+    let publish = weir_rtmp::command::Command::new(
+        "publish",
+        0.0,
+        weir_rtmp::amf0::Value::Null,
+        vec![
+            weir_rtmp::amf0::Value::from(name),
+            weir_rtmp::amf0::Value::from("live"),
+        ],
+    );
+    client.send_command(stream_id, &publish).await.unwrap();
+    for (i, payload) in [
+        common::bad_bytes::avc_sequence_header(),
+        common::bad_bytes::avc_keyframe(),
+        common::bad_bytes::avc_keyframe(),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        client
+            .send_message(&ChunkMessage {
+                chunk_stream_id: 6,
+                timestamp: i as u32 * 40,
+                type_id: 9,
+                stream_id,
+                payload,
+            })
+            .await
+            .unwrap();
+    }
+    let (code, description) = next_status(&mut client, Duration::from_secs(8)).await;
+    (client, code, description)
+}
+
+/// The next `onStatus` (code, description), skipping everything else.
+async fn next_status(client: &mut RawClient, timeout: Duration) -> (String, String) {
+    let command = client
+        .expect_command(timeout, "onStatus", |c| c.name == "onStatus")
+        .await
+        .unwrap();
+    let status = Status::from_command(&command).unwrap();
+    (status.code.to_string(), status.description.to_string())
+}
+
+/// A byte-level player of `app/name`: plays (without waiting for Play.Start) and counts the
+/// audio and video messages and their bytes for `window`; gives the statuses seen too.
+async fn play_and_count(
+    addr: SocketAddr,
+    app: &str,
+    name: &str,
+    window: Duration,
+) -> (usize, usize, Vec<String>) {
+    let mut client = RawClient::connect(addr).await;
+    client.handshake().await.unwrap();
+    client.connect_app(app).await.unwrap();
+    let stream_id = client.create_stream().await.unwrap();
+    let play = weir_rtmp::command::Command::new(
+        "play",
+        0.0,
+        weir_rtmp::amf0::Value::Null,
+        vec![weir_rtmp::amf0::Value::from(name)],
+    );
+    client.send_command(stream_id, &play).await.unwrap();
+    count_media(&mut client, window).await
+}
+
+/// Media messages and bytes `client` receives within `window`, and the status codes.
+async fn count_media(client: &mut RawClient, window: Duration) -> (usize, usize, Vec<String>) {
+    let deadline = Instant::now() + window;
+    let (mut messages, mut bytes, mut statuses) = (0, 0, Vec::new());
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            break;
+        }
+        let Ok(message) = client.read_message(left).await else {
+            break;
+        };
+        if matches!(message.type_id, 8 | 9) {
+            messages += 1;
+            bytes += message.payload.len();
+        } else if let Ok(Message::Command(body)) = Message::parse(&message) {
+            if let Ok(command) =
+                weir_rtmp::command::Command::decode(&body, &weir_rtmp::amf0::Limits::default())
+            {
+                if let Some(status) = Status::from_command(&command) {
+                    statuses.push(status.code.to_string());
+                }
+            }
+        }
+    }
+    (messages, bytes, statuses)
+}
+
+/// Status line and body of a GET (the body read for at most 1.5 s).
+fn http_get(addr: SocketAddr, path: &str) -> (String, Vec<u8>) {
+    use std::io::{Read, Write};
+    let mut socket = std::net::TcpStream::connect(addr).unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_millis(1500)))
+        .unwrap();
+    socket
+        .write_all(format!("GET {path} HTTP/1.0\r\nHost: t\r\n\r\n").as_bytes())
+        .unwrap();
+    let mut data = Vec::new();
+    let mut buf = [0u8; 16384];
+    while let Ok(n) = socket.read(&mut buf) {
+        if n == 0 {
+            break;
+        }
+        data.extend_from_slice(&buf[..n]);
+    }
+    let split = data
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .unwrap_or(data.len());
+    let head = String::from_utf8_lossy(&data[..split]).to_string();
+    let body = data.get(split + 4..).unwrap_or_default().to_vec();
+    (head.lines().next().unwrap_or_default().to_owned(), body)
+}
+
+#[test]
+fn webhooks_decide_rename_and_refuse_before_any_media() {
+    let dir = TestDir::new("webhooks");
+    let hooks = Hooks::start();
+    let mut config = common::loopback_config();
+    config.apps.insert("live".to_owned(), hooked(&hooks));
+    config.apps.insert(
+        "dead".to_owned(),
+        AppRules {
+            publish: PublishRule::Webhook,
+            on_publish: format!("http://127.0.0.1:{}/publish", closed_port()),
+            ..AppRules::default()
+        },
+    );
+    config.apps.insert(
+        "lenient".to_owned(),
+        AppRules {
+            publish: PublishRule::Webhook,
+            on_publish: format!("http://127.0.0.1:{}/publish", closed_port()),
+            webhook_on_error: WebhookFailure::Allow,
+            ..AppRules::default()
+        },
+    );
+    config.apps.insert(
+        "cached".to_owned(),
+        AppRules {
+            play: PlayRule::Webhook,
+            on_play: hooks.url("play"),
+            webhook_cache_secs: 60,
+            ..AppRules::default()
+        },
+    );
+    let weir = common::WeirServer::start_with(config, dir.path());
+    let addr = weir.addr();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+
+    // FFmpeg publishes a key (the 9 s stream); the webhook renames it. The calls carry what
+    // the README says.
+    let key_url = weir.url("sk_good");
+    let mut publisher = ffmpeg_publish(Ffmpeg::Debian, &key_url, small_fixture(), true, dir.path());
+    publisher.wait_started(Duration::from_secs(15));
+    weir.wait_published(&["live/alice"], Duration::from_secs(10));
+    let call = hooks.wait_call("publish", "sk_good");
+    assert_eq!(call["action"], "publish");
+    assert_eq!(call["app"], "live");
+    assert_eq!(call["protocol"], "rtmp");
+    assert_eq!(call["ip"], "127.0.0.1");
+    assert!(
+        call["client_id"].as_u64().is_some_and(|id| id > 0),
+        "{call}"
+    );
+    assert!(
+        call["tc_url"].as_str().is_some_and(|t| t.contains("/live")),
+        "{call}"
+    );
+    let connect = hooks.calls("connect");
+    assert!(
+        connect
+            .iter()
+            .any(|c| c["action"] == "connect" && c["stream"].is_null()),
+        "{connect:?}"
+    );
+
+    // While a byte-level viewer measures that live/alice keeps flowing, three publishers are
+    // refused: denied, slow then denied, no answer in time. A viewer waits on each of those
+    // names; neither it nor the hub sees any of the refused media.
+    let steady = runtime.spawn(play_and_count(
+        addr,
+        "live",
+        "alice?token=ok",
+        Duration::from_secs(4),
+    ));
+    let refusals: Vec<_> = [
+        (
+            "denied",
+            "not on the schedule (refused by apps.live.on_publish, HTTP 403)",
+        ),
+        (
+            "slow",
+            "thought about it (refused by apps.live.on_publish, HTTP 403)",
+        ),
+        ("hang", "no answer within 1000 ms (webhook_timeout_ms)"),
+    ]
+    .into_iter()
+    .map(|(name, reason)| {
+        runtime.spawn(async move {
+            let watcher = tokio::spawn(play_and_count(
+                addr,
+                "live",
+                format!("{name}?token=ok").leak(),
+                Duration::from_secs(3),
+            ));
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            let started = Instant::now();
+            let (mut client, code, description) = publish_eagerly(addr, "live", name).await;
+            let answered_in = started.elapsed();
+            let closed = client.wait_closed(Duration::from_secs(3)).await.is_ok();
+            let (media, bytes, statuses) = watcher.await.unwrap();
+            (
+                name,
+                reason,
+                code,
+                description,
+                answered_in,
+                closed,
+                media,
+                bytes,
+                statuses,
+            )
+        })
+    })
+    .collect();
+    // Meanwhile FFmpeg plays the public name with a token.
+    let report = ffmpeg_play_to_flv(
+        Ffmpeg::Debian,
+        &format!("{}?token=ok", weir.url("alice")),
+        2.0,
+        dir.path(),
+    );
+    report.assert_matches(
+        &Expect::h264_aac(SMALL_WIDTH, SMALL_HEIGHT).min_seconds(1.8),
+        "renamed stream, played with a token",
+    );
+    let play = hooks.wait_call("play", "alice");
+    assert_eq!(play["query"], "token=ok");
+    for refusal in refusals {
+        let (name, reason, code, description, answered_in, closed, media, bytes, statuses) =
+            runtime.block_on(refusal).unwrap();
+        assert_eq!(code, "NetStream.Publish.BadName", "{name}: {description}");
+        assert!(description.contains(reason), "{name}: {description}");
+        assert!(
+            answered_in < Duration::from_secs(3),
+            "{name}: answered after {answered_in:?}"
+        );
+        assert!(closed, "{name}: the connection stayed open");
+        assert_eq!(
+            (media, bytes),
+            (0, 0),
+            "{name}: media reached a viewer ({statuses:?})"
+        );
+        assert!(!weir.published_keys().contains(&format!("live/{name}")));
+    }
+    let (media, bytes, _) = runtime.block_on(steady).unwrap();
+    assert!(
+        media > 100 && bytes > 20_000,
+        "the authorised stream stalled while others were refused: {media} messages, {bytes} bytes"
+    );
+
+    // Unreachable webhook: refused (fail closed) for FFmpeg; let in where the app says so.
+    let mut refused = ffmpeg_publish(
+        Ffmpeg::Debian,
+        &weir.url("cam").replace("/live/", "/dead/"),
+        fixture(FixtureKind::H264Baseline),
+        false,
+        dir.path(),
+    );
+    let status = refused.child().wait_timeout(Duration::from_secs(20));
+    assert!(
+        status.is_some_and(|s| !s.success()),
+        "publishing past a dead webhook: {status:?}"
+    );
+    assert!(!weir.published_keys().contains(&"dead/cam".to_owned()));
+    let (_client, code, description) = runtime.block_on(publish_eagerly(addr, "lenient", "cam"));
+    assert_eq!(code, "NetStream.Publish.Start", "{description}");
+
+    // Refused players: no token. RTMP gets Play.Failed and no media; HTTP-FLV a 403 without
+    // a byte of FLV; HLS a 403; with the token HLS carries it into every URL.
+    let (media, bytes, statuses) = runtime.block_on(play_and_count(
+        addr,
+        "live",
+        "alice",
+        Duration::from_secs(2),
+    ));
+    assert_eq!((media, bytes), (0, 0), "{statuses:?}");
+    assert!(
+        statuses.iter().any(|s| s == "NetStream.Play.Failed"),
+        "{statuses:?}"
+    );
+    let http = weir.http_addr();
+    let (status, body) = http_get(http, "/live/alice.flv");
+    assert!(status.contains(" 403"), "{status}");
+    assert!(
+        !body.starts_with(b"FLV") && String::from_utf8_lossy(&body).contains("bad token"),
+        "{body:?}"
+    );
+    let (status, _) = http_get(http, "/live/alice/index.m3u8");
+    assert!(status.contains(" 403"), "{status}");
+    let (status, body) = http_get(http, "/live/alice/index.m3u8?token=ok");
+    assert!(status.contains(" 200"), "{status}");
+    let playlist = String::from_utf8_lossy(&body).to_string();
+    let uris: Vec<&str> = playlist
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+        .collect();
+    assert!(
+        !uris.is_empty() && uris.iter().all(|u| u.ends_with("?token=ok")),
+        "{playlist}"
+    );
+    let (status, body) = http_get(http, &format!("/live/alice/{}", uris[0]));
+    assert!(status.contains(" 200"), "{status}");
+    assert!(
+        String::from_utf8_lossy(&body).contains(".m4s?token=ok"),
+        "{}",
+        String::from_utf8_lossy(&body)
+    );
+
+    // A connect the webhook refuses: NetConnection.Connect.Rejected.
+    runtime.block_on(async {
+        let mut client = RawClient::connect(addr).await;
+        client.handshake().await.unwrap();
+        let err = client.connect_app("live?block=1").await.unwrap_err();
+        assert!(
+            err.contains("NetConnection.Connect.Rejected") && err.contains("this app is closed"),
+            "{err}"
+        );
+    });
+
+    // A cached decision: two plays, one call.
+    let before = hooks.calls("play").len();
+    for _ in 0..2 {
+        runtime.block_on(play_and_count(
+            addr,
+            "cached",
+            "x?token=ok",
+            Duration::from_millis(300),
+        ));
+    }
+    assert_eq!(
+        hooks.calls("play").len(),
+        before + 1,
+        "the decision was not reused"
+    );
+
+    // Ends are told: the publisher's and the FFmpeg player's.
+    publisher.wait_finished(Duration::from_secs(20));
+    let ended = hooks.wait_call("unpublish", "alice");
+    assert!(
+        ended["bytes"].as_u64().is_some_and(|b| b > 100_000),
+        "{ended}"
+    );
+    assert!(
+        ended["duration_secs"].as_f64().is_some_and(|d| d > 1.0),
+        "{ended}"
+    );
+    let done = hooks.wait_call("play_done", "alice");
+    assert!(done["bytes"].as_u64().is_some_and(|b| b > 10_000), "{done}");
+
+    let log = weir.log_text();
+    for line in [
+        "publish rejected: not on the schedule (refused by apps.live.on_publish, HTTP 403)",
+        "the apps.dead.on_publish webhook failed",
+        "apps.dead.webhook_on_error = \"deny\"",
+        "let in (apps.lenient.webhook_on_error = \"allow\")",
+        "play rejected: bad token (refused by apps.live.on_play, HTTP 403)",
+        "connect rejected: this app is closed (refused by apps.live.on_connect, HTTP 403)",
+    ] {
+        assert!(log.contains(line), "no log line with {line:?}");
+    }
+    weir.shutdown();
+}
