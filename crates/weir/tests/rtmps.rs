@@ -1,5 +1,6 @@
-//! RTMPS with certificates made in the test (rcgen): Debian's FFmpeg 5.1 publishes over
-//! `rtmps://`, FFmpeg 9 plays it back over `rtmps://` and Debian's FFmpeg over plain RTMP; a
+//! RTMPS with certificates made in the test (rcgen): Debian's FFmpeg 5.1 and FFmpeg 9 publish
+//! over `rtmps://`, each plays the other's stream back over `rtmps://` (and Debian's FFmpeg
+//! over plain RTMP); a
 //! client that checks the certificate against another authority fails the handshake; a
 //! certificate replaced on disk is what the next connection gets while the publisher keeps
 //! going; garbage and a stalled handshake are closed without holding anyone up.
@@ -88,7 +89,18 @@ fn ffmpeg_publishes_and_plays_over_rtmps() {
         dir.path(),
     );
     publisher.wait_started(Duration::from_secs(15));
-    weir.wait_published(&["live/tls"], Duration::from_secs(10));
+    // FFmpeg 9 publishes over RTMPS too, checking the certificate (its own authority here).
+    let cert_arg = cert.display().to_string();
+    let mut recent_publisher = common::clients::ffmpeg_publish_with(
+        Ffmpeg::Recent,
+        &tls_url("tls9"),
+        fixture(FixtureKind::H264Baseline),
+        true,
+        &["-tls_verify", "1", "-ca_file", &cert_arg],
+        dir.path(),
+    );
+    recent_publisher.wait_started(Duration::from_secs(15));
+    weir.wait_published(&["live/tls", "live/tls9"], Duration::from_secs(10));
 
     // The certificate is renewed on disk: the next connection gets the new one, the
     // publisher's connection goes on.
@@ -106,9 +118,11 @@ fn ffmpeg_publishes_and_plays_over_rtmps() {
     // FFmpeg 9 plays over RTMPS, checking the renewed certificate (it is its own authority
     // here); Debian's FFmpeg plays over plain RTMP: the same stream.
     let played = dir.path().join("over-tls.flv");
-    let (over_tls, over_tcp) = std::thread::scope(|s| {
+    let (over_tls, over_tcp, debian_over_tls) = std::thread::scope(|s| {
         let over_tcp =
             s.spawn(|| ffmpeg_play_to_flv(Ffmpeg::Debian, &weir.url("tls"), 2.0, dir.path()));
+        let debian_over_tls =
+            s.spawn(|| ffmpeg_play_to_flv(Ffmpeg::Debian, &tls_url("tls9"), 2.0, dir.path()));
         let mut cmd = Command::new(tools::ffmpeg_recent());
         cmd.args(["-hide_banner", "-nostdin", "-loglevel", "error"])
             .args(["-tls_verify", "1", "-ca_file"])
@@ -126,11 +140,16 @@ fn ffmpeg_publishes_and_plays_over_rtmps() {
         (
             common::probe_file(&played, dir.path()),
             over_tcp.join().unwrap(),
+            debian_over_tls.join().unwrap(),
         )
     });
     let expect = Expect::h264_aac(WIDTH, HEIGHT).min_seconds(1.5);
     over_tls.assert_matches(&expect, "ffmpeg 9 over rtmps");
     over_tcp.assert_matches(&expect, "ffmpeg 5.1 over rtmp");
+    debian_over_tls.assert_matches(
+        &expect,
+        "ffmpeg 5.1 over rtmps, published by ffmpeg 9 over rtmps",
+    );
 
     // A client that checks the certificate against another authority refuses it.
     let (other_ca, _) = certificate(dir.path(), "other");
@@ -144,6 +163,7 @@ fn ffmpeg_publishes_and_plays_over_rtmps() {
     assert!(!status.success(), "a wrong authority was accepted: {err}");
 
     publisher.wait_finished(Duration::from_secs(20));
+    recent_publisher.wait_finished(Duration::from_secs(20));
 
     // The garbage client was refused at once (an alert or a close); the stalled one is
     // closed at the handshake timeout.

@@ -154,6 +154,18 @@ pub fn ffmpeg_publish(
     realtime: bool,
     log_dir: &Path,
 ) -> Publisher {
+    ffmpeg_publish_with(ffmpeg, url, fixture, realtime, &[], log_dir)
+}
+
+/// [`ffmpeg_publish`] with extra output options (e.g. `-ca_file` for `rtmps://`).
+pub fn ffmpeg_publish_with(
+    ffmpeg: Ffmpeg,
+    url: &str,
+    fixture: &Fixture,
+    realtime: bool,
+    output_options: &[&str],
+    log_dir: &Path,
+) -> Publisher {
     let progress = unique(log_dir, &format!("{}-publish", ffmpeg.name()), "progress");
     let mut cmd = Command::new(ffmpeg.path());
     cmd.args(["-hide_banner", "-nostdin", "-loglevel", "info"]);
@@ -165,6 +177,7 @@ pub fn ffmpeg_publish(
         .arg(&fixture.path)
         .args(["-c", "copy", "-stats_period", "0.1", "-progress"])
         .arg(&progress)
+        .args(output_options)
         .args(["-f", "flv", url]);
     Publisher {
         child: ChildGuard::spawn(&format!("{}-publish", ffmpeg.name()), cmd, log_dir),

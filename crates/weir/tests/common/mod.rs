@@ -12,6 +12,7 @@
 
 #![allow(dead_code)]
 
+pub mod access;
 pub mod bad_bytes;
 pub mod clients;
 pub mod fixtures;

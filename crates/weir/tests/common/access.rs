@@ -1,0 +1,117 @@
+//! Byte-level access checks: a publisher that sends media right behind its `publish` (so a
+//! refusal that came late would let media through), and a player that counts every media byte
+//! it receives.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use weir_rtmp::chunk::ChunkMessage;
+use weir_rtmp::command::Status;
+use weir_rtmp::message::Message;
+
+use super::raw_client::RawClient;
+
+/// A byte-level publisher of `app/name` that sends a video sequence header and key frames
+/// right behind its `publish`, without waiting for the answer; gives the client and the
+/// status code and description the server answered.
+pub async fn publish_eagerly(
+    addr: SocketAddr,
+    app: &str,
+    name: &str,
+) -> (RawClient, String, String) {
+    let mut client = RawClient::connect(addr).await;
+    client.handshake().await.unwrap();
+    client.connect_app(app).await.unwrap();
+    let stream_id = client.create_stream().await.unwrap();
+    let publish = weir_rtmp::command::Command::new(
+        "publish",
+        0.0,
+        weir_rtmp::amf0::Value::Null,
+        vec![
+            weir_rtmp::amf0::Value::from(name),
+            weir_rtmp::amf0::Value::from("live"),
+        ],
+    );
+    client.send_command(stream_id, &publish).await.unwrap();
+    for (i, payload) in [
+        super::bad_bytes::avc_sequence_header(),
+        super::bad_bytes::avc_keyframe(),
+        super::bad_bytes::avc_keyframe(),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        client
+            .send_message(&ChunkMessage {
+                chunk_stream_id: 6,
+                timestamp: i as u32 * 40,
+                type_id: 9,
+                stream_id,
+                payload,
+            })
+            .await
+            .unwrap();
+    }
+    let (code, description) = next_status(&mut client, Duration::from_secs(8)).await;
+    (client, code, description)
+}
+
+/// The next `onStatus` (code, description), skipping everything else.
+pub async fn next_status(client: &mut RawClient, timeout: Duration) -> (String, String) {
+    let command = client
+        .expect_command(timeout, "onStatus", |c| c.name == "onStatus")
+        .await
+        .unwrap();
+    let status = Status::from_command(&command).unwrap();
+    (status.code.to_string(), status.description.to_string())
+}
+
+/// A byte-level player of `app/name`: plays (without waiting for Play.Start) and counts the
+/// audio and video messages and their bytes for `window`; gives the statuses seen too.
+pub async fn play_and_count(
+    addr: SocketAddr,
+    app: &str,
+    name: &str,
+    window: Duration,
+) -> (usize, usize, Vec<String>) {
+    let mut client = RawClient::connect(addr).await;
+    client.handshake().await.unwrap();
+    client.connect_app(app).await.unwrap();
+    let stream_id = client.create_stream().await.unwrap();
+    let play = weir_rtmp::command::Command::new(
+        "play",
+        0.0,
+        weir_rtmp::amf0::Value::Null,
+        vec![weir_rtmp::amf0::Value::from(name)],
+    );
+    client.send_command(stream_id, &play).await.unwrap();
+    count_media(&mut client, window).await
+}
+
+/// Media messages and bytes `client` receives within `window`, and the status codes.
+pub async fn count_media(client: &mut RawClient, window: Duration) -> (usize, usize, Vec<String>) {
+    let deadline = Instant::now() + window;
+    let (mut messages, mut bytes, mut statuses) = (0, 0, Vec::new());
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            break;
+        }
+        let Ok(message) = client.read_message(left).await else {
+            break;
+        };
+        if matches!(message.type_id, 8 | 9) {
+            messages += 1;
+            bytes += message.payload.len();
+        } else if let Ok(Message::Command(body)) = Message::parse(&message) {
+            if let Ok(command) =
+                weir_rtmp::command::Command::decode(&body, &weir_rtmp::amf0::Limits::default())
+            {
+                if let Some(status) = Status::from_command(&command) {
+                    statuses.push(format!("{}: {}", status.code, status.description));
+                }
+            }
+        }
+    }
+    (messages, bytes, statuses)
+}
