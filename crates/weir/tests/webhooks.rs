@@ -326,6 +326,33 @@ fn webhooks_decide_rename_and_refuse_before_any_media() {
         "the authorised stream stalled while others were refused: {media} messages, {bytes} bytes"
     );
 
+    // FFmpeg as the refused party: a publish the webhook denies, a play without the token.
+    let mut refused = ffmpeg_publish(
+        Ffmpeg::Debian,
+        &weir.url("denied"),
+        fixture(FixtureKind::H264Baseline),
+        false,
+        dir.path(),
+    );
+    let status = refused.child().wait_timeout(Duration::from_secs(20));
+    assert!(
+        status.is_some_and(|s| !s.success()),
+        "FFmpeg published past a denying webhook: {status:?}"
+    );
+    let mut cmd = std::process::Command::new(common::tools::ffmpeg());
+    cmd.args(["-hide_banner", "-nostdin", "-loglevel", "error", "-i"])
+        .arg(weir.url("alice"))
+        .args(["-t", "1", "-c", "copy", "-f", "flv", "-y"])
+        .arg(dir.path().join("refused.flv"));
+    let (status, _, _) =
+        common::process::run("ffmpeg-refused", cmd, dir.path(), Duration::from_secs(20));
+    assert!(!status.success(), "FFmpeg played without the token");
+    let size = std::fs::metadata(dir.path().join("refused.flv")).map_or(0, |m| m.len());
+    assert!(
+        size < 100,
+        "{size} bytes of media written by a refused FFmpeg"
+    );
+
     // Unreachable webhook: refused (fail closed) for FFmpeg; let in where the app says so.
     let mut refused = ffmpeg_publish(
         Ffmpeg::Debian,

@@ -659,7 +659,7 @@ impl Connection {
                 // The key stays out of the log: only its public name is told.
                 let public = StreamKey::new(key.app(), &name, key.query());
                 info!(id = self.id(), peer = %self.peer, stream = %public,
-                    "publish key accepted for a configured stream");
+                    "publish accepted under the public name its key maps to");
                 self.start_publish(session, stream_id, public, &publish_type, taking_over)
             }
             (Request::Publish { stream_id, key, .. }, Decision::Deny(why)) => {
