@@ -181,6 +181,7 @@ start_server() { # server port log
       # Builds with an HTTP listener get a free port for it (older ones have no such flag).
       http_args=()
       if "$weir" --help | grep -q -- --http-addr; then http_args=(--http-addr "127.0.0.1:$http_port"); fi
+      if "$weir" --help | grep -q -- --api-addr; then http_args+=(--api-addr "127.0.0.1:0"); fi
       echo "# \$CARGO_TARGET_DIR/release/weir --rtmp-addr 127.0.0.1:$2 ${http_args[*]} --log warn" >>"$results/commands.txt"
       "$weir" --rtmp-addr "127.0.0.1:$2" "${http_args[@]}" --log warn >"$3" 2>&1 &
       server_main=$!

@@ -51,7 +51,7 @@ def main():
     (out / "weir.toml").write_text(f'[http]\nplayer_lib_dir = "{libs}"\n')
     rtmp, http = free_port(), free_port()
     weir = subprocess.Popen([str(repo / "target/release/weir"), "-c", str(out / "weir.toml"),
-                             "--rtmp-addr", f"127.0.0.1:{rtmp}", "--http-addr", f"127.0.0.1:{http}",
+                             "--rtmp-addr", f"127.0.0.1:{rtmp}", "--http-addr", f"127.0.0.1:{http}", "--api-addr", "127.0.0.1:0",
                              "--log", "warn"], stdout=open(out / "weir.log", "w"), stderr=subprocess.STDOUT)
     time.sleep(1)
     stripes = "if(mod(floor(floor(T*100)/pow(2\\,floor(X*16/W)))\\,2)\\,235\\,16)"

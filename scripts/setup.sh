@@ -52,6 +52,12 @@ chmod +x "$shaka/ffmpeg-linux-x64" "$shaka/ffprobe-linux-x64"
 ln -sf "$shaka/ffmpeg-linux-x64" "$(dirname "$venv")/bin/ffmpeg8"
 ln -sf "$shaka/ffprobe-linux-x64" "$(dirname "$venv")/bin/ffprobe8"
 
+# The checkers of the admin API's OpenAPI document and of the Prometheus text format.
+if ! "$venv/bin/python" -c 'import openapi_spec_validator, jsonschema, prometheus_client' 2>/dev/null; then
+  echo "setup: installing openapi-spec-validator, jsonschema, prometheus_client"
+  "$venv/bin/pip" install -q openapi-spec-validator==0.7.1 jsonschema==4.23.0 prometheus_client==0.21.1
+fi
+
 # The player libraries and the browser driver, pinned by the committed lock file.
 browser="$(dirname "$venv")/browser"
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"

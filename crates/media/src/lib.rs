@@ -14,6 +14,7 @@ pub mod flv_stream;
 pub mod fmp4;
 pub mod frame;
 pub mod gop;
+pub mod health;
 pub mod hevc;
 pub mod hls;
 pub mod rebase;

@@ -60,7 +60,8 @@ pub struct TrackInfo {
 }
 
 impl TrackInfo {
-    fn new(kind: TrackKind, track_id: u8, codec: Codec) -> TrackInfo {
+    /// A track with nothing counted yet.
+    pub fn new(kind: TrackKind, track_id: u8, codec: Codec) -> TrackInfo {
         TrackInfo {
             kind,
             track_id,

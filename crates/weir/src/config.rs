@@ -34,6 +34,12 @@ pub struct Config {
     pub auth: AuthConfig,
     /// Proxies and load balancers whose word on the client's address is taken.
     pub proxy: ProxyConfig,
+    /// The admin listener: HTTP API and Prometheus metrics.
+    pub api: ApiConfig,
+    /// The file this configuration was read from (`None`: built-in defaults). Not a key:
+    /// set by whoever loads the file; `POST /api/v1/reload` and SIGHUP read it again.
+    #[serde(skip)]
+    pub source: Option<std::path::PathBuf>,
     /// Who may publish and play, per application (`[apps.NAME]`; `[apps.default]` for the
     /// others). Empty: anyone may publish and play any stream.
     pub apps: std::collections::BTreeMap<String, AppRules>,
@@ -539,12 +545,48 @@ impl Default for StreamsConfig {
 pub struct LogConfig {
     /// A `tracing` filter: `info`, `debug`, `weir=debug,weir_rtmp=trace`, ...
     pub level: String,
+    /// `"text"` (colours only on a terminal) or `"json"` (one object per line, for log
+    /// shippers).
+    pub format: LogFormat,
 }
 
 impl Default for LogConfig {
     fn default() -> Self {
         Self {
             level: "info".to_owned(),
+            format: LogFormat::Text,
+        }
+    }
+}
+
+/// `log.format`.
+#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// `[api]`: the admin listener (HTTP API under `/api/v1`, Prometheus `/metrics`).
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct ApiConfig {
+    /// Address and port of the admin listener; loopback by default so it is never public by
+    /// accident.
+    pub addr: SocketAddr,
+    /// Bearer tokens allowed to use the API, each as `sha256:` + hex (`weir hash-key`
+    /// prints one); empty: no token needed.
+    pub tokens: Vec<String>,
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        Self {
+            addr: SocketAddr::from(([127, 0, 0, 1], 8081)),
+            tokens: Vec::new(),
         }
     }
 }
@@ -588,13 +630,15 @@ impl Config {
             path: path.display().to_string(),
             source,
         })?;
-        Self::from_toml(&text).map_err(|err| match err {
+        let mut config = Self::from_toml(&text).map_err(|err| match err {
             ConfigError::Parse { message, .. } => ConfigError::Parse {
                 path: path.display().to_string(),
                 message,
             },
             other => other,
-        })
+        })?;
+        config.source = Some(path.to_owned());
+        Ok(config)
     }
 
     /// Parses TOML text and validates it.
@@ -704,6 +748,20 @@ impl Config {
         }
         if self.rtmps.enabled() && self.rtmps.addr == rtmp.addr && rtmp.addr.port() != 0 {
             return invalid("rtmps.addr", "must differ from rtmp.addr");
+        }
+        if self
+            .api
+            .tokens
+            .iter()
+            .any(|t| crate::auth::parse_hash(t).is_none())
+        {
+            return invalid(
+                "api.tokens",
+                "holds an entry that is not sha256: and 64 hex digits; make one with `weir hash-key`",
+            );
+        }
+        if self.api.addr.port() != 0 && [rtmp.addr, self.http.addr].contains(&self.api.addr) {
+            return invalid("api.addr", "must differ from rtmp.addr and http.addr");
         }
         if self.http.addr == rtmp.addr && rtmp.addr.port() != 0 {
             return invalid("http.addr", "must differ from rtmp.addr");
@@ -1037,6 +1095,19 @@ pub const KEYS: &[(&str, &str)] = &[
     ),
     ("log", "Logging."),
     ("log.level", "tracing filter: info, debug, weir=debug, ..."),
+    (
+        "log.format",
+        "\"text\" (colours only on a terminal) or \"json\" (one object per line, for log shippers).",
+    ),
+    ("api", "The admin listener: HTTP API under /api/v1 (OpenAPI at /api/v1/openapi.json) and Prometheus /metrics."),
+    (
+        "api.addr",
+        "Address and port of the admin listener (loopback by default: never public by accident).",
+    ),
+    (
+        "api.tokens",
+        "Bearer tokens allowed on the admin listener, as hashes from `weir hash-key`; empty = no token needed.",
+    ),
     ("publish", "A second publisher of a live stream."),
     (
         "publish.stale_secs",

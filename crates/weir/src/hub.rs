@@ -147,6 +147,11 @@ impl Stream {
                 .map(|p| (*p, self.viewers[p.index()].load(Ordering::Relaxed)))
                 .collect(),
             tracks: state.tracks.tracks().to_vec(),
+            track_rates: ingest.map_or_else(Vec::new, |i| i.track_rates.rates(now)),
+            keyframe_interval: ingest
+                .and_then(|i| i.keyframe_interval_ms)
+                .map(|ms| Duration::from_millis(u64::from(ms))),
+            health: ingest.map_or_else(Vec::new, |i| i.health.findings(now)),
         }
     }
 
@@ -156,21 +161,44 @@ impl Stream {
     }
 }
 
+/// The frame rate an `onMetaData` body declares (`framerate`, or `fps`).
+fn declared_fps(payload: &[u8]) -> Option<f64> {
+    let values = weir_rtmp::amf0::decode_all(payload, &weir_rtmp::amf0::Limits::default()).ok()?;
+    let properties = values.get(1)?.properties()?;
+    properties
+        .iter()
+        .find(|(key, _)| key == "framerate" || key == "fps")
+        .and_then(|(_, value)| value.as_number())
+        .filter(|fps| fps.is_finite() && *fps > 0.0 && *fps <= 1000.0)
+}
+
 /// All streams of the server.
 pub struct Hub {
     streams: Mutex<HashMap<String, Arc<Stream>>>,
     config: StreamsConfig,
     next_publisher: std::sync::atomic::AtomicU64,
+    metrics: Arc<crate::metrics::Metrics>,
 }
 
 impl Hub {
     /// An empty hub.
     pub fn new(config: StreamsConfig) -> Self {
+        Self::with_metrics(config, Arc::default())
+    }
+
+    /// An empty hub counting events in `metrics`.
+    pub fn with_metrics(config: StreamsConfig, metrics: Arc<crate::metrics::Metrics>) -> Self {
         Self {
             streams: Mutex::new(HashMap::new()),
             config,
             next_publisher: std::sync::atomic::AtomicU64::new(1),
+            metrics,
         }
+    }
+
+    /// The server's event counters (Prometheus).
+    pub fn metrics(&self) -> &Arc<crate::metrics::Metrics> {
+        &self.metrics
     }
 
     fn streams(&self) -> MutexGuard<'_, HashMap<String, Arc<Stream>>> {
@@ -262,6 +290,12 @@ impl Hub {
             stream,
             gop_cache: self.config.gop_cache,
             audio_hold_ms: self.config.write_coalesce_ms.min(u64::from(u32::MAX)) as u32,
+            frames_in: ["audio", "video", "data"].map(|kind| {
+                self.metrics
+                    .frames_in
+                    .get_or_create(&crate::metrics::labels(&[("kind", kind)]))
+                    .clone()
+            }),
         })
     }
 
@@ -337,6 +371,8 @@ pub struct Publisher {
     gop_cache: bool,
     /// Media time audio may wait for the next video frame (`streams.write_coalesce_ms`).
     audio_hold_ms: u32,
+    /// The `weir_frames_in` counters by [`MediaKind`] (audio, video, data), looked up once.
+    frames_in: [prometheus_client::metrics::counter::Counter; 3],
 }
 
 impl Publisher {
@@ -363,11 +399,26 @@ impl Publisher {
     pub fn send_at(&self, frame: Frame, now: Instant) {
         use weir_media::MediaKind;
         let (frame, copy) = frame.with_single_track_form();
+        let metrics = &self.hub.metrics;
+        metrics.bytes_in.inc_by(frame.payload.len() as u64);
+        if let Some(counter) = self.frames_in.get(frame.kind as usize) {
+            counter.inc();
+        }
+        let declared_fps = (frame.kind == MediaKind::Data && frame.info.is_metadata)
+            .then(|| declared_fps(&frame.payload))
+            .flatten();
         let mut state = self.stream.lock();
         if let Some(ingest) = state.ingest.as_mut() {
             ingest.count(&frame, now);
+            if declared_fps.is_some() {
+                ingest.health.set_declared_fps(declared_fps);
+            }
         }
         state.tracks.observe(&frame);
+        let StreamState { ingest, tracks, .. } = &mut *state;
+        if let Some(ingest) = ingest.as_mut() {
+            ingest.track_rates.update(tracks.tracks(), now);
+        }
         if frame.kind == MediaKind::Video {
             state.has_video = true;
         }
@@ -452,6 +503,14 @@ impl Subscription {
     pub fn record_output(&self, frames: u64, bytes: u64) {
         self.stream.frames_out.fetch_add(frames, Ordering::Relaxed);
         self.stream.bytes_out.fetch_add(bytes, Ordering::Relaxed);
+        let metrics = &self.hub.metrics;
+        metrics.frames_out.inc_by(frames);
+        metrics.bytes_out.inc_by(bytes);
+    }
+
+    /// Counts frames this viewer skipped to catch up (when it leaves).
+    pub fn record_skipped(&self, frames: u64) {
+        self.hub.metrics.frames_skipped.inc_by(frames);
     }
 
     /// The stream's key.

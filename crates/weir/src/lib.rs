@@ -7,11 +7,14 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod api;
 pub mod auth;
 pub mod config;
+mod health_log;
 mod http;
 pub mod hub;
 mod limits;
+pub mod metrics;
 pub mod policy;
 mod proxy;
 pub mod registry;

@@ -22,6 +22,10 @@ struct Cli {
     /// Listen for HTTP (HTTP-FLV) on this address (overrides http.addr), e.g. 0.0.0.0:8080.
     #[arg(long, global = true)]
     http_addr: Option<SocketAddr>,
+    /// Listen for the admin API and metrics on this address (overrides api.addr), e.g.
+    /// 127.0.0.1:8081.
+    #[arg(long, global = true)]
+    api_addr: Option<SocketAddr>,
     /// Log filter (overrides log.level), e.g. info, debug, weir=debug.
     #[arg(long, global = true)]
     log: Option<String>,
@@ -155,6 +159,9 @@ fn load(cli: &Cli) -> anyhow::Result<Config> {
     if let Some(addr) = cli.http_addr {
         config.http.addr = addr;
     }
+    if let Some(addr) = cli.api_addr {
+        config.api.addr = addr;
+    }
     if let Some(level) = &cli.log {
         config.log.level.clone_from(level);
     }
@@ -172,7 +179,7 @@ fn run(config: Config) -> ExitCode {
     let open_warning = open_publishing_warning(&config);
     let filter =
         EnvFilter::try_from_env("WEIR_LOG").unwrap_or_else(|_| EnvFilter::new(&config.log.level));
-    tracing_subscriber::fmt().with_env_filter(filter).init();
+    init_logging(filter, config.log.format);
     // Every viewer is a socket: take the hard limit on open files instead of the usual 1024.
     match rlimit::increase_nofile_limit(u64::MAX) {
         Ok(limit) if limit < 4096 => {
@@ -199,6 +206,11 @@ fn run(config: Config) -> ExitCode {
                 return ExitCode::FAILURE;
             }
         };
+        info!(
+            "admin API and metrics: http://{}/api/v1/streams, http://{}/metrics",
+            server.api_addr(),
+            server.api_addr()
+        );
         banner(
             server.rtmp_addr(),
             server.http_addr(),
@@ -209,12 +221,32 @@ fn run(config: Config) -> ExitCode {
         if let Some(warning) = open_warning {
             warn!("{warning}");
         }
-        wait_for_signal().await;
+        tokio::select! {
+            () = wait_for_signal() => {}
+            () = server.drain_requested() => {}
+        }
         info!("shutting down");
         server.shutdown().await;
         info!("stopped");
         ExitCode::SUCCESS
     })
+}
+
+/// Logs to stderr: text with colours only when stderr is a terminal, or one JSON object per
+/// line (`log.format = "json"`); the same field names either way.
+fn init_logging(filter: EnvFilter, format: weir::config::LogFormat) {
+    use std::io::IsTerminal;
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        weir::config::LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .init(),
+        weir::config::LogFormat::Text => builder.with_ansi(std::io::stderr().is_terminal()).init(),
+    }
 }
 
 /// A warning when anyone on a network may publish: the RTMP listener is not on loopback and

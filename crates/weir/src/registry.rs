@@ -102,6 +102,8 @@ struct Entry {
     since: SystemTime,
     started: Instant,
     role: Mutex<Role>,
+    /// What the client says it is (RTMP flashVer), once it said.
+    agent: Mutex<Option<String>>,
     bytes_in: AtomicU64,
     bytes_out: AtomicU64,
     /// Taken by the first close request, which sends its reason. A oneshot: the driver polls
@@ -139,6 +141,8 @@ pub struct ConnectionInfo {
     pub protocol: Protocol,
     /// What it does.
     pub role: Role,
+    /// What the client says it is (RTMP `flashVer`, e.g. `FMLE/3.0 (compatible; OBS …)`).
+    pub agent: Option<String>,
     /// When it connected (wall clock).
     pub since: SystemTime,
     /// How long it has been connected, in milliseconds.
@@ -188,6 +192,7 @@ impl Registry {
             since: SystemTime::now(),
             started: Instant::now(),
             role: Mutex::new(Role::Connecting),
+            agent: Mutex::new(None),
             bytes_in: AtomicU64::new(0),
             bytes_out: AtomicU64::new(0),
             close: Mutex::new(Some(close)),
@@ -291,6 +296,7 @@ fn info(entry: &Entry) -> ConnectionInfo {
         peer: entry.peer,
         protocol: entry.protocol,
         role: lock(&entry.role).clone(),
+        agent: lock(&entry.agent).clone(),
         since: entry.since,
         age_ms: entry.started.elapsed().as_millis() as u64,
         bytes_in: entry.bytes_in.load(Ordering::Relaxed),
@@ -315,6 +321,11 @@ impl ConnectionHandle {
     /// Sets what the connection does.
     pub fn set_role(&self, role: Role) {
         *lock(&self.entry.role) = role;
+    }
+
+    /// Sets what the client says it is (at most 256 characters are kept).
+    pub fn set_agent(&self, agent: &str) {
+        *lock(&self.entry.agent) = Some(agent.chars().take(256).collect());
     }
 
     /// Records the total bytes received so far.

@@ -24,10 +24,14 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 pub struct Server {
     rtmp_addr: SocketAddr,
     http_addr: SocketAddr,
+    api_addr: SocketAddr,
     http_task: JoinHandle<()>,
+    api_task: JoinHandle<()>,
+    api_stop: watch::Sender<bool>,
+    context: Arc<rtmp::Context>,
     hub: Arc<Hub>,
     registry: Arc<Registry>,
-    shutdown: watch::Sender<bool>,
+    shutdown: Arc<watch::Sender<bool>>,
     rtmp_task: JoinHandle<()>,
     rtmps: Option<(SocketAddr, JoinHandle<()>)>,
     drain_timeout_secs: u64,
@@ -40,21 +44,30 @@ impl Server {
     /// rules of [`OpenPolicy`]).
     /// Fails if an address cannot be bound.
     pub async fn start(config: Config) -> anyhow::Result<Server> {
+        let metrics = Arc::new(crate::metrics::Metrics::default());
         let policy: Arc<dyn Policy> = if config.apps.is_empty() {
             Arc::new(OpenPolicy)
         } else {
-            Arc::new(crate::auth::ConfigPolicy::new(
-                &config.apps,
-                &config.auth.secrets,
-            ))
+            Arc::new(
+                crate::auth::ConfigPolicy::new(&config.apps, &config.auth.secrets)
+                    .with_metrics(Arc::clone(&metrics)),
+            )
         };
-        Server::start_with_policy(config, policy).await
+        Server::start_inner(config, policy, metrics).await
     }
 
     /// Like [`Server::start`], with `policy` deciding every connect, publish and play.
     pub async fn start_with_policy(
         config: Config,
         policy: Arc<dyn Policy>,
+    ) -> anyhow::Result<Server> {
+        Server::start_inner(config, policy, Arc::default()).await
+    }
+
+    async fn start_inner(
+        config: Config,
+        policy: Arc<dyn Policy>,
+        metrics: Arc<crate::metrics::Metrics>,
     ) -> anyhow::Result<Server> {
         config.validate()?;
         let listener = listen(config.rtmp.addr).with_context(|| {
@@ -71,6 +84,13 @@ impl Server {
             )
         })?;
         let http_addr = http_listener.local_addr()?;
+        let api_listener = listen(config.api.addr).with_context(|| {
+            format!(
+                "cannot listen for the admin API on {} (is another server using the port? set api.addr or --api-addr)",
+                config.api.addr
+            )
+        })?;
+        let api_addr = api_listener.local_addr()?;
         let certificates = if config.rtmps.enabled() {
             Some(Arc::new(
                 rtmp::tls::Certificates::load(&config.rtmps.certificate_files())
@@ -94,9 +114,10 @@ impl Server {
         let drain_timeout_secs = config.rtmp.drain_timeout_secs;
         let reconnect_tc_url =
             Some(config.rtmp.reconnect_tc_url.clone()).filter(|url| !url.is_empty());
-        let hub = Arc::new(Hub::new(config.streams.clone()));
+        let hub = Arc::new(Hub::with_metrics(config.streams.clone(), metrics));
         let registry = Arc::new(Registry::new());
         let (shutdown, watcher) = watch::channel(false);
+        let shutdown = Arc::new(shutdown);
         let mut context =
             rtmp::Context::new(config, Arc::clone(&hub), Arc::clone(&registry), policy);
         context.https = https;
@@ -120,11 +141,42 @@ impl Server {
             }
             None => None,
         };
-        let rtmp_task = tokio::spawn(rtmp::serve(transport, context, watcher));
+        let admin = crate::api::Admin::new(
+            Arc::clone(&context),
+            crate::api::listeners(
+                rtmp_addr,
+                rtmps.as_ref().map(|(addr, _)| *addr),
+                http_addr,
+                api_addr,
+            ),
+        );
+        let (api_stop, api_stopped) = watch::channel(false);
+        let api_task = tokio::spawn(crate::api::serve(
+            api_listener,
+            Arc::new(admin),
+            api_stopped,
+        ));
+        tokio::spawn(crate::health_log::run(Arc::clone(&hub), watcher.clone()));
+        // A drain asked for through the API stops the listeners as a shutdown does: no new
+        // clients, the open ones asked to leave (the admin listener stays until the end).
+        let mut draining = context.draining.subscribe();
+        let stop = Arc::downgrade(&shutdown);
+        tokio::spawn(async move {
+            if draining.wait_for(|d| *d).await.is_ok() {
+                if let Some(stop) = stop.upgrade() {
+                    stop.send_replace(true);
+                }
+            }
+        });
+        let rtmp_task = tokio::spawn(rtmp::serve(transport, Arc::clone(&context), watcher));
         Ok(Server {
             rtmp_addr,
             http_addr,
+            api_addr,
             http_task,
+            api_task,
+            api_stop,
+            context,
             hub,
             registry,
             shutdown,
@@ -148,6 +200,18 @@ impl Server {
     /// The bound HTTP address (with the real port when the config asked for port 0).
     pub fn http_addr(&self) -> SocketAddr {
         self.http_addr
+    }
+
+    /// The bound admin API address.
+    pub fn api_addr(&self) -> SocketAddr {
+        self.api_addr
+    }
+
+    /// Resolves when a drain was asked for through the API (`POST /api/v1/drain`): the
+    /// caller then shuts the server down as for SIGTERM.
+    pub async fn drain_requested(&self) {
+        let mut draining = self.context.draining.subscribe();
+        let _ = draining.wait_for(|d| *d).await;
     }
 
     /// The stream hub, for inspection.
@@ -180,12 +244,16 @@ impl Server {
     /// `rtmp.drain_timeout_secs`), the others are closed at once. Waits for them all.
     pub async fn shutdown(self) {
         let _ = self.shutdown.send(true);
+        let api_stop = self.api_stop;
         // Clients asked to reconnect are served up to rtmp.drain_timeout_secs.
         let grace = SHUTDOWN_GRACE + Duration::from_secs(self.drain_timeout_secs);
         let (rtmp_task, http_task, rtmps) = (self.rtmp_task, self.http_task, self.rtmps);
+        let api_task = self.api_task;
         let both = async move {
             let _ = rtmp_task.await;
             let _ = http_task.await;
+            api_stop.send_replace(true);
+            let _ = api_task.await;
             if let Some((_, task)) = rtmps {
                 let _ = task.await;
             }

@@ -6,7 +6,7 @@
 
 use std::time::{Duration, Instant, SystemTime};
 
-use weir_media::{Frame, MediaKind};
+use weir_media::{Frame, MediaKind, TrackInfo, TrackKind};
 
 use crate::registry::Protocol;
 
@@ -101,6 +101,79 @@ pub struct IngestCounters {
     pub keyframes: u64,
     /// Payload bytes over sliding windows.
     pub meter: RateMeter,
+    /// The same per track.
+    pub track_rates: TrackRates,
+    /// Media time between the last two key frames of the default video track, ms.
+    pub keyframe_interval_ms: Option<u32>,
+    /// DTS of the default video track's last key frame.
+    last_keyframe: Option<u32>,
+    /// Continuous diagnostics of what the publisher sends.
+    pub health: weir_media::health::HealthAnalyzer,
+}
+
+/// Most tracks whose bitrates are measured (a track table holds no more).
+const MAX_METERED_TRACKS: usize = 32;
+
+/// Bitrates per track: each track's byte count (from the track table) fed into its own
+/// [`RateMeter`] as it grows.
+#[derive(Clone, Debug, Default)]
+pub struct TrackRates {
+    /// (kind, track id, bytes seen so far, meter).
+    tracks: Vec<(TrackKind, u8, u64, RateMeter)>,
+}
+
+/// One track's bitrates.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TrackRate {
+    /// Audio or video.
+    pub kind: TrackKind,
+    /// Track id.
+    pub track_id: u8,
+    /// Bits per second over the last second.
+    pub bitrate_1s: u64,
+    /// Bits per second over the last ten seconds.
+    pub bitrate_10s: u64,
+}
+
+impl TrackRates {
+    /// Takes the track table after a frame at `now`: what each track's byte count grew by.
+    pub fn update(&mut self, tracks: &[TrackInfo], now: Instant) {
+        for track in tracks {
+            let slot = self
+                .tracks
+                .iter()
+                .position(|(kind, id, _, _)| *kind == track.kind && *id == track.track_id);
+            match slot {
+                Some(index) => {
+                    let (_, _, seen, meter) = &mut self.tracks[index];
+                    if track.bytes > *seen {
+                        meter.add(now, track.bytes - *seen);
+                        *seen = track.bytes;
+                    }
+                }
+                None if self.tracks.len() < MAX_METERED_TRACKS => {
+                    let mut meter = RateMeter::new(now);
+                    meter.add(now, track.bytes);
+                    self.tracks
+                        .push((track.kind, track.track_id, track.bytes, meter));
+                }
+                None => {}
+            }
+        }
+    }
+
+    /// Every track's bitrates as of `now`.
+    pub fn rates(&self, now: Instant) -> Vec<TrackRate> {
+        self.tracks
+            .iter()
+            .map(|(kind, track_id, _, meter)| TrackRate {
+                kind: *kind,
+                track_id: *track_id,
+                bitrate_1s: meter.bits_per_second(now, Duration::from_secs(1)),
+                bitrate_10s: meter.bits_per_second(now, Duration::from_secs(10)),
+            })
+            .collect()
+    }
 }
 
 impl IngestCounters {
@@ -116,6 +189,13 @@ impl IngestCounters {
             data_frames: 0,
             keyframes: 0,
             meter: RateMeter::new(now),
+            track_rates: TrackRates::default(),
+            keyframe_interval_ms: None,
+            last_keyframe: None,
+            health: weir_media::health::HealthAnalyzer::new(
+                weir_media::health::HealthConfig::default(),
+                now,
+            ),
         }
     }
 
@@ -129,17 +209,29 @@ impl IngestCounters {
                 self.video_frames += 1;
                 if frame.info.is_keyframe && !frame.info.is_sequence_header {
                     self.keyframes += 1;
+                    if frame.info.track_id == 0 {
+                        if let Some(last) = self.last_keyframe {
+                            let step = frame.timestamp.wrapping_sub(last);
+                            if step > 0 && step < 3_600_000 {
+                                self.keyframe_interval_ms = Some(step);
+                            }
+                        }
+                        self.last_keyframe = Some(frame.timestamp);
+                    }
                 }
             }
             MediaKind::Audio => self.audio_frames += 1,
             MediaKind::Data => self.data_frames += 1,
         }
         self.meter.add(now, bytes);
+        if frame.kind != MediaKind::Data {
+            self.health.observe(frame, now);
+        }
     }
 }
 
 /// A point-in-time copy of one stream's state and counters.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct StreamStats {
     /// `app/name`.
     pub path: String,
@@ -172,6 +264,12 @@ pub struct StreamStats {
     pub viewers: Vec<(Protocol, usize)>,
     /// The current publisher's tracks: codec, configuration, counters.
     pub tracks: Vec<weir_media::TrackInfo>,
+    /// Each track's bitrates.
+    pub track_rates: Vec<TrackRate>,
+    /// Media time between the last two key frames of the default video track.
+    pub keyframe_interval: Option<Duration>,
+    /// What is wrong with the stream now (empty for a clean one).
+    pub health: Vec<weir_media::health::Finding>,
 }
 
 impl StreamStats {
@@ -235,6 +333,27 @@ mod tests {
             1_000_000
         );
         assert_eq!(meter.bits_per_second(t0, Duration::from_secs(1)), 0);
+    }
+
+    #[test]
+    fn track_rates_follow_each_tracks_bytes() {
+        let t0 = Instant::now();
+        let mut rates = TrackRates::default();
+        let mut video = TrackInfo::new(TrackKind::Video, 0, weir_media::Codec::Avc);
+        let mut audio = TrackInfo::new(TrackKind::Audio, 0, weir_media::Codec::Aac);
+        for ms in (0..3_000).step_by(100) {
+            video.bytes += 12_500; // 1 Mbit/s
+            audio.bytes += 1_250; // 100 kbit/s
+            rates.update(
+                &[video.clone(), audio.clone()],
+                t0 + Duration::from_millis(ms),
+            );
+        }
+        let now = t0 + Duration::from_millis(3_000);
+        let got = rates.rates(now);
+        assert_eq!(got.len(), 2);
+        assert_eq!(got[0].bitrate_1s, 1_000_000);
+        assert_eq!(got[1].bitrate_1s, 100_000);
     }
 
     #[test]

@@ -608,6 +608,7 @@ fn config(max_message_size: u32) -> Config {
     let mut config = Config::default();
     config.rtmp.addr = "127.0.0.1:0".parse().expect("loopback address");
     config.http.addr = "127.0.0.1:0".parse().expect("loopback address");
+    config.api.addr = "127.0.0.1:0".parse().expect("loopback address");
     config.rtmp.handshake_timeout_secs = HANDSHAKE_TIMEOUT.as_secs();
     config.rtmp.max_message_size = max_message_size;
     config

@@ -583,6 +583,7 @@ fn late_joiner_without_gop_cache_starts_at_the_next_keyframe() {
     let mut config = weir::Config::default();
     config.rtmp.addr = "127.0.0.1:0".parse().expect("loopback addr");
     config.http.addr = "127.0.0.1:0".parse().expect("loopback addr");
+    config.api.addr = "127.0.0.1:0".parse().expect("loopback addr");
     config.streams.gop_cache = false;
     let weir = WeirServer::start_with(config, dir.path());
     let url = weir.url("nocache");

@@ -69,7 +69,14 @@ fn sigterm(child: &mut ChildGuard) {
 fn binary_prints_real_port_serves_a_publisher_and_stops_on_sigterm() {
     let dir = TestDir::new("cli-run");
     let mut cmd = weir_command();
-    cmd.args(["--rtmp-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0"]);
+    cmd.args([
+        "--rtmp-addr",
+        "127.0.0.1:0",
+        "--http-addr",
+        "127.0.0.1:0",
+        "--api-addr",
+        "127.0.0.1:0",
+    ]);
     let mut weir = ChildGuard::spawn("weir", cmd, dir.path());
 
     let listening = wait_for_line(&mut weir, "listening for RTMP on ", Duration::from_secs(15));
@@ -93,6 +100,13 @@ fn binary_prints_real_port_serves_a_publisher_and_stops_on_sigterm() {
     );
     let watch = wait_for_line(&mut weir, "watch:", Duration::from_secs(5));
     assert!(watch.contains(&base), "watch hint {watch:?} lacks {base}");
+    // stderr is a pipe here, not a terminal: no colour escape codes in the log.
+    assert!(
+        !weir.stderr().contains('\x1b'),
+        "ANSI escapes in a log that is not a terminal"
+    );
+    let admin = wait_for_line(&mut weir, "admin API and metrics:", Duration::from_secs(5));
+    assert!(admin.contains("/api/v1/streams"), "{admin}");
 
     // A real publish through the binary: the whole 6 s file as fast as it goes.
     let url = format!("{base}/cli");
@@ -203,6 +217,8 @@ fn unknown_config_key_exits_2_and_names_the_key() {
             "127.0.0.1:0",
             "--http-addr",
             "127.0.0.1:0",
+            "--api-addr",
+            "127.0.0.1:0",
             "--config",
         ])
         .arg(&path);
@@ -223,4 +239,34 @@ fn unknown_config_key_exits_2_and_names_the_key() {
             "one line expected: {stderr}"
         );
     }
+}
+
+#[test]
+fn json_logs_are_one_object_per_line() {
+    let dir = TestDir::new("cli-json-log");
+    let config = dir.path().join("weir.toml");
+    std::fs::write(
+        &config,
+        "[rtmp]\naddr = \"127.0.0.1:0\"\n[http]\naddr = \"127.0.0.1:0\"\n[api]\naddr = \"127.0.0.1:0\"\n[log]\nformat = \"json\"\n",
+    )
+    .unwrap();
+    let mut cmd = weir_command();
+    cmd.arg("--config").arg(&config);
+    let mut weir = ChildGuard::spawn("weir-json", cmd, dir.path());
+    let line = wait_for_line(&mut weir, "listening for RTMP on ", Duration::from_secs(15));
+    let event: serde_json::Value =
+        serde_json::from_str(&line).unwrap_or_else(|e| panic!("not a JSON line ({e}): {line}"));
+    assert_eq!(event["level"], "INFO", "{event}");
+    assert!(event["timestamp"].is_string(), "{event}");
+    assert!(
+        event["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("listening for RTMP on 127.0.0.1:")),
+        "{event}"
+    );
+    sigterm(&mut weir);
+    assert!(
+        weir.wait_timeout(Duration::from_secs(10)).is_some(),
+        "weir did not stop on SIGTERM"
+    );
 }

@@ -55,7 +55,7 @@ fn sigterm_asks_reconnect_capable_clients_to_reconnect_before_closing() {
     std::fs::write(
         &config,
         format!(
-            "[http]\naddr = \"127.0.0.1:0\"\n[rtmp]\naddr = \"{addr}\"\ndrain_timeout_secs = 3\n\
+            "[http]\naddr = \"127.0.0.1:0\"\n[api]\naddr = \"127.0.0.1:0\"\n[rtmp]\naddr = \"{addr}\"\ndrain_timeout_secs = 3\n\
              reconnect_tc_url = \"{standby_tc_url}\"\n"
         ),
     )

@@ -23,6 +23,7 @@ async fn start_weir() -> Server {
     let mut config = Config::default();
     config.rtmp.addr = "127.0.0.1:0".parse().unwrap();
     config.http.addr = "127.0.0.1:0".parse().unwrap();
+    config.api.addr = "127.0.0.1:0".parse().unwrap();
     Server::start(config).await.expect("start weir")
 }
 

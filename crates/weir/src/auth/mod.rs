@@ -154,6 +154,12 @@ impl ConfigPolicy {
         }
     }
 
+    /// The same policy, counting its webhook calls in `metrics` (the server's).
+    pub fn with_metrics(mut self, metrics: Arc<crate::metrics::Metrics>) -> ConfigPolicy {
+        self.hooks = Arc::new(Hooks::new().with_metrics(metrics));
+        self
+    }
+
     /// `base` (the app's rule allowed), then the `event` webhook if the app has one: its
     /// decision, under the name the rule gave unless the webhook renames.
     fn then_webhook(

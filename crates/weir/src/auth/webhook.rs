@@ -105,6 +105,7 @@ pub fn body(call: &Call<'_>) -> Value {
 pub struct Hooks {
     http: reqwest::Client,
     cache: Mutex<HashMap<String, (Instant, Decision)>>,
+    metrics: std::sync::Arc<crate::metrics::Metrics>,
 }
 
 impl std::fmt::Debug for Hooks {
@@ -133,7 +134,27 @@ impl Hooks {
         Hooks {
             http,
             cache: Mutex::new(HashMap::new()),
+            metrics: std::sync::Arc::default(),
         }
+    }
+
+    /// Counts calls in `metrics` (the server's) from now on.
+    pub fn with_metrics(mut self, metrics: std::sync::Arc<crate::metrics::Metrics>) -> Hooks {
+        self.metrics = metrics;
+        self
+    }
+
+    /// Counts a call's outcome and duration.
+    fn observe(&self, event: Event, outcome: &str, took: Duration) {
+        use crate::metrics::{labels, Metrics};
+        Metrics::count(
+            &self.metrics.webhook_calls,
+            &[("event", event.as_str()), ("outcome", outcome)],
+        );
+        self.metrics
+            .webhook_seconds
+            .get_or_create(&labels(&[("event", event.as_str())]))
+            .observe(took.as_secs_f64());
     }
 
     /// The cache key of a call.
@@ -194,6 +215,12 @@ impl Hooks {
             let started = Instant::now();
             let result = hooks.post(&url, &body, timeout).await;
             let took_ms = started.elapsed().as_millis();
+            let outcome = match &result {
+                Ok((status, _)) if (200..300).contains(status) => "allow",
+                Ok(_) => "deny",
+                Err(_) => "error",
+            };
+            hooks.observe(event, outcome, started.elapsed());
             let decision = match result {
                 Ok((status, reply)) => {
                     debug!(%url, status, took_ms, "webhook answered");
@@ -238,8 +265,17 @@ impl Hooks {
         let timeout = Duration::from_millis(rules.webhook_timeout_ms);
         let body = body(call);
         let event = call.event.as_str();
+        let kind = call.event;
         tokio::spawn(async move {
-            match hooks.post(&url, &body, timeout).await {
+            let started = Instant::now();
+            let result = hooks.post(&url, &body, timeout).await;
+            let outcome = match &result {
+                Ok((status, _)) if (200..300).contains(status) => "allow",
+                Ok(_) => "deny",
+                Err(_) => "error",
+            };
+            hooks.observe(kind, outcome, started.elapsed());
+            match result {
                 Ok((status, _)) if (200..300).contains(&status) => {}
                 Ok((status, _)) => warn!(%url, status, "the on_{event} webhook answered an error"),
                 Err(why) => warn!(%url, "the on_{event} webhook failed: {why}"),

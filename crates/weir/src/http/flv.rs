@@ -113,6 +113,10 @@ pub(super) async fn admit(
     }
     if let Decision::Deny(reason) = decision {
         info!(id = handle.id(), peer = %peer, stream = %key, reason = %reason, "http-flv play denied");
+        crate::metrics::Metrics::count(
+            &context.hub.metrics().denied,
+            &[("action", "play"), ("protocol", "http-flv")],
+        );
         return Err((StatusCode::FORBIDDEN, format!("{reason}\n")));
     }
     if !wait_for_publisher(&context, key.path()).await {
@@ -622,6 +626,23 @@ async fn run(admitted: Admitted, mut viewer: Viewer, mut sink: FlvSink, mut deli
     viewer
         .subscription()
         .record_output(frames - reported_frames, unreported);
+    let skipped = viewer.core().frames_skipped();
+    viewer.subscription().record_skipped(skipped);
+    let class = match reason.as_str() {
+        "client closed the connection" => "peer_closed",
+        "publisher stopped" => "publisher_stopped",
+        r if r.contains("behind") || r.contains("lag") => "lagging",
+        r if r.contains("timed out") => "write_timeout",
+        _ => "closed",
+    };
+    crate::metrics::Metrics::count(
+        &context.hub.metrics().disconnects,
+        &[
+            ("protocol", "http-flv"),
+            ("role", "player"),
+            ("reason", class),
+        ],
+    );
     handle.add_bytes_out(unreported);
     info!(
         id = handle.id(),

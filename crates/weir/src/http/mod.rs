@@ -28,6 +28,7 @@ use tokio::task::JoinSet;
 use tower::ServiceExt;
 use tracing::warn;
 
+use crate::metrics::Metrics;
 use crate::policy::{Answer, Client, Decision, StreamRequest};
 use crate::registry::Protocol;
 use crate::rtmp::Context;
@@ -67,9 +68,11 @@ pub(crate) async fn serve(
                         continue;
                     }
                 };
+                let metrics = context.hub.metrics();
                 let Ok(permit) = Arc::clone(&context.permits).try_acquire_owned() else {
                     warn!(%peer, limit = context.config.rtmp.max_connections,
                         "refused http connection: connection limit reached (rtmp.max_connections)");
+                    Metrics::count(&metrics.refused, &[("protocol", "http"), ("reason", "max_connections")]);
                     continue;
                 };
                 // A trusted proxy's connections carry many clients: the per-address limits
@@ -81,10 +84,12 @@ pub(crate) async fn serve(
                         Ok(slot) => Some(slot),
                         Err(why) => {
                             warn!(%peer, "refused http connection: {why}");
+                            Metrics::count(&metrics.refused, &[("protocol", "http"), ("reason", "per_ip")]);
                             continue;
                         }
                     }
                 };
+                Metrics::count(&metrics.accepted, &[("protocol", "http")]);
                 let _ = socket.set_nodelay(true);
                 tasks.spawn(connection(
                     socket,
@@ -361,12 +366,37 @@ async fn stream_file(
         Ok(admitted) => admitted,
         Err(refused) => return refused,
     };
-    let response = match file.as_str() {
-        "index.m3u8" => hls::multivariant(context, &path).await,
-        "index.mpd" => hls::mpd(context, &path).await,
+    let metrics = Arc::clone(context.hub.metrics());
+    let (kind, response) = match file.as_str() {
+        "index.m3u8" => ("playlist", hls::multivariant(context, &path).await),
+        "index.mpd" => ("mpd", hls::mpd(context, &path).await),
         _ => return not_found().await,
     };
+    count_hls(&metrics, kind, &response);
     hls::carry_query(response, carry.as_deref()).await
+}
+
+/// Counts an answered HLS/DASH request in `weir_hls_requests`.
+fn count_hls(metrics: &crate::metrics::Metrics, kind: &str, response: &Response<Body>) {
+    let status = match response.status().as_u16() {
+        200..=299 => "2xx",
+        400..=499 => "4xx",
+        _ => "5xx",
+    };
+    Metrics::count(&metrics.hls_requests, &[("kind", kind), ("status", status)]);
+}
+
+/// What an HLS file request asks for.
+fn hls_kind(file: &str) -> &'static str {
+    if file.ends_with(".m3u8") {
+        "playlist"
+    } else if file.starts_with("part") {
+        "part"
+    } else if file.starts_with("init") {
+        "init"
+    } else {
+        "segment"
+    }
 }
 
 /// `/{app}/{stream}/ts/...` (HLS MPEG-TS) and `/{app}/{stream}/{rendition}/...` (HLS CMAF).
@@ -381,14 +411,16 @@ async fn rendition_file(
         Ok(admitted) => admitted,
         Err(refused) => return refused,
     };
+    let metrics = Arc::clone(context.hub.metrics());
     let response = match (sub.as_str(), file.as_str()) {
         ("ts", "index.m3u8") => hls::ts_playlist(context, &path).await,
-        ("ts", _) => return hls::ts_file(&context, &path, &file),
+        ("ts", _) => hls::ts_file(&context, &path, &file),
         _ if is_rendition(&sub) => {
             hls::rendition_file(context, &path, &sub, &file, request.uri().query()).await
         }
         _ => return not_found().await,
     };
+    count_hls(&metrics, hls_kind(&file), &response);
     hls::carry_query(response, carry.as_deref()).await
 }
 
@@ -424,6 +456,10 @@ async fn hls_admit(
     match decided(context, context.policy.play(&request)).await {
         Decision::Deny(reason) => {
             tracing::info!(%peer, stream = %request.key, reason = %reason, "hls request denied");
+            Metrics::count(
+                &context.hub.metrics().denied,
+                &[("action", "play"), ("protocol", "hls")],
+            );
             Err(text(StatusCode::FORBIDDEN, format!("{reason}\n")))
         }
         Decision::Allow => Ok((request.key.path().to_owned(), carry)),

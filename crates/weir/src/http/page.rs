@@ -82,6 +82,8 @@ struct StreamEntry {
     kbps: f64,
     /// Viewers over every protocol.
     viewers: usize,
+    /// Health findings: `severity: message` each.
+    health: Vec<String>,
 }
 
 /// `GET /streams.json`: the published streams, for the page.
@@ -100,6 +102,11 @@ pub(super) async fn streams(State(context): State<Arc<Context>>) -> Response<Bod
                 .join(", "),
             kbps: s.bitrate_10s as f64 / 1000.0,
             viewers: s.viewers.iter().map(|(_, n)| n).sum(),
+            health: s
+                .health
+                .iter()
+                .map(|f| format!("{}: {}", f.severity.as_str(), f.message))
+                .collect(),
             path: s.path,
         })
         .collect();

@@ -22,6 +22,7 @@ use super::player::Player;
 use super::Context;
 use crate::config::Unadvertised;
 use crate::hub::{Packet, PublishError, Publisher};
+use crate::metrics::Metrics;
 use crate::policy::{self, Answer, Decision, StreamRequest};
 use crate::registry::{CloseRequest, ConnectionHandle, Protocol, Role};
 use crate::stream_key::StreamKey;
@@ -430,6 +431,9 @@ impl Connection {
                 ServerEvent::ConnectRequested(request) => {
                     self.app = request.app.clone();
                     self.tc_url = request.tc_url.clone();
+                    if let Some(agent) = &request.flash_version {
+                        self.handle.set_agent(agent);
+                    }
                     self.reconnect = request.capabilities.reconnect();
                     let playback = &self.context.config.playback;
                     self.accepts = Accepts::from_capabilities(
@@ -626,6 +630,17 @@ impl Connection {
         request: Request,
         decision: Decision,
     ) -> Result<(), End> {
+        if matches!(decision, Decision::Deny(_)) {
+            let action = match request {
+                Request::Connect => "connect",
+                Request::Publish { .. } => "publish",
+                Request::Play { .. } => "play",
+            };
+            Metrics::count(
+                &self.context.hub.metrics().denied,
+                &[("action", action), ("protocol", self.protocol.as_str())],
+            );
+        }
         match (request, decision) {
             (Request::Connect, Decision::Allow | Decision::AllowAs(_)) => {
                 self.handle.set_role(Role::Connected {
@@ -899,6 +914,30 @@ impl Connection {
 
     fn finish(&mut self, end: &End) {
         let reason = end.to_string();
+        let role = if !self.publications.is_empty() {
+            "publisher"
+        } else if self.player.is_some() {
+            "player"
+        } else {
+            "other"
+        };
+        let class = match end {
+            End::PeerClosed => "peer_closed",
+            End::Session(_) => "protocol_error",
+            End::Io(_) => "io_error",
+            End::WriteTimeout => "write_timeout",
+            End::Lagging(_) => "lagging",
+            End::Rejected => "rejected",
+            End::Closed(_) => "closed",
+        };
+        Metrics::count(
+            &self.context.hub.metrics().disconnects,
+            &[
+                ("protocol", self.protocol.as_str()),
+                ("role", role),
+                ("reason", class),
+            ],
+        );
         for (_, publication) in std::mem::take(&mut self.publications) {
             self.log_publish_end(&publication, &reason);
         }

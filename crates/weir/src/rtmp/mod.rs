@@ -27,6 +27,7 @@ use weir_rtmp::session::ServerConfig;
 
 use crate::config::Config;
 use crate::hub::Hub;
+use crate::metrics::Metrics;
 use crate::policy::Policy;
 use crate::registry::{Drain, Protocol, Registry};
 
@@ -49,6 +50,8 @@ pub(crate) struct Context {
     pub(crate) proxies: Arc<crate::proxy::Proxies>,
     /// The certificate the HTTP listener serves HTTPS with (`http.tls`).
     pub(crate) https: Option<Arc<tls::Certificates>>,
+    /// Set when a drain was asked for (`POST /api/v1/drain`); the process waits on it.
+    pub(crate) draining: watch::Sender<bool>,
 }
 
 impl Context {
@@ -91,7 +94,15 @@ impl Context {
             rate,
             proxies,
             https: None,
+            draining: watch::channel(false).0,
         }
+    }
+
+    /// Asks the server to drain: whoever runs it ([`crate::Server::drain_requested`]) shuts
+    /// down gracefully.
+    pub(crate) fn request_drain(&self, reason: &str) {
+        tracing::info!("drain requested: {reason}");
+        self.draining.send_replace(true);
     }
 
     /// A place for one more connection from `ip` under the per-address limits, or the
@@ -219,9 +230,11 @@ pub(crate) async fn serve<T: Transport>(
                         continue;
                     }
                 };
+                let metrics = context.hub.metrics();
                 let Ok(permit) = Arc::clone(&permits).try_acquire_owned() else {
                     warn!(%peer, limit = context.config.rtmp.max_connections,
                         "refused {protocol} connection: connection limit reached (rtmp.max_connections)");
+                    Metrics::count(&metrics.refused, &[("protocol", protocol.as_str()), ("reason", "max_connections")]);
                     continue;
                 };
                 // Behind a PROXY-protocol balancer the limits apply to the client it names.
@@ -233,10 +246,12 @@ pub(crate) async fn serve<T: Transport>(
                         Ok(slot) => Some(slot),
                         Err(why) => {
                             warn!(%peer, "refused {protocol} connection: {why}");
+                            Metrics::count(&metrics.refused, &[("protocol", protocol.as_str()), ("reason", "per_ip")]);
                             continue;
                         }
                     }
                 };
+                Metrics::count(&metrics.accepted, &[("protocol", protocol.as_str())]);
                 let establish = transport.establish(incoming, peer);
                 let context = Arc::clone(&context);
                 tasks.spawn(async move {
@@ -250,6 +265,7 @@ pub(crate) async fn serve<T: Transport>(
                                     Err(why) => {
                                         warn!(peer = %client, proxy = %peer,
                                             "refused {protocol} connection: {why}");
+                                        Metrics::count(&context.hub.metrics().refused, &[("protocol", protocol.as_str()), ("reason", "per_ip")]);
                                         return;
                                     }
                                 },
@@ -260,10 +276,16 @@ pub(crate) async fn serve<T: Transport>(
                             connection::run(io, client, protocol, context).await;
                             drop(slot);
                         }
-                        Ok(Err(err)) => info!(%peer, %protocol, reason = %err,
-                            "connection closed before rtmp: transport failed"),
-                        Err(_) => info!(%peer, %protocol,
-                            "connection closed before rtmp: transport timed out (rtmp.handshake_timeout_secs)"),
+                        Ok(Err(err)) => {
+                            info!(%peer, %protocol, reason = %err,
+                                "connection closed before rtmp: transport failed");
+                            Metrics::count(&context.hub.metrics().refused, &[("protocol", protocol.as_str()), ("reason", "transport")]);
+                        }
+                        Err(_) => {
+                            info!(%peer, %protocol,
+                                "connection closed before rtmp: transport timed out (rtmp.handshake_timeout_secs)");
+                            Metrics::count(&context.hub.metrics().refused, &[("protocol", protocol.as_str()), ("reason", "handshake_timeout")]);
+                        }
                     }
                     drop(permit);
                 });

@@ -193,6 +193,8 @@ impl Player {
     /// Logs the end of playback (and reports the last counts); gives how long it played.
     pub(crate) fn end(mut self, id: u64, peer: &str, now: Instant, reason: &str) -> Duration {
         self.report(now);
+        let skipped = self.viewer.core().frames_skipped();
+        self.viewer.subscription().record_skipped(skipped);
         let core = self.viewer.core();
         info!(
             id,

@@ -113,6 +113,11 @@ impl WeirServer {
         publisher
     }
 
+    /// The bound admin API address.
+    pub fn api_addr(&self) -> SocketAddr {
+        self.server.as_ref().expect("server running").api_addr()
+    }
+
     /// The stream hub.
     pub fn hub(&self) -> &Arc<weir::hub::Hub> {
         self.server.as_ref().expect("server running").hub()
@@ -187,5 +192,6 @@ pub fn loopback_config() -> weir::Config {
     config.rtmp.addr = "127.0.0.1:0".parse().expect("loopback addr");
     config.http.addr = "127.0.0.1:0".parse().expect("loopback addr");
     config.rtmps.addr = "127.0.0.1:0".parse().expect("loopback addr");
+    config.api.addr = "127.0.0.1:0".parse().expect("loopback addr");
     config
 }

@@ -40,6 +40,13 @@ pub fn ffprobe8() -> &'static Path {
     P.get_or_init(|| wheel_tool("ffprobe8", "WEIR_FFPROBE8"))
 }
 
+/// The Python of the tools venv (`scripts/setup.sh`), with openapi-spec-validator,
+/// jsonschema and prometheus_client.
+pub fn python() -> &'static Path {
+    static P: OnceLock<PathBuf> = OnceLock::new();
+    P.get_or_init(|| existing("python (tools venv)", tools_dir().join("venv/bin/python")))
+}
+
 /// A tool `scripts/setup.sh` links into `~/.cache/weir-tools/bin` (or `$WEIR_TOOLS_DIR/bin`).
 fn wheel_tool(name: &str, env: &str) -> PathBuf {
     if let Some(p) = std::env::var_os(env) {
