@@ -36,6 +36,8 @@ pub struct Config {
     pub proxy: ProxyConfig,
     /// The admin listener: HTTP API and Prometheus metrics.
     pub api: ApiConfig,
+    /// How the server stops.
+    pub shutdown: ShutdownConfig,
     /// The file this configuration was read from (`None`: built-in defaults). Not a key:
     /// set by whoever loads the file; `POST /api/v1/reload` and SIGHUP read it again.
     #[serde(skip)]
@@ -570,6 +572,21 @@ pub enum LogFormat {
     Json,
 }
 
+/// `[shutdown]`: draining on SIGTERM or `POST /api/v1/drain`.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct ShutdownConfig {
+    /// The longest a drain waits for clients to leave before the rest are closed and the
+    /// process exits.
+    pub drain_secs: u64,
+}
+
+impl Default for ShutdownConfig {
+    fn default() -> Self {
+        Self { drain_secs: 30 }
+    }
+}
+
 /// `[api]`: the admin listener (HTTP API under `/api/v1`, Prometheus `/metrics`).
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
@@ -874,6 +891,12 @@ impl Config {
         if !(1..=MAX_SECS).contains(&hls.idle_secs) {
             return invalid("hls.idle_secs", "must be between 1 and 86400 (one day)");
         }
+        if !(1..=MAX_SECS).contains(&self.shutdown.drain_secs) {
+            return invalid(
+                "shutdown.drain_secs",
+                "must be between 1 and 86400 (one day)",
+            );
+        }
         if rtmp.drain_timeout_secs > MAX_SECS {
             return invalid("rtmp.drain_timeout_secs", "must be at most 86400 (one day)");
         }
@@ -1098,6 +1121,11 @@ pub const KEYS: &[(&str, &str)] = &[
     (
         "log.format",
         "\"text\" (colours only on a terminal) or \"json\" (one object per line, for log shippers).",
+    ),
+    ("shutdown", "Draining on SIGTERM or POST /api/v1/drain."),
+    (
+        "shutdown.drain_secs",
+        "The longest a drain waits for clients to leave before the rest are closed and weir exits.",
     ),
     ("api", "The admin listener: HTTP API under /api/v1 (OpenAPI at /api/v1/openapi.json) and Prometheus /metrics."),
     (

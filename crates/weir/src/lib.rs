@@ -18,6 +18,7 @@ pub mod metrics;
 pub mod policy;
 mod proxy;
 pub mod registry;
+pub mod reload;
 mod rtmp;
 mod server;
 pub mod stats;

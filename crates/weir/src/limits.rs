@@ -15,7 +15,7 @@ const MAX_BUCKETS: usize = 65_536;
 /// tokens (the burst), refilled at `rate` per second.
 #[derive(Debug, Default)]
 pub(crate) struct Rate {
-    rate: u32,
+    rate: std::sync::atomic::AtomicU32,
     buckets: Mutex<HashMap<IpAddr, (f64, Instant)>>,
 }
 
@@ -23,17 +23,23 @@ impl Rate {
     /// A limit of `rate` new connections per second per address (0: none).
     pub(crate) fn new(rate: u32) -> Rate {
         Rate {
-            rate,
+            rate: std::sync::atomic::AtomicU32::new(rate),
             buckets: Mutex::new(HashMap::new()),
         }
     }
 
+    /// A new limit (a reload); 0 for none.
+    pub(crate) fn set(&self, rate: u32) {
+        self.rate.store(rate, std::sync::atomic::Ordering::Relaxed);
+    }
+
     /// Whether `ip` may open one more connection now (and counts it).
     pub(crate) fn allow(&self, ip: IpAddr, now: Instant) -> bool {
-        if self.rate == 0 {
+        let rate = self.rate.load(std::sync::atomic::Ordering::Relaxed);
+        if rate == 0 {
             return true;
         }
-        let rate = f64::from(self.rate);
+        let rate = f64::from(rate);
         let mut buckets = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
         if buckets.len() >= MAX_BUCKETS && !buckets.contains_key(&ip) {
             buckets.retain(|_, (tokens, at)| {
@@ -56,7 +62,7 @@ impl Rate {
 #[derive(Debug, Default)]
 pub(crate) struct PerIp {
     /// Most connections one address may hold; 0 for no limit.
-    max: usize,
+    max: std::sync::atomic::AtomicUsize,
     counts: Mutex<HashMap<IpAddr, usize>>,
 }
 
@@ -71,19 +77,22 @@ impl PerIp {
     /// A counter allowing `max` connections per address (0: no limit).
     pub(crate) fn new(max: usize) -> PerIp {
         PerIp {
-            max,
+            max: std::sync::atomic::AtomicUsize::new(max),
             counts: Mutex::new(HashMap::new()),
         }
     }
 
+    /// A new limit (a reload); 0 for none. Connections held beyond it stay.
+    pub(crate) fn set(&self, max: usize) {
+        self.max.store(max, std::sync::atomic::Ordering::Relaxed);
+    }
+
     /// A place for one more connection from `ip`, or `None` at the limit.
     pub(crate) fn take(self: &Arc<Self>, ip: IpAddr) -> Option<IpSlot> {
-        if self.max == 0 {
-            return Some(IpSlot { owner: None, ip });
-        }
+        let max = self.max();
         let mut counts = self.counts.lock().unwrap_or_else(|p| p.into_inner());
         let count = counts.entry(ip).or_insert(0);
-        if *count >= self.max {
+        if max > 0 && *count >= max {
             return None;
         }
         *count += 1;
@@ -95,7 +104,7 @@ impl PerIp {
 
     /// The limit (0: none).
     pub(crate) fn max(&self) -> usize {
-        self.max
+        self.max.load(std::sync::atomic::Ordering::Relaxed)
     }
 }
 
@@ -151,6 +160,10 @@ mod tests {
         let unlimited = Arc::new(PerIp::new(0));
         let held: Vec<_> = (0..100).map(|_| unlimited.take(a).unwrap()).collect();
         assert_eq!(held.len(), 100);
-        assert!(unlimited.counts.lock().unwrap().is_empty());
+        // A limit set by a reload applies to the next connection; the ones held stay.
+        unlimited.set(50);
+        assert!(unlimited.take(a).is_none());
+        drop(held);
+        assert!(unlimited.take(a).is_some());
     }
 }

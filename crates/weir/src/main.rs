@@ -33,7 +33,7 @@ struct Cli {
     command: Option<Command>,
 }
 
-#[derive(Subcommand, Debug)]
+#[derive(Subcommand, Debug, Clone)]
 enum Command {
     /// Run the server (the default).
     Run,
@@ -72,12 +72,12 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    match cli.command.unwrap_or(Command::Run) {
+    match cli.command.clone().unwrap_or(Command::Run) {
         Command::Config => {
             print!("{}", config.to_commented_toml());
             ExitCode::SUCCESS
         }
-        Command::Run => run(config),
+        Command::Run => run(config, &cli),
         Command::Sign {
             app,
             stream,
@@ -171,15 +171,19 @@ fn load(cli: &Cli) -> anyhow::Result<Config> {
     Ok(config)
 }
 
-fn run(config: Config) -> ExitCode {
+fn run(config: Config, cli: &Cli) -> ExitCode {
     let scheme = if config.http.tls { "https" } else { "http" };
     let publish_rule = config
         .app_rules("live")
         .map_or(weir::config::PublishRule::Open, |rules| rules.publish);
     let open_warning = open_publishing_warning(&config);
-    let filter =
-        EnvFilter::try_from_env("WEIR_LOG").unwrap_or_else(|_| EnvFilter::new(&config.log.level));
-    init_logging(filter, config.log.format);
+    let from_env = std::env::var("WEIR_LOG").ok();
+    let filter = from_env
+        .as_deref()
+        .and_then(|f| EnvFilter::try_new(f).ok())
+        .unwrap_or_else(|| EnvFilter::new(&config.log.level));
+    let set_filter = init_logging(filter, config.log.format);
+    let overrides = (cli.rtmp_addr, cli.http_addr, cli.api_addr, cli.log.clone());
     // Every viewer is a socket: take the hard limit on open files instead of the usual 1024.
     match rlimit::increase_nofile_limit(u64::MAX) {
         Ok(limit) if limit < 4096 => {
@@ -221,9 +225,55 @@ fn run(config: Config) -> ExitCode {
         if let Some(warning) = open_warning {
             warn!("{warning}");
         }
-        tokio::select! {
-            () = wait_for_signal() => {}
-            () = server.drain_requested() => {}
+        // A reload keeps what the command line set, and moves the log filter with log.level
+        // (unless WEIR_LOG fixes it).
+        server.set_overrides(move |config| {
+            let (rtmp, http, api, log) = &overrides;
+            if let Some(addr) = rtmp {
+                config.rtmp.addr = *addr;
+            }
+            if let Some(addr) = http {
+                config.http.addr = *addr;
+            }
+            if let Some(addr) = api {
+                config.api.addr = *addr;
+            }
+            if let Some(level) = log {
+                config.log.level.clone_from(level);
+            }
+        });
+        if from_env.is_none() {
+            let mut changes = server.config_changes();
+            tokio::spawn(async move {
+                let mut level = changes.borrow_and_update().log.level.clone();
+                while changes.changed().await.is_ok() {
+                    let new = changes.borrow_and_update().log.level.clone();
+                    if new != level {
+                        match EnvFilter::try_new(&new) {
+                            Ok(filter) => set_filter(filter),
+                            Err(err) => warn!("log.level {new:?} is no filter ({err}); kept {level:?}"),
+                        }
+                        level = new;
+                    }
+                }
+            });
+        }
+        loop {
+            tokio::select! {
+                signal = next_signal() => match signal {
+                    Signal::Reload => match server.reload_file() {
+                        Ok(report) => info!(
+                            "SIGHUP: configuration reloaded from {} (applied: {}; needs a restart: {})",
+                            report.source,
+                            if report.applied.is_empty() { "no change".to_owned() } else { report.applied.join(", ") },
+                            if report.restart_needed.is_empty() { "nothing".to_owned() } else { report.restart_needed.join(", ") },
+                        ),
+                        Err(why) => error!("SIGHUP: reload refused, the current configuration stays: {why}"),
+                    },
+                    Signal::Stop => break,
+                },
+                () = server.drain_requested() => break,
+            }
         }
         info!("shutting down");
         server.shutdown().await;
@@ -233,19 +283,40 @@ fn run(config: Config) -> ExitCode {
 }
 
 /// Logs to stderr: text with colours only when stderr is a terminal, or one JSON object per
-/// line (`log.format = "json"`); the same field names either way.
-fn init_logging(filter: EnvFilter, format: weir::config::LogFormat) {
+/// line (`log.format = "json"`); the same field names either way. Gives the function that
+/// replaces the filter (a reload of `log.level`).
+fn init_logging(
+    filter: EnvFilter,
+    format: weir::config::LogFormat,
+) -> impl Fn(EnvFilter) + Send + Sync + 'static {
     use std::io::IsTerminal;
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    let (filter, handle) = tracing_subscriber::reload::Layer::new(filter);
+    let registry = tracing_subscriber::registry().with(filter);
     match format {
-        weir::config::LogFormat::Json => builder
-            .json()
-            .flatten_event(true)
-            .with_current_span(false)
+        weir::config::LogFormat::Json => registry
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .json()
+                    .flatten_event(true)
+                    .with_current_span(false)
+                    .with_span_list(false)
+                    .with_writer(std::io::stderr),
+            )
             .init(),
-        weir::config::LogFormat::Text => builder.with_ansi(std::io::stderr().is_terminal()).init(),
+        weir::config::LogFormat::Text => registry
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .with_ansi(std::io::stderr().is_terminal())
+                    .with_writer(std::io::stderr),
+            )
+            .init(),
+    }
+    move |filter| {
+        if let Err(err) = handle.reload(filter) {
+            eprintln!("weir: cannot change the log filter: {err}");
+        }
     }
 }
 
@@ -322,25 +393,45 @@ fn banner(
     );
 }
 
-async fn wait_for_signal() {
+/// What a signal asks for.
+enum Signal {
+    /// SIGHUP: re-read the configuration file.
+    Reload,
+    /// SIGTERM or Ctrl-C: drain and stop.
+    Stop,
+}
+
+/// The next signal weir acts on.
+async fn next_signal() -> Signal {
     #[cfg(unix)]
     {
+        use std::sync::OnceLock;
         use tokio::signal::unix::{signal, SignalKind};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {}
-                    _ = term.recv() => {}
-                }
-            }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-            }
+        // Registered once: a signal that arrives between two waits is not lost.
+        static STREAMS: OnceLock<
+            tokio::sync::Mutex<(
+                Option<tokio::signal::unix::Signal>,
+                Option<tokio::signal::unix::Signal>,
+            )>,
+        > = OnceLock::new();
+        let streams = STREAMS.get_or_init(|| {
+            tokio::sync::Mutex::new((
+                signal(SignalKind::terminate()).ok(),
+                signal(SignalKind::hangup()).ok(),
+            ))
+        });
+        let mut guard = streams.lock().await;
+        let (term, hup) = &mut *guard;
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => Signal::Stop,
+            Some(()) = async { match term { Some(t) => t.recv().await, None => std::future::pending().await } } => Signal::Stop,
+            Some(()) = async { match hup { Some(h) => h.recv().await, None => std::future::pending().await } } => Signal::Reload,
         }
     }
     #[cfg(not(unix))]
     {
         let _ = tokio::signal::ctrl_c().await;
+        Signal::Stop
     }
 }
 

@@ -19,20 +19,31 @@ use weir_access::proxy::{parse, Parsed, MAX_HEADER};
 use crate::auth::cidr::Cidr;
 use crate::config::Config;
 
-/// The trusted proxies and which listeners expect PROXY headers from them.
+/// The trusted proxies and which listeners expect PROXY headers from them (replaced as a
+/// whole by a reload).
 #[derive(Debug, Default)]
 pub(crate) struct Proxies {
+    rules: std::sync::RwLock<Rules>,
+}
+
+#[derive(Debug, Default, Clone)]
+struct Rules {
     trusted: Vec<Cidr>,
-    /// RTMP and RTMPS connections from trusted proxies start with a PROXY header.
-    pub(crate) rtmp_header: bool,
-    /// HTTP connections from trusted proxies start with a PROXY header.
-    pub(crate) http_header: bool,
+    rtmp_header: bool,
+    http_header: bool,
 }
 
 impl Proxies {
     /// The `[proxy]` rules of `config` (validated there).
     pub(crate) fn new(config: &Config) -> Proxies {
-        Proxies {
+        let proxies = Proxies::default();
+        proxies.update(config);
+        proxies
+    }
+
+    /// Takes the `[proxy]` rules of a reloaded `config`.
+    pub(crate) fn update(&self, config: &Config) {
+        let rules = Rules {
             trusted: config
                 .proxy
                 .trusted
@@ -41,12 +52,27 @@ impl Proxies {
                 .collect(),
             rtmp_header: config.rtmp.proxy_protocol,
             http_header: config.http.proxy_protocol,
-        }
+        };
+        *self.rules.write().unwrap_or_else(|p| p.into_inner()) = rules;
+    }
+
+    fn rules(&self) -> std::sync::RwLockReadGuard<'_, Rules> {
+        self.rules.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Whether RTMP and RTMPS connections from trusted proxies start with a PROXY header.
+    pub(crate) fn rtmp_header(&self) -> bool {
+        self.rules().rtmp_header
+    }
+
+    /// Whether HTTP connections from trusted proxies start with a PROXY header.
+    pub(crate) fn http_header(&self) -> bool {
+        self.rules().http_header
     }
 
     /// Whether `ip` is a trusted proxy.
     pub(crate) fn trusts(&self, ip: IpAddr) -> bool {
-        self.trusted.iter().any(|c| c.contains(ip))
+        self.rules().trusted.iter().any(|c| c.contains(ip))
     }
 
     /// The client of an HTTP request from `peer` with these `X-Forwarded-For` values: the

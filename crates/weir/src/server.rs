@@ -16,6 +16,14 @@ use crate::policy::{OpenPolicy, Policy};
 use crate::registry::{Drain, Registry};
 use crate::{http, rtmp};
 
+/// The admin listener at start.
+enum ApiListener {
+    /// Bound.
+    Ready(TcpListener),
+    /// Held by another (draining) weir: bound when free.
+    Later(std::net::SocketAddr),
+}
+
 /// How long shutdown waits for connections to close before giving up on them.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
@@ -35,6 +43,7 @@ pub struct Server {
     rtmp_task: JoinHandle<()>,
     rtmps: Option<(SocketAddr, JoinHandle<()>)>,
     drain_timeout_secs: u64,
+    drain_secs: u64,
     reconnect_tc_url: Option<String>,
 }
 
@@ -53,7 +62,7 @@ impl Server {
                     .with_metrics(Arc::clone(&metrics)),
             )
         };
-        Server::start_inner(config, policy, metrics).await
+        Server::start_inner(config, policy, metrics, true).await
     }
 
     /// Like [`Server::start`], with `policy` deciding every connect, publish and play.
@@ -61,13 +70,14 @@ impl Server {
         config: Config,
         policy: Arc<dyn Policy>,
     ) -> anyhow::Result<Server> {
-        Server::start_inner(config, policy, Arc::default()).await
+        Server::start_inner(config, policy, Arc::default(), false).await
     }
 
     async fn start_inner(
         config: Config,
         policy: Arc<dyn Policy>,
         metrics: Arc<crate::metrics::Metrics>,
+        policy_from_config: bool,
     ) -> anyhow::Result<Server> {
         config.validate()?;
         let listener = listen(config.rtmp.addr).with_context(|| {
@@ -84,13 +94,29 @@ impl Server {
             )
         })?;
         let http_addr = http_listener.local_addr()?;
-        let api_listener = listen(config.api.addr).with_context(|| {
-            format!(
-                "cannot listen for the admin API on {} (is another server using the port? set api.addr or --api-addr)",
-                config.api.addr
-            )
-        })?;
-        let api_addr = api_listener.local_addr()?;
+        // The admin port: bound now, or (while a draining weir holds it) in the background.
+        let api_addr;
+        let api_listener = match listen_with(config.api.addr, false) {
+            Ok(listener) => {
+                api_addr = listener.local_addr()?;
+                ApiListener::Ready(listener)
+            }
+            Err(err)
+                if err.kind() == std::io::ErrorKind::AddrInUse
+                    && someone_listens(config.api.addr) =>
+            {
+                api_addr = config.api.addr;
+                ApiListener::Later(config.api.addr)
+            }
+            Err(err) => {
+                return Err(err).with_context(|| {
+                    format!(
+                        "cannot listen for the admin API on {} (is another server using the port? set api.addr or --api-addr)",
+                        config.api.addr
+                    )
+                })
+            }
+        };
         let certificates = if config.rtmps.enabled() {
             Some(Arc::new(
                 rtmp::tls::Certificates::load(&config.rtmps.certificate_files())
@@ -112,6 +138,7 @@ impl Server {
             None
         };
         let drain_timeout_secs = config.rtmp.drain_timeout_secs;
+        let drain_secs = config.shutdown.drain_secs;
         let reconnect_tc_url =
             Some(config.rtmp.reconnect_tc_url.clone()).filter(|url| !url.is_empty());
         let hub = Arc::new(Hub::with_metrics(config.streams.clone(), metrics));
@@ -121,6 +148,8 @@ impl Server {
         let mut context =
             rtmp::Context::new(config, Arc::clone(&hub), Arc::clone(&registry), policy);
         context.https = https;
+        context.certificates = rtmps_listener.as_ref().map(|(_, c)| Arc::clone(c));
+        context.policy_from_config = policy_from_config;
         let context = Arc::new(context);
         let transport = rtmp::TcpTransport::new(listener, &context);
         let http_task = tokio::spawn(http::serve(
@@ -151,11 +180,20 @@ impl Server {
             ),
         );
         let (api_stop, api_stopped) = watch::channel(false);
-        let api_task = tokio::spawn(crate::api::serve(
-            api_listener,
-            Arc::new(admin),
-            api_stopped,
-        ));
+        let admin = Arc::new(admin);
+        let api_task = tokio::spawn(async move {
+            let listener = match api_listener {
+                ApiListener::Ready(listener) => listener,
+                ApiListener::Later(addr) => match admin_listener(addr).await {
+                    Ok((listener, _)) => listener,
+                    Err(err) => {
+                        warn!("{err:#}");
+                        return;
+                    }
+                },
+            };
+            crate::api::serve(listener, admin, api_stopped).await;
+        });
         tokio::spawn(crate::health_log::run(Arc::clone(&hub), watcher.clone()));
         // A drain asked for through the API stops the listeners as a shutdown does: no new
         // clients, the open ones asked to leave (the admin listener stays until the end).
@@ -183,6 +221,7 @@ impl Server {
             rtmp_task,
             rtmps,
             drain_timeout_secs,
+            drain_secs,
             reconnect_tc_url,
         })
     }
@@ -212,6 +251,33 @@ impl Server {
     pub async fn drain_requested(&self) {
         let mut draining = self.context.draining.subscribe();
         let _ = draining.wait_for(|d| *d).await;
+    }
+
+    /// Applies a new configuration to new connections and sessions without dropping any (see
+    /// [`crate::reload`]); an error leaves the current one in place.
+    pub fn reload(&self, config: Config) -> Result<crate::reload::Report, String> {
+        crate::reload::apply(&self.context, config)
+    }
+
+    /// Sets what the command line changes in every configuration a reload loads (the
+    /// addresses and log level given as flags), so a reload does not undo them.
+    pub fn set_overrides(&self, overrides: impl Fn(&mut Config) + Send + Sync + 'static) {
+        *self
+            .context
+            .overrides
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = Some(Box::new(overrides));
+    }
+
+    /// Re-reads the configuration file the server was started from and applies it.
+    pub fn reload_file(&self) -> Result<crate::reload::Report, String> {
+        crate::reload::from_file(&self.context)
+    }
+
+    /// A receiver that sees every configuration applied (the first is the start-up one):
+    /// the binary follows `log.level` through it.
+    pub fn config_changes(&self) -> watch::Receiver<Arc<Config>> {
+        self.context.live.subscribe()
     }
 
     /// The stream hub, for inspection.
@@ -245,8 +311,11 @@ impl Server {
     pub async fn shutdown(self) {
         let _ = self.shutdown.send(true);
         let api_stop = self.api_stop;
-        // Clients asked to reconnect are served up to rtmp.drain_timeout_secs.
-        let grace = SHUTDOWN_GRACE + Duration::from_secs(self.drain_timeout_secs);
+        // Clients asked to reconnect are served up to rtmp.drain_timeout_secs; the whole
+        // drain takes at most shutdown.drain_secs.
+        let grace = (SHUTDOWN_GRACE + Duration::from_secs(self.drain_timeout_secs))
+            .min(Duration::from_secs(self.drain_secs));
+        let registry = Arc::clone(&self.registry);
         let (rtmp_task, http_task, rtmps) = (self.rtmp_task, self.http_task, self.rtmps);
         let api_task = self.api_task;
         let both = async move {
@@ -258,8 +327,14 @@ impl Server {
                 let _ = task.await;
             }
         };
-        if tokio::time::timeout(grace, both).await.is_err() {
-            warn!("some connections did not close within {grace:?}");
+        tokio::pin!(both);
+        if tokio::time::timeout(grace, &mut both).await.is_err() {
+            warn!(
+                "{} connections still open after {grace:?} (shutdown.drain_secs): closing them",
+                registry.list().len()
+            );
+            registry.close_all("drain time is up (shutdown.drain_secs)");
+            let _ = tokio::time::timeout(SHUTDOWN_GRACE, both).await;
         }
     }
 }
@@ -270,14 +345,28 @@ impl Server {
 /// standard library's 128).
 const LISTEN_BACKLOG: i32 = 4096;
 
-/// A listening socket on `addr` with a deep accept queue.
-fn listen(addr: std::net::SocketAddr) -> std::io::Result<TcpListener> {
+/// A listening socket on `addr` with a deep accept queue. A `shared` one sets SO_REUSEPORT
+/// (Unix): a new weir can bind the same port while the old one drains, and the kernel hands
+/// new connections to both until the old one closes its listener (a deploy with no refused
+/// connection). Another process already listening there is told in the log.
+fn listen_with(addr: std::net::SocketAddr, shared: bool) -> std::io::Result<TcpListener> {
     let socket = socket2::Socket::new(
         socket2::Domain::for_address(addr),
         socket2::Type::STREAM,
         Some(socket2::Protocol::TCP),
     )?;
     socket.set_reuse_address(true)?;
+    #[cfg(unix)]
+    if shared {
+        socket.set_reuse_port(true)?;
+        if addr.port() != 0 && someone_listens(addr) {
+            warn!(
+                "another process already listens on {addr}: new connections are shared with it \
+                 until it stops (SO_REUSEPORT; this is how a deploy hands over: drain the old weir \
+                 with SIGTERM). If that was not meant, stop one of them"
+            );
+        }
+    }
     if addr.is_ipv6() {
         socket.set_only_v6(false)?;
     }
@@ -285,4 +374,48 @@ fn listen(addr: std::net::SocketAddr) -> std::io::Result<TcpListener> {
     socket.listen(LISTEN_BACKLOG)?;
     socket.set_nonblocking(true)?;
     TcpListener::from_std(socket.into())
+}
+
+/// A shared media listener (see [`listen_with`]).
+fn listen(addr: std::net::SocketAddr) -> std::io::Result<TcpListener> {
+    listen_with(addr, true)
+}
+
+/// Whether something accepts TCP connections on `addr` (loopback for a wildcard address).
+fn someone_listens(addr: std::net::SocketAddr) -> bool {
+    let mut probe = addr;
+    if probe.ip().is_unspecified() {
+        probe.set_ip(if addr.is_ipv6() {
+            std::net::Ipv6Addr::LOCALHOST.into()
+        } else {
+            std::net::Ipv4Addr::LOCALHOST.into()
+        });
+    }
+    std::net::TcpStream::connect_timeout(&probe, Duration::from_millis(200)).is_ok()
+}
+
+/// The admin listener: not shared (an API call must reach the server it names). While a
+/// draining weir still holds the port, this one binds it as soon as it is free.
+async fn admin_listener(addr: std::net::SocketAddr) -> anyhow::Result<(TcpListener, bool)> {
+    match listen_with(addr, false) {
+        Ok(listener) => Ok((listener, true)),
+        Err(err) if err.kind() == std::io::ErrorKind::AddrInUse && someone_listens(addr) => {
+            warn!(
+                "the admin listener {addr} is in use (a weir still draining?); this server takes \
+                 it over when it is free"
+            );
+            for _ in 0..600 {
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                if let Ok(listener) = listen_with(addr, false) {
+                    return Ok((listener, false));
+                }
+            }
+            Err(err).with_context(|| format!("the admin listener {addr} stayed in use"))
+        }
+        Err(err) => Err(err).with_context(|| {
+            format!(
+                "cannot listen for the admin API on {addr} (is another server using the port? set api.addr or --api-addr)"
+            )
+        }),
+    }
 }

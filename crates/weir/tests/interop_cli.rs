@@ -270,3 +270,42 @@ fn json_logs_are_one_object_per_line() {
         "weir did not stop on SIGTERM"
     );
 }
+
+#[test]
+fn sighup_reloads_the_config_file_and_refuses_a_bad_one() {
+    let dir = TestDir::new("cli-sighup");
+    let config = dir.path().join("weir.toml");
+    let base = "[rtmp]\naddr = \"127.0.0.1:0\"\n[http]\naddr = \"127.0.0.1:0\"\n[api]\naddr = \"127.0.0.1:0\"\n";
+    std::fs::write(&config, base).unwrap();
+    let mut cmd = weir_command();
+    cmd.arg("--config").arg(&config);
+    let mut weir = ChildGuard::spawn("weir-sighup", cmd, dir.path());
+    wait_for_line(&mut weir, "listening for RTMP on ", Duration::from_secs(15));
+    let hup = |weir: &mut ChildGuard| {
+        let pid = libc::pid_t::try_from(weir.pid()).expect("pid fits pid_t");
+        // SAFETY: kill(2) has no memory-safety preconditions; the pid is our own child.
+        assert_eq!(unsafe { libc::kill(pid, libc::SIGHUP) }, 0);
+    };
+    std::fs::write(
+        &config,
+        format!(
+            "{base}[apps.live]\npublish = \"keys\"\nkeys = [{{ hash = \"{}\", stream = \"a\" }}]\n",
+            weir::auth::hash_key("sk_x")
+        ),
+    )
+    .unwrap();
+    hup(&mut weir);
+    let line = wait_for_line(
+        &mut weir,
+        "SIGHUP: configuration reloaded",
+        Duration::from_secs(10),
+    );
+    assert!(line.contains("apps"), "{line}");
+    std::fs::write(&config, format!("{base}[rtmp]\nchunk_sise = 1\n")).unwrap();
+    hup(&mut weir);
+    let line = wait_for_line(&mut weir, "SIGHUP: reload refused", Duration::from_secs(10));
+    assert!(line.contains("the current configuration stays"), "{line}");
+    assert!(weir.is_running(), "weir exited after a bad reload");
+    sigterm(&mut weir);
+    assert!(weir.wait_timeout(Duration::from_secs(10)).is_some());
+}

@@ -44,24 +44,15 @@ pub(crate) struct Admin {
     pub(crate) started: Instant,
     pub(crate) started_at: SystemTime,
     pub(crate) listeners: ListenersView,
-    tokens: Vec<[u8; 32]>,
 }
 
 impl Admin {
     pub(crate) fn new(context: Arc<Context>, listeners: ListenersView) -> Admin {
-        let tokens = context
-            .config
-            .api
-            .tokens
-            .iter()
-            .filter_map(|t| crate::auth::parse_hash(t))
-            .collect();
         Admin {
             context,
             started: Instant::now(),
             started_at: SystemTime::now(),
             listeners,
-            tokens,
         }
     }
 }
@@ -81,6 +72,7 @@ impl Admin {
         clients,
         close_client,
         drain,
+        reload,
         openapi_json
     ),
     components(schemas(
@@ -97,7 +89,8 @@ impl Admin {
         ClientView,
         DrainRequest,
         ClosedView,
-        ErrorView
+        ErrorView,
+        crate::reload::Report
     )),
     modifiers(&BearerAuth)
 )]
@@ -146,6 +139,7 @@ fn router(admin: Arc<Admin>) -> Router {
         .route("/api/v1/clients", get(clients))
         .route("/api/v1/clients/{id}", delete(close_client))
         .route("/api/v1/drain", post(drain))
+        .route("/api/v1/reload", post(reload))
         .route("/api/v1/openapi.json", get(openapi_json))
         .route("/metrics", get(crate::metrics::scrape))
         .fallback(|| async {
@@ -171,7 +165,16 @@ pub(crate) fn error(status: StatusCode, message: impl Into<String>) -> Response 
 
 /// The bearer token check and the body cap, before any handler.
 async fn guard(State(admin): State<Arc<Admin>>, request: Request<Body>, next: Next) -> Response {
-    if !admin.tokens.is_empty() && !authorized(&admin.tokens, request.headers()) {
+    // Read per request: a reload may change the tokens.
+    let tokens: Vec<[u8; 32]> = admin
+        .context
+        .live()
+        .api
+        .tokens
+        .iter()
+        .filter_map(|t| crate::auth::parse_hash(t))
+        .collect();
+    if !tokens.is_empty() && !authorized(&tokens, request.headers()) {
         let mut response = error(
             StatusCode::UNAUTHORIZED,
             "a bearer token from api.tokens is needed: Authorization: Bearer TOKEN",
@@ -420,6 +423,23 @@ async fn drain(State(admin): State<Arc<Admin>>, body: axum::body::Bytes) -> Resp
     info!(reason = %reason, connections = closed, "drain requested through the API");
     admin.context.request_drain(&reason);
     (StatusCode::ACCEPTED, Json(ClosedView { closed })).into_response()
+}
+
+/// Re-reads the configuration file and applies it to new connections and sessions (nobody
+/// is disconnected); an invalid file is refused as a whole and the current one stays.
+#[utoipa::path(post, path = "/api/v1/reload", security(("bearer" = [])),
+    responses((status = 200, body = crate::reload::Report), (status = 400, body = ErrorView), (status = 401, body = ErrorView)))]
+async fn reload(State(admin): State<Arc<Admin>>) -> Response {
+    match crate::reload::from_file(&admin.context) {
+        Ok(report) => Json(report).into_response(),
+        Err(why) => {
+            warn!("reload refused, the current configuration stays: {why}");
+            error(
+                StatusCode::BAD_REQUEST,
+                format!("{why} (the current configuration stays)"),
+            )
+        }
+    }
 }
 
 /// This document.

@@ -107,7 +107,7 @@ pub(super) async fn admit(
         client,
         key: key.clone(),
     };
-    let decision = super::decided(&context, context.policy.play(&request)).await;
+    let decision = super::decided(&context, context.policy().play(&request)).await;
     if let Decision::AllowAs(name) = &decision {
         key = StreamKey::new(key.app(), name, key.query());
     }
@@ -654,7 +654,7 @@ async fn run(admitted: Admitted, mut viewer: Viewer, mut sink: FlvSink, mut deli
         reason = %reason,
         "http-flv play ended"
     );
-    context.policy.ended(&crate::policy::Ended {
+    context.policy().ended(&crate::policy::Ended {
         what: crate::policy::Ending::Play,
         request: StreamRequest {
             client: Client {

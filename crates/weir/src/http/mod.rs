@@ -104,6 +104,9 @@ pub(crate) async fn serve(
             Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
         }
     }
+    // Closed at once (a new weir sharing the port takes the new requests); requests under
+    // way finish.
+    drop(listener);
     while tasks.join_next().await.is_some() {}
 }
 
@@ -188,7 +191,7 @@ async fn connection(
     mut shutdown: watch::Receiver<bool>,
     mut permit: (OwnedSemaphorePermit, Option<crate::limits::IpSlot>),
 ) {
-    if context.proxies.http_header && context.proxies.trusts(peer.ip()) {
+    if context.proxies.http_header() && context.proxies.trusts(peer.ip()) {
         let read = tokio::time::timeout(HEADER_TIMEOUT, crate::proxy::read_header(&mut socket));
         let client = match read.await {
             Ok(Ok(client)) => client.unwrap_or(peer),
@@ -453,7 +456,7 @@ async fn hls_admit(
         },
         key: StreamKey::new(app, stream, carry.as_deref()),
     };
-    match decided(context, context.policy.play(&request)).await {
+    match decided(context, context.policy().play(&request)).await {
         Decision::Deny(reason) => {
             tracing::info!(%peer, stream = %request.key, reason = %reason, "hls request denied");
             Metrics::count(

@@ -307,7 +307,8 @@ async fn recv_packet(
 
 /// Why one more viewer of `key` is refused, if it is: `apps.NAME.max_viewers_per_stream`.
 pub(crate) fn over_viewer_limit(context: &Context, key: &StreamKey) -> Option<String> {
-    let rules = context.config.app_rules(key.app())?;
+    let live = context.live();
+    let rules = live.app_rules(key.app())?;
     let max = rules.max_viewers_per_stream;
     let viewers = context
         .hub
@@ -328,7 +329,8 @@ pub(crate) fn over_viewer_limit(context: &Context, key: &StreamKey) -> Option<St
 /// Why one more published stream in `key`'s app is refused, if it is:
 /// `apps.NAME.max_publishers`.
 fn over_publisher_limit(context: &Context, key: &StreamKey) -> Option<String> {
-    let rules = context.config.app_rules(key.app())?;
+    let live = context.live();
+    let rules = live.app_rules(key.app())?;
     let max = rules.max_publishers;
     if max == 0 {
         return None;
@@ -435,7 +437,8 @@ impl Connection {
                         self.handle.set_agent(agent);
                     }
                     self.reconnect = request.capabilities.reconnect();
-                    let playback = &self.context.config.playback;
+                    let live = self.context.live();
+                    let playback = &live.playback;
                     self.accepts = Accepts::from_capabilities(
                         &request.capabilities,
                         playback.multitrack_for(&request.app),
@@ -456,13 +459,13 @@ impl Connection {
                         tc_url: request.tc_url,
                         flash_version: request.flash_version,
                     };
-                    let answer = self.context.policy.connect(&request);
+                    let answer = self.context.policy().connect(&request);
                     self.ask(session, Request::Connect, answer)?;
                 }
                 ServerEvent::PublishRequested(request) => {
                     let key =
                         StreamKey::new(&self.app, &request.stream_name, request.query.as_deref());
-                    let answer = self.context.policy.publish(&StreamRequest {
+                    let answer = self.context.policy().publish(&StreamRequest {
                         client: self.client(),
                         key: key.clone(),
                     });
@@ -484,7 +487,7 @@ impl Connection {
                             .map_err(End::Session)?;
                         continue;
                     }
-                    let answer = self.context.policy.play(&StreamRequest {
+                    let answer = self.context.policy().play(&StreamRequest {
                         client: self.client(),
                         key: key.clone(),
                     });
@@ -680,7 +683,7 @@ impl Connection {
             (Request::Publish { stream_id, key, .. }, Decision::Deny(why)) => {
                 // In an app whose publishers use secret keys, what was tried stays out of
                 // the log (it may be a mistyped real key).
-                let shown = if self.context.config.publish_uses_keys(key.app()) {
+                let shown = if self.context.live().publish_uses_keys(key.app()) {
                     format!("{}/(key withheld)", key.app())
                 } else {
                     key.to_string()
@@ -802,7 +805,7 @@ impl Connection {
     /// `takeover` (else `publish.takeover`), or a current publisher silent for
     /// `publish.stale_secs`.
     fn takeover_reason(&self, key: &StreamKey) -> Option<String> {
-        let config = &self.context.config;
+        let config = self.context.live();
         let publish = &config.publish;
         let (app, path) = (key.app(), key.path());
         match config.app_rules(app).and_then(|rules| rules.takeover) {
@@ -950,7 +953,7 @@ impl Connection {
     fn play_ended(&self, player: Player, now: Instant, reason: &str) {
         let key = player.key.clone();
         let duration = player.end(self.id(), &self.peer.to_string(), now, reason);
-        self.context.policy.ended(&policy::Ended {
+        self.context.policy().ended(&policy::Ended {
             what: policy::Ending::Play,
             request: StreamRequest {
                 client: self.client(),
@@ -985,7 +988,7 @@ impl Connection {
             reason = %reason,
             "publish ended"
         );
-        self.context.policy.ended(&policy::Ended {
+        self.context.policy().ended(&policy::Ended {
             what: policy::Ending::Publish,
             request: StreamRequest {
                 client: self.client(),

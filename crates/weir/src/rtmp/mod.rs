@@ -37,7 +37,17 @@ pub(crate) struct Context {
     pub(crate) session: ServerConfig,
     pub(crate) hub: Arc<Hub>,
     pub(crate) registry: Arc<Registry>,
-    pub(crate) policy: Arc<dyn Policy>,
+    /// The access policy; replaced by a reload when it was built from the config.
+    policy: std::sync::RwLock<Arc<dyn Policy>>,
+    /// Whether the policy comes from `[apps]` (a reload rebuilds it) or was given by the
+    /// embedding program (a reload keeps it).
+    pub(crate) policy_from_config: bool,
+    /// The configuration as last (re)loaded: the rules read per request (app limits,
+    /// takeover, playback policies) come from here; listener settings from `config`.
+    pub(crate) live: watch::Sender<Arc<Config>>,
+    /// What the command line changes in every configuration loaded (addresses, log level).
+    #[allow(clippy::type_complexity)]
+    pub(crate) overrides: std::sync::Mutex<Option<Box<dyn Fn(&mut Config) + Send + Sync>>>,
     /// The HLS segmenters that run (started by the HTTP listener).
     pub(crate) hls: crate::http::HlsStreams,
     /// Connections held at once, RTMP and HTTP together (`rtmp.max_connections`).
@@ -50,6 +60,8 @@ pub(crate) struct Context {
     pub(crate) proxies: Arc<crate::proxy::Proxies>,
     /// The certificate the HTTP listener serves HTTPS with (`http.tls`).
     pub(crate) https: Option<Arc<tls::Certificates>>,
+    /// The RTMPS (and HTTPS) certificates, when on (a reload may load other files).
+    pub(crate) certificates: Option<Arc<tls::Certificates>>,
     /// Set when a drain was asked for (`POST /api/v1/drain`); the process waits on it.
     pub(crate) draining: watch::Sender<bool>,
 }
@@ -61,6 +73,7 @@ impl Context {
         registry: Arc<Registry>,
         policy: Arc<dyn Policy>,
     ) -> Self {
+        let config_copy = config.clone();
         let rtmp = &config.rtmp;
         let session = ServerConfig {
             chunk_size: rtmp.chunk_size,
@@ -87,13 +100,17 @@ impl Context {
             session,
             hub,
             registry,
-            policy,
+            policy: std::sync::RwLock::new(policy),
+            policy_from_config: false,
+            overrides: std::sync::Mutex::new(None),
+            live: watch::channel(Arc::new(config_copy)).0,
             hls: Default::default(),
             permits,
             per_ip,
             rate,
             proxies,
             https: None,
+            certificates: None,
             draining: watch::channel(false).0,
         }
     }
@@ -103,6 +120,21 @@ impl Context {
     pub(crate) fn request_drain(&self, reason: &str) {
         tracing::info!("drain requested: {reason}");
         self.draining.send_replace(true);
+    }
+
+    /// The access policy now.
+    pub(crate) fn policy(&self) -> Arc<dyn Policy> {
+        Arc::clone(&self.policy.read().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    /// Replaces the access policy (a reload).
+    pub(crate) fn set_policy(&self, policy: Arc<dyn Policy>) {
+        *self.policy.write().unwrap_or_else(|p| p.into_inner()) = policy;
+    }
+
+    /// The configuration as last (re)loaded.
+    pub(crate) fn live(&self) -> Arc<Config> {
+        Arc::clone(&self.live.borrow())
     }
 
     /// A place for one more connection from `ip` under the per-address limits, or the
@@ -200,7 +232,7 @@ impl Transport for TcpTransport {
     }
 
     fn proxied(&self, peer: SocketAddr) -> bool {
-        self.proxies.rtmp_header && self.proxies.trusts(peer.ip())
+        self.proxies.rtmp_header() && self.proxies.trusts(peer.ip())
     }
 
     fn protocol(&self) -> Protocol {
@@ -294,6 +326,9 @@ pub(crate) async fn serve<T: Transport>(
             Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
         }
     }
+    // The listener closes now: with SO_REUSEPORT, a new weir on the same port takes every new
+    // connection from here on while these drain.
+    drop(transport);
     // Every connection (of every listener) closes through its own registry signal.
     let rtmp = &context.config.rtmp;
     context.registry.drain_all(

@@ -144,6 +144,25 @@ impl Certificates {
         })
     }
 
+    /// The files in use, the default pair first.
+    pub(crate) fn files(&self) -> Vec<(PathBuf, PathBuf)> {
+        let loaded = self.loaded.lock().unwrap_or_else(|p| p.into_inner());
+        loaded
+            .0
+            .iter()
+            .map(|p| (p.cert_file.clone(), p.key_file.clone()))
+            .collect()
+    }
+
+    /// Loads another set of pairs (a reload): used by the next handshakes; open connections
+    /// go on. An error keeps the current ones.
+    pub(crate) fn replace(&self, files: &[(PathBuf, PathBuf)]) -> Result<(), String> {
+        let fresh = Certificates::load(files)?;
+        let fresh = fresh.loaded.into_inner().unwrap_or_else(|p| p.into_inner());
+        *self.loaded.lock().unwrap_or_else(|p| p.into_inner()) = fresh;
+        Ok(())
+    }
+
     /// The acceptor for the next handshake, rebuilt first if a file changed.
     pub(crate) fn acceptor(&self) -> TlsAcceptor {
         let mut loaded = self.loaded.lock().unwrap_or_else(|p| p.into_inner());
@@ -221,7 +240,7 @@ impl Transport for TlsTransport {
     }
 
     fn proxied(&self, peer: SocketAddr) -> bool {
-        self.proxies.rtmp_header && self.proxies.trusts(peer.ip())
+        self.proxies.rtmp_header() && self.proxies.trusts(peer.ip())
     }
 
     fn protocol(&self) -> Protocol {
