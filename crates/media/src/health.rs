@@ -16,6 +16,7 @@
 //! | `keyframe_interval_long` | warning, error | mean keyframe interval over the last [`KEYFRAME_WINDOW`] intervals above [`KEYFRAME_LONG_FACTOR`] × the target (error above [`KEYFRAME_LONG_ERROR_FACTOR`] ×, or no keyframe for [`KEYFRAME_MISSING_MS`] of video) |
 //! | `keyframe_interval_irregular` | info, warning | longest / shortest of at least [`KEYFRAME_IRREGULAR_MIN_INTERVALS`] recent intervals above [`KEYFRAME_IRREGULAR_RATIO`] (warning above [`KEYFRAME_IRREGULAR_WARNING_RATIO`]) |
 //! | `bitrate_over_limit` | warning | ingest bitrate over the last [`BITRATE_WINDOW_MS`] above the configured limit |
+//! | `bitrate_dropping` | info | the last [`TREND_RECENT_MS`] of ingest below [`TREND_DROP_RATIO`] of the rest of the window (which carried at least [`TREND_MIN_BPS`]) |
 //! | `fps_below_metadata` | warning | video frame rate over the last [`FPS_WINDOW_MS`] of video below [`FPS_MIN_RATIO`] × the declared rate |
 //! | `frames_dropped` | warning | gaps in video DTS over [`GAP_FACTOR`] × the typical frame duration in the last [`VIDEO_WINDOW_MS`] of video: at least [`DROP_MIN_GAPS`] gaps or more than [`DROP_MIN_FRACTION`] of the frames missing |
 //! | `timestamp_jump` | warning | a DTS step [`JUMP_THRESHOLD_MS`] longer than the wall-clock time since the track's previous frame, in the last [`DISCONTINUITY_VISIBLE_MS`] |
@@ -54,6 +55,12 @@ pub const KEYFRAME_IRREGULAR_WARNING_RATIO: f64 = 4.0;
 pub const BITRATE_WINDOW_MS: u64 = 5_000;
 /// Arrival time after the first frame before the bitrate is judged, in ms.
 pub const BITRATE_MIN_SPAN_MS: u64 = 2_000;
+/// `bitrate_dropping` compares the last this many ms of ingest with the rest of the window.
+pub const TREND_RECENT_MS: u64 = 1_000;
+/// ... and reports when the last second is below this share of the seconds before.
+pub const TREND_DROP_RATIO: f64 = 0.35;
+/// ... if those carried at least this many bits per second.
+pub const TREND_MIN_BPS: f64 = 100_000.0;
 /// Video media time over which the frame rate is measured, in ms.
 pub const FPS_WINDOW_MS: i64 = 5_000;
 /// Fewest ms of video media time the frame rate is measured over.
@@ -668,7 +675,55 @@ impl HealthAnalyzer {
         }
     }
 
+    /// Bytes that arrived in `[from, to)` ms (whole buckets).
+    fn bytes_between(&self, from: u64, to: u64) -> u64 {
+        self.bytes
+            .iter()
+            .filter(|&&(b, _)| {
+                let start = b.saturating_mul(BYTES_BUCKET_MS);
+                start >= from && start.saturating_add(BYTES_BUCKET_MS) <= to
+            })
+            .fold(0u64, |sum, &(_, n)| sum.saturating_add(n))
+    }
+
+    /// `bitrate_dropping`: the last second's bitrate far below the four before it.
+    fn bitrate_trend_finding(&self, now: u64, out: &mut Vec<Finding>) {
+        let Some(first) = self.first_arrival else {
+            return;
+        };
+        let now = now - now % BYTES_BUCKET_MS;
+        if now.saturating_sub(first) < BITRATE_WINDOW_MS + BYTES_BUCKET_MS {
+            return;
+        }
+        let recent =
+            self.bytes_between(now.saturating_sub(TREND_RECENT_MS), now) as f64 * 8.0 * 1000.0
+                / TREND_RECENT_MS as f64;
+        let before_ms = BITRATE_WINDOW_MS - TREND_RECENT_MS;
+        let before = self.bytes_between(
+            now.saturating_sub(BITRATE_WINDOW_MS),
+            now.saturating_sub(TREND_RECENT_MS),
+        ) as f64
+            * 8.0
+            * 1000.0
+            / before_ms as f64;
+        if before >= TREND_MIN_BPS && recent < before * TREND_DROP_RATIO {
+            out.push(Finding::new(
+                "bitrate_dropping",
+                Severity::Info,
+                format!(
+                    "ingest bitrate fell from {} to {} in the last {}: the encoder lowered its \
+                     bitrate (a congested uplink, or a dynamic bitrate reacting to one) or the \
+                     picture went still",
+                    bitrate(before),
+                    bitrate(recent),
+                    secs(TREND_RECENT_MS as f64)
+                ),
+            ));
+        }
+    }
+
     fn bitrate_finding(&self, now: u64, out: &mut Vec<Finding>) {
+        self.bitrate_trend_finding(now, out);
         let limit = self.config.max_bitrate_bps;
         let Some(first) = self.first_arrival else {
             return;
@@ -1290,6 +1345,35 @@ mod tests {
         // Without a declared rate only the gaps are reported.
         run.analyzer.set_declared_fps(None);
         assert_eq!(run.codes(10_000), ["frames_dropped"]);
+    }
+
+    #[test]
+    fn a_bitrate_that_falls_is_reported() {
+        let t0 = Instant::now();
+        let mut analyzer = HealthAnalyzer::new(HealthConfig::default(), t0);
+        for ms in (0..8_000u32).step_by(40) {
+            let now = t0 + Duration::from_millis(u64::from(ms));
+            // 1 Mbit/s for 7 s, then a tenth of it.
+            let size = if ms < 7_000 { 5_000 } else { 500 };
+            analyzer.observe(&vframe(ms, ms % 2000 == 0, 0, size), now);
+        }
+        let found = analyzer.findings(t0 + Duration::from_millis(8_000));
+        let trend: Vec<&Finding> = found
+            .iter()
+            .filter(|f| f.code == "bitrate_dropping")
+            .collect();
+        assert_eq!(trend.len(), 1, "{found:?}");
+        // A steady stream has no such finding.
+        let mut steady = HealthAnalyzer::new(HealthConfig::default(), t0);
+        for ms in (0..8_000u32).step_by(40) {
+            let now = t0 + Duration::from_millis(u64::from(ms));
+            steady.observe(&vframe(ms, ms % 2000 == 0, 0, 5_000), now);
+        }
+        let found = steady.findings(t0 + Duration::from_millis(8_000));
+        assert!(
+            found.iter().all(|f| f.code != "bitrate_dropping"),
+            "{found:?}"
+        );
     }
 
     #[test]

@@ -525,6 +525,9 @@ pub struct StreamsConfig {
     /// merged writes): less CPU per viewer, this much more latency. 0 (default) writes each
     /// picture at once.
     pub video_coalesce_ms: u64,
+    /// The ingest bitrate a stream should stay under, bits per second (the health finding
+    /// `bitrate_over_limit`); 0 for no limit.
+    pub max_bitrate: u64,
 }
 
 impl Default for StreamsConfig {
@@ -537,6 +540,7 @@ impl Default for StreamsConfig {
             max_viewer_lag_secs: 5,
             write_coalesce_ms: 40,
             video_coalesce_ms: 0,
+            max_bitrate: 0,
         }
     }
 }
@@ -1043,6 +1047,10 @@ pub const KEYS: &[(&str, &str)] = &[
     (
         "streams.video_coalesce_ms",
         "Milliseconds video may wait to merge pictures into one write (0 = at once; adds latency).",
+    ),
+    (
+        "streams.max_bitrate",
+        "Ingest bitrate (bits/s) a stream should stay under: above it, the health finding bitrate_over_limit; 0 = no limit.",
     ),
     ("rtmps", "RTMP over TLS (rtmps://); on when cert_file and key_file are set."),
     ("rtmps.addr", "Address and port of the RTMPS listener."),

@@ -278,7 +278,13 @@ impl Hub {
                 return Err(PublishError::AlreadyPublishing(key.to_owned()));
             }
             state.publisher = Some(id);
-            state.ingest = Some(IngestCounters::new(Instant::now()));
+            state.ingest = Some(IngestCounters::with_health(
+                Instant::now(),
+                weir_media::health::HealthConfig {
+                    max_bitrate_bps: self.config.max_bitrate,
+                    ..weir_media::health::HealthConfig::default()
+                },
+            ));
             state.gop.clear();
             state.tracks.clear();
             state.held.clear();

@@ -14,6 +14,7 @@ mod health_log;
 mod http;
 pub mod hub;
 mod limits;
+mod listeners;
 pub mod metrics;
 pub mod policy;
 mod proxy;

@@ -50,6 +50,10 @@ pub struct Metrics {
     /// HLS and DASH requests answered, by kind (`playlist`, `segment`, `part`, `init`, `mpd`)
     /// and status class.
     pub hls_requests: Family<Labels, Counter>,
+    /// HLS/DASH segments made (every rendition and container).
+    pub hls_segments: Counter,
+    /// Low-Latency HLS parts made (every rendition).
+    pub hls_parts: Counter,
     /// Payload bytes received from publishers.
     pub bytes_in: Counter,
     /// Bytes written to viewers (reported by them about once a second).
@@ -74,6 +78,8 @@ impl Default for Metrics {
                 Histogram::new([0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0])
             }),
             hls_requests: Family::default(),
+            hls_segments: Counter::default(),
+            hls_parts: Counter::default(),
             bytes_in: Counter::default(),
             bytes_out: Counter::default(),
             frames_in: Family::default(),
@@ -133,6 +139,16 @@ pub(crate) fn registry(hub: &Arc<Hub>, connections: &Arc<Connections>) -> Regist
         "hls_requests",
         "HLS and DASH requests answered, by kind and status class",
         metrics.hls_requests.clone(),
+    );
+    registry.register(
+        "hls_segments",
+        "HLS/DASH segments made",
+        metrics.hls_segments.clone(),
+    );
+    registry.register(
+        "hls_parts",
+        "Low-Latency HLS parts made",
+        metrics.hls_parts.clone(),
     );
     registry.register(
         "ingest_bytes",

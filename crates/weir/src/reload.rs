@@ -5,8 +5,10 @@
 //! IP rules, app limits, takeover), `rtmp.max_connections_per_ip`,
 //! `rtmp.max_connection_rate_per_ip`, `[proxy]` and the PROXY-protocol switches, the
 //! certificate files (`rtmps.cert_file`, `key_file`, `certificates`), `[publish]`,
-//! `[playback]`, `api.tokens` and `log.level` (the binary follows it). What needs a restart
-//! (reported, not applied): listener addresses, turning RTMPS or HTTPS on or off, the RTMP
+//! `[playback]`, `api.tokens` and `log.level` (the binary follows it), and the RTMP, RTMPS and
+//! HTTP addresses (the new one is bound first; the old socket closes and its connections go
+//! on). What needs a restart (reported, not applied): the admin address, turning RTMPS or
+//! HTTPS on or off, the RTMP
 //! session limits and timeouts, `[streams]`, `[hls]`, `log.format`. A configuration that does
 //! not validate, or whose certificates cannot be loaded, is refused as a whole with the same
 //! error as at start, and the current one stays.
@@ -17,6 +19,7 @@ use serde::Serialize;
 use tracing::{info, warn};
 
 use crate::config::Config;
+use crate::listeners::{self, Kind};
 use crate::policy::{OpenPolicy, Policy};
 use crate::rtmp::Context;
 
@@ -32,7 +35,7 @@ pub struct Report {
 }
 
 /// Re-reads the file the server was started from and applies it.
-pub(crate) fn from_file(context: &Context) -> Result<Report, String> {
+pub(crate) fn from_file(context: &Arc<Context>) -> Result<Report, String> {
     let Some(path) = context.live().source.clone() else {
         return Err(
             "weir was started without a config file (--config): there is nothing to re-read"
@@ -44,7 +47,7 @@ pub(crate) fn from_file(context: &Context) -> Result<Report, String> {
 }
 
 /// Applies `new` (see the module docs).
-pub(crate) fn apply(context: &Context, mut new: Config) -> Result<Report, String> {
+pub(crate) fn apply(context: &Arc<Context>, mut new: Config) -> Result<Report, String> {
     if let Some(overrides) = context
         .overrides
         .lock()
@@ -80,6 +83,24 @@ pub(crate) fn apply(context: &Context, mut new: Config) -> Result<Report, String
         }
         (None, false) => {}
         _ => report.restart_needed.push("rtmps (on/off)".to_owned()),
+    }
+    // Listeners that move: bound now (an address that cannot be had refuses the reload).
+    let mut moves = Vec::new();
+    for (kind, addr, on) in [
+        (Kind::Rtmp, new.rtmp.addr, true),
+        (Kind::Http, new.http.addr, true),
+        (
+            Kind::Rtmps,
+            new.rtmps.addr,
+            new.rtmps.enabled() && context.certificates.is_some(),
+        ),
+    ] {
+        let current = listeners::configured(context, kind);
+        if on && current.is_some_and(|current| current != addr) {
+            let listener = crate::server::listen(addr)
+                .map_err(|e| format!("{}: cannot listen on {addr}: {e}", kind.key()))?;
+            moves.push((kind, addr, listener));
+        }
     }
     let mut changed = |name: &str, differs: bool| {
         if differs {
@@ -126,14 +147,7 @@ pub(crate) fn apply(context: &Context, mut new: Config) -> Result<Report, String
         }
     };
     let (s, n) = (start, &new);
-    fixed("rtmp.addr", s.rtmp.addr != n.rtmp.addr, &mut report);
-    fixed("http.addr", s.http.addr != n.http.addr, &mut report);
     fixed("api.addr", s.api.addr != n.api.addr, &mut report);
-    fixed(
-        "rtmps.addr",
-        s.rtmps.enabled() && s.rtmps.addr != n.rtmps.addr,
-        &mut report,
-    );
     fixed("http.tls", s.http.tls != n.http.tls, &mut report);
     let session = |a: &Config| {
         let r = &a.rtmp;
@@ -154,6 +168,14 @@ pub(crate) fn apply(context: &Context, mut new: Config) -> Result<Report, String
     fixed("hls", s.hls != n.hls, &mut report);
     fixed("log.format", s.log.format != n.log.format, &mut report);
     context.live.send_replace(Arc::new(new));
+    for (kind, addr, listener) in moves {
+        match listeners::start(context, kind, addr, listener) {
+            Ok(local) => report
+                .applied
+                .push(format!("{} (now listening on {local})", kind.key())),
+            Err(err) => warn!("{}: the new listener did not start: {err}", kind.key()),
+        }
+    }
     info!(
         source = %report.source,
         applied = %report.applied.join(", "),

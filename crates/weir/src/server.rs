@@ -12,9 +12,10 @@ use tracing::warn;
 
 use crate::config::Config;
 use crate::hub::Hub;
+use crate::listeners::Kind;
 use crate::policy::{OpenPolicy, Policy};
 use crate::registry::{Drain, Registry};
-use crate::{http, rtmp};
+use crate::rtmp;
 
 /// The admin listener at start.
 enum ApiListener {
@@ -33,15 +34,12 @@ pub struct Server {
     rtmp_addr: SocketAddr,
     http_addr: SocketAddr,
     api_addr: SocketAddr,
-    http_task: JoinHandle<()>,
     api_task: JoinHandle<()>,
     api_stop: watch::Sender<bool>,
     context: Arc<rtmp::Context>,
     hub: Arc<Hub>,
     registry: Arc<Registry>,
     shutdown: Arc<watch::Sender<bool>>,
-    rtmp_task: JoinHandle<()>,
-    rtmps: Option<(SocketAddr, JoinHandle<()>)>,
     drain_timeout_secs: u64,
     drain_secs: u64,
     reconnect_tc_url: Option<String>,
@@ -147,37 +145,32 @@ impl Server {
         let shutdown = Arc::new(shutdown);
         let mut context =
             rtmp::Context::new(config, Arc::clone(&hub), Arc::clone(&registry), policy);
+        context.listeners =
+            std::sync::Mutex::new(crate::listeners::Listeners::new(watcher.clone()));
         context.https = https;
         context.certificates = rtmps_listener.as_ref().map(|(_, c)| Arc::clone(c));
         context.policy_from_config = policy_from_config;
         let context = Arc::new(context);
-        let transport = rtmp::TcpTransport::new(listener, &context);
-        let http_task = tokio::spawn(http::serve(
+        let rtmp_config = context.config.rtmp.addr;
+        crate::listeners::start(&context, Kind::Rtmp, rtmp_config, listener)?;
+        crate::listeners::start(
+            &context,
+            Kind::Http,
+            context.config.http.addr,
             http_listener,
-            Arc::clone(&context),
-            watcher.clone(),
-        ));
-        let rtmps = match rtmps_listener {
-            Some((listener, certificates)) => {
-                let addr = listener.local_addr()?;
-                let transport = rtmp::tls::TlsTransport::new(listener, &context, certificates);
-                let task = tokio::spawn(rtmp::serve(
-                    transport,
-                    Arc::clone(&context),
-                    watcher.clone(),
-                ));
-                Some((addr, task))
-            }
+        )?;
+        let rtmps_addr = match rtmps_listener {
+            Some((listener, _)) => Some(crate::listeners::start(
+                &context,
+                Kind::Rtmps,
+                context.config.rtmps.addr,
+                listener,
+            )?),
             None => None,
         };
         let admin = crate::api::Admin::new(
             Arc::clone(&context),
-            crate::api::listeners(
-                rtmp_addr,
-                rtmps.as_ref().map(|(addr, _)| *addr),
-                http_addr,
-                api_addr,
-            ),
+            crate::api::listeners(rtmp_addr, rtmps_addr, http_addr, api_addr),
         );
         let (api_stop, api_stopped) = watch::channel(false);
         let admin = Arc::new(admin);
@@ -206,20 +199,16 @@ impl Server {
                 }
             }
         });
-        let rtmp_task = tokio::spawn(rtmp::serve(transport, Arc::clone(&context), watcher));
         Ok(Server {
             rtmp_addr,
             http_addr,
             api_addr,
-            http_task,
             api_task,
             api_stop,
             context,
             hub,
             registry,
             shutdown,
-            rtmp_task,
-            rtmps,
             drain_timeout_secs,
             drain_secs,
             reconnect_tc_url,
@@ -228,17 +217,17 @@ impl Server {
 
     /// The bound RTMP address (with the real port when the config asked for port 0).
     pub fn rtmp_addr(&self) -> SocketAddr {
-        self.rtmp_addr
+        crate::listeners::local(&self.context, Kind::Rtmp).unwrap_or(self.rtmp_addr)
     }
 
     /// The bound RTMPS address, when RTMPS is on.
     pub fn rtmps_addr(&self) -> Option<SocketAddr> {
-        self.rtmps.as_ref().map(|(addr, _)| *addr)
+        crate::listeners::local(&self.context, Kind::Rtmps)
     }
 
     /// The bound HTTP address (with the real port when the config asked for port 0).
     pub fn http_addr(&self) -> SocketAddr {
-        self.http_addr
+        crate::listeners::local(&self.context, Kind::Http).unwrap_or(self.http_addr)
     }
 
     /// The bound admin API address.
@@ -316,16 +305,14 @@ impl Server {
         let grace = (SHUTDOWN_GRACE + Duration::from_secs(self.drain_timeout_secs))
             .min(Duration::from_secs(self.drain_secs));
         let registry = Arc::clone(&self.registry);
-        let (rtmp_task, http_task, rtmps) = (self.rtmp_task, self.http_task, self.rtmps);
+        let tasks = crate::listeners::take_tasks(&self.context);
         let api_task = self.api_task;
         let both = async move {
-            let _ = rtmp_task.await;
-            let _ = http_task.await;
-            api_stop.send_replace(true);
-            let _ = api_task.await;
-            if let Some((_, task)) = rtmps {
+            for task in tasks {
                 let _ = task.await;
             }
+            api_stop.send_replace(true);
+            let _ = api_task.await;
         };
         tokio::pin!(both);
         if tokio::time::timeout(grace, &mut both).await.is_err() {
@@ -377,7 +364,7 @@ fn listen_with(addr: std::net::SocketAddr, shared: bool) -> std::io::Result<TcpL
 }
 
 /// A shared media listener (see [`listen_with`]).
-fn listen(addr: std::net::SocketAddr) -> std::io::Result<TcpListener> {
+pub(crate) fn listen(addr: std::net::SocketAddr) -> std::io::Result<TcpListener> {
     listen_with(addr, true)
 }
 

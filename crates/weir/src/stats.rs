@@ -177,8 +177,13 @@ impl TrackRates {
 }
 
 impl IngestCounters {
-    /// Counters for a publisher starting at `now`.
+    /// Counters for a publisher starting at `now`, without a bitrate limit.
     pub fn new(now: Instant) -> IngestCounters {
+        Self::with_health(now, weir_media::health::HealthConfig::default())
+    }
+
+    /// Counters for a publisher starting at `now`, diagnosed with `health`.
+    pub fn with_health(now: Instant, health: weir_media::health::HealthConfig) -> IngestCounters {
         IngestCounters {
             since: SystemTime::now(),
             started: now,
@@ -192,10 +197,7 @@ impl IngestCounters {
             track_rates: TrackRates::default(),
             keyframe_interval_ms: None,
             last_keyframe: None,
-            health: weir_media::health::HealthAnalyzer::new(
-                weir_media::health::HealthConfig::default(),
-                now,
-            ),
+            health: weir_media::health::HealthAnalyzer::new(health, now),
         }
     }
 

@@ -170,6 +170,13 @@ fn the_admin_api_reports_kicks_drains_and_documents_itself() {
         }
     });
     std::thread::sleep(Duration::from_millis(2500));
+    // An HLS playlist (counted in the metrics) and the page's stream list (with health).
+    let (status, _) = call(weir.http_addr(), "GET", "/live/cam/index.m3u8", "", b"");
+    assert_eq!(status, 200);
+    let (status, page) = call(weir.http_addr(), "GET", "/streams.json", "", b"");
+    assert_eq!(status, 200);
+    let page: Value = serde_json::from_slice(&page).unwrap();
+    assert!(page[0]["health"].is_array(), "{page}");
 
     let server = api.json("GET", "/api/v1/server", 200, "ServerView");
     assert_eq!(server["version"], env!("CARGO_PKG_VERSION"));
@@ -309,6 +316,11 @@ fn the_admin_api_reports_kicks_drains_and_documents_itself() {
     assert!(sample(&after, "weir_ingest_bytes_total{}") > 50_000.0);
     assert!(sample(&after, "weir_egress_bytes_total{}") > 10_000.0);
     assert!(sample(&after, "weir_frames_in_total{kind=video}") > 30.0);
+    assert!(sample(&after, "weir_hls_requests_total{kind=playlist,status=2xx}") >= 1.0);
+    assert!(
+        sample(&after, "weir_hls_segments_total{}") >= 1.0,
+        "{after:?}"
+    );
     assert!(
         sample(
             &after,

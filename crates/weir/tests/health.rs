@@ -104,7 +104,7 @@ fn bad_streams_show_their_findings_and_a_clean_one_none() {
             &url("gop"),
             true,
             &[],
-            &["-g", "150", "-keyint_min", "150", "-sc_threshold", "0"],
+            &["-g", "300", "-keyint_min", "300", "-sc_threshold", "0"],
             dir.path(),
         ),
         publish(

@@ -126,6 +126,43 @@ fn rules_change_under_load_and_nobody_drops() {
         "{answer}"
     );
 
+    // The RTMP listener moves: the new port takes connections, the old one is closed, the
+    // viewers connected through it play on.
+    let old_rtmp = weir.addr();
+    let port = common::free_port();
+    std::fs::write(
+        &file,
+        format!(
+            "{}[apps.live]\nmax_viewers_per_stream = 1\ndeny_play = [\"127.0.0.0/8\"]\n\
+             [auth]\nsecrets = [\"s\"]\n",
+            BASE.replace(
+                "[rtmp]\naddr = \"127.0.0.1:0\"",
+                &format!("[rtmp]\naddr = \"127.0.0.1:{port}\"")
+            )
+        ),
+    )
+    .unwrap();
+    let (status, body) = admin(api, "POST", "/api/v1/reload");
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        body.contains(&format!("rtmp.addr (now listening on 127.0.0.1:{port})")),
+        "{body}"
+    );
+    let moved: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    assert!(
+        TcpStream::connect(moved).is_ok(),
+        "the new RTMP port does not accept"
+    );
+    assert!(
+        TcpStream::connect(old_rtmp).is_err(),
+        "the old RTMP port still accepts"
+    );
+    let (_, body) = admin(api, "GET", "/api/v1/server");
+    assert!(
+        body.contains(&format!("\"rtmp\":\"127.0.0.1:{port}\"")),
+        "{body}"
+    );
+
     // An invalid file is refused as a whole; the server goes on with the rules it has.
     std::fs::write(&file, format!("{BASE}[apps.live]\nmax_viewers = 3\n")).unwrap();
     let (status, body) = admin(api, "POST", "/api/v1/reload");

@@ -237,11 +237,15 @@ async fn server_info(State(admin): State<Arc<Admin>>) -> Json<ServerView> {
             |p| p.display().to_string(),
         ),
         draining: *context.draining.borrow(),
-        listeners: ListenersView {
-            rtmp: admin.listeners.rtmp.clone(),
-            rtmps: admin.listeners.rtmps.clone(),
-            http: admin.listeners.http.clone(),
-            api: admin.listeners.api.clone(),
+        listeners: {
+            use crate::listeners::{local, Kind};
+            let now = |kind| local(context, kind).map(|a| a.to_string());
+            ListenersView {
+                rtmp: now(Kind::Rtmp).unwrap_or_else(|| admin.listeners.rtmp.clone()),
+                rtmps: now(Kind::Rtmps).or_else(|| admin.listeners.rtmps.clone()),
+                http: now(Kind::Http).unwrap_or_else(|| admin.listeners.http.clone()),
+                api: admin.listeners.api.clone(),
+            }
         },
         streams: context.hub.published_keys().len(),
         connections: context.registry.list().len(),

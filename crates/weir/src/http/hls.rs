@@ -68,6 +68,19 @@ impl Packaging {
         }
     }
 
+    /// Segments and parts made so far (over every rendition), for the metrics.
+    fn produced(&self) -> (u64, u64) {
+        match self {
+            Packaging::Cmaf(p) => p.renditions().iter().fold((0, 0), |(segments, parts), r| {
+                (
+                    segments + r.segments().back().map_or(0, |s| s.sequence + 1),
+                    parts + r.next_part(),
+                )
+            }),
+            Packaging::Ts(s) => (s.segment_count(), 0),
+        }
+    }
+
     fn cmaf(&self) -> Option<&Packager> {
         match self {
             Packaging::Cmaf(p) => Some(p),
@@ -252,9 +265,16 @@ async fn run(context: Arc<Context>, path: String, container: Container, stream: 
                     }
                     Packaging::Ts(s) => s.set_wall_clock(wall),
                 }
+                let before = packaging.produced();
                 for frame in sink.frames.drain(..) {
                     packaging.push(&frame);
                 }
+                let after = packaging.produced();
+                let metrics = context.hub.metrics();
+                metrics
+                    .hls_segments
+                    .inc_by(after.0.saturating_sub(before.0));
+                metrics.hls_parts.inc_by(after.1.saturating_sub(before.1));
                 if std::mem::take(&mut sink.ended) {
                     match &mut *packaging {
                         Packaging::Cmaf(p) => p.publisher_left(),

@@ -54,12 +54,18 @@ pub(crate) async fn serve(
     listener: TcpListener,
     context: Arc<Context>,
     mut shutdown: watch::Receiver<bool>,
+    mut retire: watch::Receiver<bool>,
 ) {
     let app = router(Arc::clone(&context));
     let mut tasks = JoinSet::new();
+    let mut listener = Some(listener);
     loop {
+        // A retired listener (a reload moved it) serves its connections to their end.
+        if listener.is_none() && tasks.is_empty() {
+            return;
+        }
         tokio::select! {
-            accepted = listener.accept() => {
+            accepted = accept_next(&listener), if listener.is_some() => {
                 let (socket, peer) = match accepted {
                     Ok(pair) => pair,
                     Err(err) => {
@@ -101,6 +107,12 @@ pub(crate) async fn serve(
                 ));
             }
             stop = shutdown.changed() => if stop.is_err() || *shutdown.borrow() { break },
+            changed = retire.changed(), if listener.is_some() => {
+                if changed.is_err() || *retire.borrow() {
+                    listener = None;
+                    tracing::info!("the http listener closed (a reload moved it); its connections go on");
+                }
+            }
             Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
         }
     }
@@ -108,6 +120,14 @@ pub(crate) async fn serve(
     // way finish.
     drop(listener);
     while tasks.join_next().await.is_some() {}
+}
+
+/// The next connection of a listener that is still open.
+async fn accept_next(listener: &Option<TcpListener>) -> std::io::Result<(TcpStream, SocketAddr)> {
+    match listener {
+        Some(listener) => listener.accept().await,
+        None => std::future::pending().await,
+    }
 }
 
 /// How far the first request head of a connection was read.

@@ -62,6 +62,8 @@ pub(crate) struct Context {
     pub(crate) https: Option<Arc<tls::Certificates>>,
     /// The RTMPS (and HTTPS) certificates, when on (a reload may load other files).
     pub(crate) certificates: Option<Arc<tls::Certificates>>,
+    /// The media listeners and their accept loops (a reload may move them).
+    pub(crate) listeners: std::sync::Mutex<crate::listeners::Listeners>,
     /// Set when a drain was asked for (`POST /api/v1/drain`); the process waits on it.
     pub(crate) draining: watch::Sender<bool>,
 }
@@ -111,6 +113,9 @@ impl Context {
             proxies,
             https: None,
             certificates: None,
+            listeners: std::sync::Mutex::new(crate::listeners::Listeners::new(
+                watch::channel(false).1,
+            )),
             draining: watch::channel(false).0,
         }
     }
@@ -240,19 +245,36 @@ impl Transport for TcpTransport {
     }
 }
 
+/// The next connection of a listener that is still open.
+async fn accept_next<T: Transport>(
+    transport: &mut Option<T>,
+) -> io::Result<(T::Incoming, SocketAddr)> {
+    match transport {
+        Some(transport) => transport.accept().await,
+        None => std::future::pending().await,
+    }
+}
+
 /// Accepts connections until `shutdown` turns true, then closes every connection (through the
 /// registry) and waits for their tasks.
 pub(crate) async fn serve<T: Transport>(
-    mut transport: T,
+    transport: T,
     context: Arc<Context>,
     mut shutdown: watch::Receiver<bool>,
+    mut retire: watch::Receiver<bool>,
 ) {
     let permits = Arc::clone(&context.permits);
     let protocol = transport.protocol();
+    let mut transport = Some(transport);
     let mut tasks = JoinSet::new();
     loop {
+        // A retired listener (a reload moved it) serves its connections to their end.
+        if transport.is_none() && tasks.is_empty() {
+            return;
+        }
         tokio::select! {
-            accepted = transport.accept() => {
+            accepted = accept_next(&mut transport), if transport.is_some() => {
+                let Some(transport) = transport.as_ref() else { continue };
                 let (incoming, peer) = match accepted {
                     Ok(pair) => pair,
                     Err(err) => {
@@ -323,6 +345,12 @@ pub(crate) async fn serve<T: Transport>(
                 });
             }
             _ = shutdown.changed() => break,
+            changed = retire.changed(), if transport.is_some() => {
+                if changed.is_err() || *retire.borrow() {
+                    transport = None;
+                    info!("the {protocol} listener closed (a reload moved it); its connections go on");
+                }
+            }
             Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
         }
     }

@@ -53,6 +53,8 @@ struct TestServer {
     registry: Arc<Registry>,
     dial: mpsc::Sender<DuplexStream>,
     shutdown: watch::Sender<bool>,
+    /// Held: the listener is never retired.
+    _retire: watch::Sender<bool>,
     task: JoinHandle<()>,
 }
 
@@ -68,12 +70,19 @@ impl TestServer {
         ));
         let (dial, incoming) = mpsc::channel(16);
         let (shutdown, watcher) = watch::channel(false);
-        let task = tokio::spawn(serve(MemoryTransport { incoming }, context, watcher));
+        let (retire, retired) = watch::channel(false);
+        let task = tokio::spawn(serve(
+            MemoryTransport { incoming },
+            context,
+            watcher,
+            retired,
+        ));
         TestServer {
             hub,
             registry,
             dial,
             shutdown,
+            _retire: retire,
             task,
         }
     }
