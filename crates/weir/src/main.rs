@@ -210,17 +210,17 @@ fn run(config: Config, cli: &Cli) -> ExitCode {
                 return ExitCode::FAILURE;
             }
         };
-        info!(
-            "admin API and metrics: http://{}/api/v1/streams, http://{}/metrics",
-            server.api_addr(),
-            server.api_addr()
-        );
         banner(
             server.rtmp_addr(),
             server.http_addr(),
             server.rtmps_addr(),
             scheme,
             &publish_rule,
+        );
+        info!(
+            "admin API and metrics: http://{}/api/v1/streams, http://{}/metrics",
+            server.api_addr(),
+            server.api_addr()
         );
         if let Some(warning) = open_warning {
             warn!("{warning}");

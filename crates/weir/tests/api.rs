@@ -258,6 +258,15 @@ fn the_admin_api_reports_kicks_drains_and_documents_itself() {
     api.json("DELETE", "/api/v1/clients/abc", 400, "ErrorView");
     api.json("GET", "/api/v1/clients?limit=many", 400, "ErrorView");
     api.json("GET", "/api/v1/nothing", 404, "ErrorView");
+    // Started without a file: nothing to re-read.
+    let refused = api.json("POST", "/api/v1/reload", 400, "ErrorView");
+    assert!(
+        refused["error"]
+            .as_str()
+            .unwrap()
+            .contains("without a config file"),
+        "{refused}"
+    );
     let (status, _) = call(admin, "POST", "/api/v1/drain", &Api::auth(), b"{not json");
     assert_eq!(status, 400);
     let huge = vec![b'x'; 200_000];
