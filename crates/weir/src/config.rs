@@ -134,6 +134,17 @@ pub struct AppRules {
     /// Seconds a webhook's decision is reused for the same action, stream and query; 0: ask
     /// every time.
     pub webhook_cache_secs: u64,
+    /// Push relays: every stream published in the app is re-published to each target.
+    pub push: Vec<PushTarget>,
+}
+
+/// One `[[apps.NAME.push]]` target.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct PushTarget {
+    /// `rtmp://` or `rtmps://` URL with the stream name (`{app}` and `{stream}` are replaced),
+    /// e.g. `rtmps://a.rtmp.youtube.com/live2/KEY`.
+    pub url: String,
 }
 
 impl Default for AppRules {
@@ -157,6 +168,7 @@ impl Default for AppRules {
             webhook_timeout_ms: 3000,
             webhook_on_error: WebhookFailure::Deny,
             webhook_cache_secs: 0,
+            push: Vec::new(),
         }
     }
 }
@@ -864,6 +876,19 @@ impl Config {
                     );
                 }
             }
+            for target in &rules.push {
+                let probe = target
+                    .url
+                    .replace("{app}", "app")
+                    .replace("{stream}", "stream");
+                let parsed = weir_client::RtmpUrl::parse(&probe);
+                if parsed.as_ref().map_or(true, |u| u.stream.is_empty()) {
+                    return invalid_owned(
+                        key("push"),
+                        "holds a url that is not rtmp:// or rtmps://HOST[:PORT]/APP/STREAM (like rtmps://a.rtmp.youtube.com/live2/KEY or rtmp://10.0.0.2/live/{stream})",
+                    );
+                }
+            }
             let timeout_ms = rules.webhook_timeout_ms;
             if timeout_ms < 100 || timeout_ms > rtmp.request_timeout_secs.saturating_mul(1000) {
                 return invalid_owned(
@@ -1165,7 +1190,7 @@ pub const KEYS: &[(&str, &str)] = &[
     ),
     (
         "apps",
-        "Who may publish and play, per application: [apps.NAME] (or [apps.default] for the others) with publish = \"open\" | \"keys\" | \"signed\" | \"webhook\", play = \"open\" | \"signed\" | \"webhook\", on_connect / on_publish / on_play / on_unpublish / on_play_done = \"http://…\" (webhooks), webhook_timeout_ms, webhook_on_error = \"deny\" | \"allow\", webhook_cache_secs, takeover, keys = [{ hash = \"sha256:…\", stream = \"alice\" }] (hash from `weir hash-key`), allow_publish / deny_publish / allow_play / deny_play = [\"10.0.0.0/8\", …], max_publishers, max_viewers_per_stream (0 = no limit).",
+        "Who may publish and play, per application: [apps.NAME] (or [apps.default] for the others) with publish = \"open\" | \"keys\" | \"signed\" | \"webhook\", play = \"open\" | \"signed\" | \"webhook\", on_connect / on_publish / on_play / on_unpublish / on_play_done = \"http://…\" (webhooks), webhook_timeout_ms, webhook_on_error = \"deny\" | \"allow\", webhook_cache_secs, takeover, push = [{ url = \"rtmps://…/{stream}\" }] (relays), keys = [{ hash = \"sha256:…\", stream = \"alice\" }] (hash from `weir hash-key`), allow_publish / deny_publish / allow_play / deny_play = [\"10.0.0.0/8\", …], max_publishers, max_viewers_per_stream (0 = no limit).",
     ),
 ];
 

@@ -19,6 +19,7 @@ pub mod metrics;
 pub mod policy;
 mod proxy;
 pub mod registry;
+mod relay;
 pub mod reload;
 mod rtmp;
 mod server;

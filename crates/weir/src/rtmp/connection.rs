@@ -267,6 +267,9 @@ where
     };
     // Bounded: a TLS close writes, and the peers that end here often stopped reading.
     let _ = tokio::time::timeout(context.config.rtmp.write_timeout(), io.shutdown()).await;
+    if matches!(end, End::Rejected) {
+        linger(&mut io).await;
+    }
     conn.finish(&end);
     let info = conn.handle.info();
     info!(
@@ -280,6 +283,21 @@ where
         reason = %end,
         "rtmp connection closed"
     );
+}
+
+/// A refused client may still be sending (an encoder streams right behind its `publish`);
+/// closing with its bytes unread would reset the connection and could lose the refusal we
+/// just wrote. So read and drop what it sends until it closes, at most 1 s and 1 MiB.
+async fn linger<S: AsyncRead + Unpin>(io: &mut S) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(1);
+    let mut scratch = vec![0u8; 16 * 1024];
+    let mut total = 0usize;
+    while total < 1 << 20 {
+        match tokio::time::timeout_at(deadline, io.read(&mut scratch)).await {
+            Ok(Ok(n)) if n > 0 => total += n,
+            _ => break,
+        }
+    }
 }
 
 /// Reads whatever is available into `buf`.
@@ -739,6 +757,7 @@ impl Connection {
                 );
                 self.handle.set_role(Role::Publishing(key.clone()));
                 self.context.hls.publish_started(&self.context, key.path());
+                crate::relay::publish_started(&self.context, &key);
                 self.publications.insert(
                     stream_id,
                     Publication {

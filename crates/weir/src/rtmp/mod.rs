@@ -62,6 +62,8 @@ pub(crate) struct Context {
     pub(crate) https: Option<Arc<tls::Certificates>>,
     /// The RTMPS (and HTTPS) certificates, when on (a reload may load other files).
     pub(crate) certificates: Option<Arc<tls::Certificates>>,
+    /// The push relays running.
+    pub(crate) relays: crate::relay::Relays,
     /// The media listeners and their accept loops (a reload may move them).
     pub(crate) listeners: std::sync::Mutex<crate::listeners::Listeners>,
     /// Set when a drain was asked for (`POST /api/v1/drain`); the process waits on it.
@@ -113,6 +115,7 @@ impl Context {
             proxies,
             https: None,
             certificates: None,
+            relays: Default::default(),
             listeners: std::sync::Mutex::new(crate::listeners::Listeners::new(
                 watch::channel(false).1,
             )),

@@ -41,7 +41,8 @@ pub async fn publish_eagerly(
     .into_iter()
     .enumerate()
     {
-        client
+        // A quick refusal may close the connection while these are on their way.
+        let sent = client
             .send_message(&ChunkMessage {
                 chunk_stream_id: 6,
                 timestamp: i as u32 * 40,
@@ -49,8 +50,10 @@ pub async fn publish_eagerly(
                 stream_id,
                 payload,
             })
-            .await
-            .unwrap();
+            .await;
+        if sent.is_err() {
+            break;
+        }
     }
     let (code, description) = next_status(&mut client, Duration::from_secs(8)).await;
     (client, code, description)

@@ -1,0 +1,208 @@
+//! Push relays (`[[apps.NAME.push]]`): every stream published in the app is re-published to
+//! each target (YouTube, Twitch, Facebook over `rtmps://`, another weir, nginx-rtmp) by a
+//! weir-client publisher, one task per (stream, target).
+//!
+//! Each target reads the stream through its own viewer core with `LagPolicy::Skip`: a slow or
+//! dead target loses frames up to the next key frame and never slows the publisher or the
+//! other targets (the hub's ring is bounded; the client's send queue waits while 1 MiB is
+//! unwritten). A failed connection is retried with exponential backoff (1 s doubling to 30 s,
+//! with jitter) while the stream is published; the state (connected, bytes, retries, the
+//! last error) is logged. The relay ends when the publisher leaves and starts again with the
+//! next one; a publisher takeover continues on the same connection. Targets get the default
+//! track of an E-RTMP Multitrack stream (legacy players' form).
+//!
+//! Not yet (issue 11): the relay's state in the API and the metrics, Multitrack to targets
+//! that advertise it, pull relays.
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tracing::{info, warn};
+use weir_client::{Client, ClientOptions, RtmpUrl};
+use weir_media::Frame;
+
+use crate::config::{PushTarget, Unadvertised};
+use crate::rtmp::Context;
+use crate::stream_key::StreamKey;
+use crate::viewer::{Accepts, LagPolicy, Viewer, ViewerSink};
+
+/// The driver's clock (tokio's, so tests on paused time work).
+fn now() -> Instant {
+    tokio::time::Instant::now().into_std()
+}
+
+/// First retry delay; doubled up to [`MAX_BACKOFF`].
+const FIRST_BACKOFF: Duration = Duration::from_secs(1);
+/// Longest wait between two attempts.
+const MAX_BACKOFF: Duration = Duration::from_secs(30);
+
+/// The relays running, by (stream path, target URL).
+#[derive(Debug, Default)]
+pub(crate) struct Relays {
+    running: Mutex<HashSet<(String, String)>>,
+}
+
+/// The URL of `target` for `key`: `{app}` and `{stream}` replaced.
+pub(crate) fn target_url(target: &PushTarget, key: &StreamKey) -> String {
+    target
+        .url
+        .replace("{app}", key.app())
+        .replace("{stream}", key.name())
+}
+
+/// A publish of `key` started: starts a relay to every push target of its app that has none.
+pub(crate) fn publish_started(context: &Arc<Context>, key: &StreamKey) {
+    let live = context.live();
+    let Some(rules) = live.app_rules(key.app()) else {
+        return;
+    };
+    for target in &rules.push {
+        let url = target_url(target, key);
+        let entry = (key.path().to_owned(), url.clone());
+        let fresh = context
+            .relays
+            .running
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(entry.clone());
+        if !fresh {
+            continue;
+        }
+        let context = Arc::clone(context);
+        let key = key.clone();
+        tokio::spawn(async move {
+            run(&context, &key, &url).await;
+            context
+                .relays
+                .running
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(&entry);
+        });
+    }
+}
+
+/// Frames the viewer core gives, collected for the client.
+#[derive(Default)]
+struct Collect {
+    frames: Vec<Frame>,
+    left: bool,
+}
+
+impl ViewerSink for Collect {
+    fn frame(&mut self, frame: &Frame, timestamp: u32) {
+        let mut frame = frame.clone();
+        frame.timestamp = timestamp;
+        self.frames.push(frame);
+    }
+
+    fn publisher_left(&mut self) {
+        self.left = true;
+    }
+}
+
+/// How one connection to the target ended.
+enum Ended {
+    /// The publisher left: the relay is done.
+    PublisherLeft,
+    /// The target failed; retry while the stream is published.
+    Failed(String),
+}
+
+/// Relays `key` to `url` until the publisher leaves.
+async fn run(context: &Arc<Context>, key: &StreamKey, url: &str) {
+    let shown = redact(url);
+    let target = match RtmpUrl::parse(url) {
+        Ok(target) => target,
+        Err(err) => {
+            warn!(stream = %key, target = %shown, "push relay not started: {err}");
+            return;
+        }
+    };
+    let mut backoff = FIRST_BACKOFF;
+    let mut retries = 0u32;
+    loop {
+        let started = Instant::now();
+        match push_once(context, key, &target, &shown).await {
+            Ended::PublisherLeft => {
+                info!(stream = %key, target = %shown, retries, "push relay ended: the publisher left");
+                return;
+            }
+            Ended::Failed(why) => {
+                if !context
+                    .hub
+                    .stream_stats(key.path())
+                    .is_some_and(|s| s.published)
+                {
+                    info!(stream = %key, target = %shown, "push relay ended: {why}; the stream is no longer published");
+                    return;
+                }
+                if started.elapsed() > MAX_BACKOFF {
+                    backoff = FIRST_BACKOFF;
+                }
+                retries += 1;
+                let jitter = Duration::from_millis(rand::random::<u64>() % 500);
+                warn!(stream = %key, target = %shown, retries,
+                    "push relay failed: {why}; retrying in {:.1} s", (backoff + jitter).as_secs_f64());
+                tokio::time::sleep(backoff + jitter).await;
+                backoff = (backoff * 2).min(MAX_BACKOFF);
+            }
+        }
+    }
+}
+
+/// One connection: connect, publish, forward until something ends it.
+async fn push_once(
+    context: &Arc<Context>,
+    key: &StreamKey,
+    target: &RtmpUrl,
+    shown: &str,
+) -> Ended {
+    let mut client = match Client::connect_with(target, ClientOptions::default()).await {
+        Ok(client) => client,
+        Err(err) => return Ended::Failed(format!("connect: {err}")),
+    };
+    if let Err(err) = client.publish(&target.stream).await {
+        return Ended::Failed(format!("publish: {err}"));
+    }
+    info!(stream = %key, target = %shown, "push relay connected");
+    let subscription = context.hub.subscribe(key.path());
+    let mut viewer = Viewer::new(subscription, LagPolicy::Skip, now()).with_accepts(Accepts::new(
+        false,
+        None,
+        None,
+        Unadvertised::Send,
+    ));
+    let mut sink = Collect::default();
+    viewer.start(&mut sink);
+    let mut sent = 0u64;
+    let ended = 'relay: loop {
+        for frame in std::mem::take(&mut sink.frames) {
+            sent += frame.payload.len() as u64;
+            if let Err(err) = client.send_frame(&frame).await {
+                break 'relay Ended::Failed(format!("send: {err}"));
+            }
+        }
+        if sink.left {
+            break Ended::PublisherLeft;
+        }
+        let received = viewer.recv().await;
+        if let Err(lagging) = viewer.handle_recv(received, &mut sink, now()) {
+            break Ended::Failed(lagging.to_string());
+        }
+    };
+    info!(stream = %key, target = %shown, bytes = sent, "push relay connection closed");
+    let _ = client.close().await;
+    ended
+}
+
+/// `url` without its stream key (the last path element, which for platforms is a secret).
+fn redact(url: &str) -> String {
+    match url.rsplit_once('/') {
+        Some((base, key)) if !key.is_empty() && base.matches('/').count() >= 3 => {
+            format!("{base}/(key withheld)")
+        }
+        _ => url.to_owned(),
+    }
+}
