@@ -54,6 +54,10 @@ pub struct Metrics {
     pub hls_segments: Counter,
     /// Low-Latency HLS parts made (every rendition).
     pub hls_parts: Counter,
+    /// Media bytes handed to push relay targets.
+    pub relay_bytes: Counter,
+    /// Push relay connections that failed (each followed by a retry while the stream is live).
+    pub relay_failures: Counter,
     /// Payload bytes received from publishers.
     pub bytes_in: Counter,
     /// Bytes written to viewers (reported by them about once a second).
@@ -80,6 +84,8 @@ impl Default for Metrics {
             hls_requests: Family::default(),
             hls_segments: Counter::default(),
             hls_parts: Counter::default(),
+            relay_bytes: Counter::default(),
+            relay_failures: Counter::default(),
             bytes_in: Counter::default(),
             bytes_out: Counter::default(),
             frames_in: Family::default(),
@@ -102,7 +108,11 @@ impl Metrics {
 }
 
 /// The registry a scrape encodes: the event counters and the snapshot collector.
-pub(crate) fn registry(hub: &Arc<Hub>, connections: &Arc<Connections>) -> Registry {
+pub(crate) fn registry(
+    hub: &Arc<Hub>,
+    connections: &Arc<Connections>,
+    relays: Vec<Arc<crate::relay::RelayState>>,
+) -> Registry {
     let metrics = hub.metrics();
     let mut registry = Registry::with_prefix("weir");
     registry.register(
@@ -151,6 +161,16 @@ pub(crate) fn registry(hub: &Arc<Hub>, connections: &Arc<Connections>) -> Regist
         metrics.hls_parts.clone(),
     );
     registry.register(
+        "relay_bytes",
+        "Media bytes handed to push relay targets",
+        metrics.relay_bytes.clone(),
+    );
+    registry.register(
+        "relay_failures",
+        "Push relay connections that failed",
+        metrics.relay_failures.clone(),
+    );
+    registry.register(
         "ingest_bytes",
         "Payload bytes received from publishers",
         metrics.bytes_in.clone(),
@@ -178,6 +198,7 @@ pub(crate) fn registry(hub: &Arc<Hub>, connections: &Arc<Connections>) -> Regist
     registry.register_collector(Box::new(Snapshot {
         hub: Arc::clone(hub),
         connections: Arc::clone(connections),
+        relays,
     }));
     registry
 }
@@ -186,6 +207,7 @@ pub(crate) fn registry(hub: &Arc<Hub>, connections: &Arc<Connections>) -> Regist
 struct Snapshot {
     hub: Arc<Hub>,
     connections: Arc<Connections>,
+    relays: Vec<Arc<crate::relay::RelayState>>,
 }
 
 impl std::fmt::Debug for Snapshot {
@@ -319,6 +341,23 @@ impl Collector for Snapshot {
             "Health findings now present (1 per stream and code; busiest streams)",
             findings,
         )?;
+        let connected = self
+            .relays
+            .iter()
+            .filter(|r| r.connected.load(std::sync::atomic::Ordering::Relaxed))
+            .count();
+        gauge_family(
+            &mut encoder,
+            "relays",
+            "Push relays by state",
+            vec![
+                (labels(&[("state", "connected")]), connected as f64),
+                (
+                    labels(&[("state", "retrying")]),
+                    (self.relays.len() - connected) as f64,
+                ),
+            ],
+        )?;
         let gauge = ConstGauge::new(left_out as i64);
         gauge.encode(encoder.encode_descriptor(
             "streams_unlabelled",
@@ -333,7 +372,7 @@ impl Collector for Snapshot {
 /// `GET /metrics`: the Prometheus text format.
 pub(crate) async fn scrape(State(admin): State<Arc<crate::api::Admin>>) -> Response {
     let context = &admin.context;
-    let registry = registry(&context.hub, &context.registry);
+    let registry = registry(&context.hub, &context.registry, context.relays.all());
     let mut text = String::new();
     if prometheus_client::encoding::text::encode(&mut text, &registry).is_err() {
         return (StatusCode::INTERNAL_SERVER_ERROR, "encoding failed\n").into_response();
@@ -364,7 +403,7 @@ mod tests {
             ));
             publishers.push(publisher);
         }
-        let registry = registry(&hub, &connections);
+        let registry = registry(&hub, &connections, Vec::new());
         let mut text = String::new();
         prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
         let labelled = text.lines().filter(|l| l.contains("stream=\"")).count();

@@ -11,10 +11,13 @@
 //! next one; a publisher takeover continues on the same connection. Targets get the default
 //! track of an E-RTMP Multitrack stream (legacy players' form).
 //!
-//! Not yet (issue 11): the relay's state in the API and the metrics, Multitrack to targets
-//! that advertise it, pull relays.
+//! The relays' state is in `GET /api/v1/streams/{app}/{name}` (`relays`) and the metrics
+//! (`weir_relays{state}`, `weir_relay_bytes_total`, `weir_relay_failures_total`).
+//!
+//! Not yet (issue 11): Multitrack to targets that advertise it, pull relays.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -40,7 +43,45 @@ const MAX_BACKOFF: Duration = Duration::from_secs(30);
 /// The relays running, by (stream path, target URL).
 #[derive(Debug, Default)]
 pub(crate) struct Relays {
-    running: Mutex<HashSet<(String, String)>>,
+    running: Mutex<HashMap<(String, String), Arc<RelayState>>>,
+}
+
+/// What one relay is doing (read by the API and the metrics).
+#[derive(Debug, Default)]
+pub(crate) struct RelayState {
+    /// The target with its stream key withheld.
+    pub(crate) target: String,
+    /// Publishing to the target now.
+    pub(crate) connected: AtomicBool,
+    /// Bytes of media handed to the target's connection.
+    pub(crate) bytes: AtomicU64,
+    /// Failed attempts so far.
+    pub(crate) retries: AtomicU32,
+    /// The last failure.
+    pub(crate) last_error: Mutex<Option<String>>,
+}
+
+impl Relays {
+    /// The relays of stream `path`.
+    pub(crate) fn of(&self, path: &str) -> Vec<Arc<RelayState>> {
+        self.running
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .filter(|((p, _), _)| p == path)
+            .map(|(_, state)| Arc::clone(state))
+            .collect()
+    }
+
+    /// Every relay running.
+    pub(crate) fn all(&self) -> Vec<Arc<RelayState>> {
+        self.running
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .cloned()
+            .collect()
+    }
 }
 
 /// The URL of `target` for `key`: `{app}` and `{stream}` replaced.
@@ -60,19 +101,25 @@ pub(crate) fn publish_started(context: &Arc<Context>, key: &StreamKey) {
     for target in &rules.push {
         let url = target_url(target, key);
         let entry = (key.path().to_owned(), url.clone());
-        let fresh = context
-            .relays
-            .running
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(entry.clone());
-        if !fresh {
-            continue;
+        let state = Arc::new(RelayState {
+            target: redact(&url),
+            ..RelayState::default()
+        });
+        {
+            let mut running = context
+                .relays
+                .running
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            if running.contains_key(&entry) {
+                continue;
+            }
+            running.insert(entry.clone(), Arc::clone(&state));
         }
         let context = Arc::clone(context);
         let key = key.clone();
         tokio::spawn(async move {
-            run(&context, &key, &url).await;
+            run(&context, &key, &url, &state).await;
             context
                 .relays
                 .running
@@ -111,7 +158,7 @@ enum Ended {
 }
 
 /// Relays `key` to `url` until the publisher leaves.
-async fn run(context: &Arc<Context>, key: &StreamKey, url: &str) {
+async fn run(context: &Arc<Context>, key: &StreamKey, url: &str, state: &RelayState) {
     let shown = redact(url);
     let target = match RtmpUrl::parse(url) {
         Ok(target) => target,
@@ -124,7 +171,9 @@ async fn run(context: &Arc<Context>, key: &StreamKey, url: &str) {
     let mut retries = 0u32;
     loop {
         let started = Instant::now();
-        match push_once(context, key, &target, &shown).await {
+        let ended = push_once(context, key, &target, &shown, state).await;
+        state.connected.store(false, Ordering::Relaxed);
+        match ended {
             Ended::PublisherLeft => {
                 info!(stream = %key, target = %shown, retries, "push relay ended: the publisher left");
                 return;
@@ -142,6 +191,9 @@ async fn run(context: &Arc<Context>, key: &StreamKey, url: &str) {
                     backoff = FIRST_BACKOFF;
                 }
                 retries += 1;
+                state.retries.store(retries, Ordering::Relaxed);
+                *state.last_error.lock().unwrap_or_else(|p| p.into_inner()) = Some(why.clone());
+                context.hub.metrics().relay_failures.inc();
                 let jitter = Duration::from_millis(rand::random::<u64>() % 500);
                 warn!(stream = %key, target = %shown, retries,
                     "push relay failed: {why}; retrying in {:.1} s", (backoff + jitter).as_secs_f64());
@@ -158,6 +210,7 @@ async fn push_once(
     key: &StreamKey,
     target: &RtmpUrl,
     shown: &str,
+    state: &RelayState,
 ) -> Ended {
     let mut client = match Client::connect_with(target, ClientOptions::default()).await {
         Ok(client) => client,
@@ -167,6 +220,8 @@ async fn push_once(
         return Ended::Failed(format!("publish: {err}"));
     }
     info!(stream = %key, target = %shown, "push relay connected");
+    state.connected.store(true, Ordering::Relaxed);
+    let relay_bytes = context.hub.metrics().relay_bytes.clone();
     let subscription = context.hub.subscribe(key.path());
     let mut viewer = Viewer::new(subscription, LagPolicy::Skip, now()).with_accepts(Accepts::new(
         false,
@@ -179,7 +234,10 @@ async fn push_once(
     let mut sent = 0u64;
     let ended = 'relay: loop {
         for frame in std::mem::take(&mut sink.frames) {
-            sent += frame.payload.len() as u64;
+            let len = frame.payload.len() as u64;
+            sent += len;
+            state.bytes.fetch_add(len, Ordering::Relaxed);
+            relay_bytes.inc_by(len);
             if let Err(err) = client.send_frame(&frame).await {
                 break 'relay Ended::Failed(format!("send: {err}"));
             }

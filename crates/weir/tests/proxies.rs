@@ -118,6 +118,15 @@ fn trusted_proxies_name_the_client_and_others_cannot() {
         .block_on(publish_behind(addr, b"", "d"))
         .unwrap_err();
     assert!(!err.is_empty());
+    // The server's line may follow the client's error by a moment.
+    let deadline = std::time::Instant::now() + Duration::from_secs(3);
+    while !weir
+        .log_text()
+        .contains("expected a PROXY protocol header from this trusted proxy")
+        && std::time::Instant::now() < deadline
+    {
+        std::thread::sleep(Duration::from_millis(50));
+    }
     let log = weir.log_text();
     for line in [
         "address 203.0.113.7 is refused (203.0.113.0/24 in apps.live.deny_publish)",

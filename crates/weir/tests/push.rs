@@ -71,6 +71,30 @@ fn a_stream_is_pushed_to_another_server_and_reconnects_when_it_returns() {
         a_media > 200,
         "A's own viewer suffered from the target's restart: {a_media} messages"
     );
+    // The relay's state in A's API: connected again, with the failures it went through.
+    let mut api = std::net::TcpStream::connect(a.api_addr()).unwrap();
+    std::io::Write::write_all(
+        &mut api,
+        b"GET /api/v1/streams/live/cam HTTP/1.0\r\nHost: t\r\n\r\n",
+    )
+    .unwrap();
+    let mut answer = String::new();
+    std::io::Read::read_to_string(&mut api, &mut answer).unwrap();
+    let body = answer.split("\r\n\r\n").nth(1).unwrap_or_default();
+    let stream: serde_json::Value = serde_json::from_str(body).unwrap();
+    let relay = &stream["relays"][0];
+    assert_eq!(relay["connected"], true, "{stream}");
+    assert!(relay["retries"].as_u64().is_some_and(|r| r >= 1), "{relay}");
+    assert!(
+        relay["bytes"].as_u64().is_some_and(|b| b > 10_000),
+        "{relay}"
+    );
+    assert!(
+        relay["target"]
+            .as_str()
+            .is_some_and(|t| t.ends_with("(key withheld)")),
+        "{relay}"
+    );
     let log = a.log_text();
     assert!(log.contains("push relay connected"), "{log}");
     assert!(log.contains("push relay failed"), "no retry logged");

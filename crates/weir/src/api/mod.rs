@@ -85,6 +85,7 @@ impl Admin {
         views::ViewersView,
         views::FramesView,
         views::HealthView,
+        views::RelayView,
         ClientsView,
         ClientView,
         DrainRequest,
@@ -252,15 +253,16 @@ async fn server_info(State(admin): State<Arc<Admin>>) -> Json<ServerView> {
     })
 }
 
-/// The view of a stream with its publisher's entry from `registry`.
+/// The view of a stream with its publisher's entry from `registry` and its relays.
 fn stream_view(
+    context: &Context,
     registry: &[crate::registry::ConnectionInfo],
     stats: &crate::stats::StreamStats,
 ) -> StreamView {
     let publisher = registry
         .iter()
         .find(|c| matches!(&c.role, Role::Publishing(k) if k.path() == stats.path));
-    StreamView::of(stats, publisher)
+    StreamView::of(stats, publisher, &context.relays.of(&stats.path))
 }
 
 /// Every stream with a publisher or viewers.
@@ -274,7 +276,7 @@ async fn streams(State(admin): State<Arc<Admin>>) -> Json<StreamsView> {
     all.sort_by(|a, b| a.path.cmp(&b.path));
     let streams = all
         .iter()
-        .map(|stats| stream_view(&registry, stats))
+        .map(|stats| stream_view(context, &registry, stats))
         .collect();
     Json(StreamsView { streams })
 }
@@ -290,7 +292,8 @@ async fn stream(
     let path = format!("{app}/{name}");
     match admin.context.hub.stream_stats(&path) {
         Some(stats) if stats.published || stats.viewer_count() > 0 => {
-            Json(stream_view(&admin.context.registry.list(), &stats)).into_response()
+            let registry = admin.context.registry.list();
+            Json(stream_view(&admin.context, &registry, &stats)).into_response()
         }
         _ => error(
             StatusCode::NOT_FOUND,

@@ -86,6 +86,23 @@ pub struct StreamView {
     pub idle_secs: Option<f64>,
     /// What is wrong with the stream now (empty: nothing found).
     pub health: Vec<HealthView>,
+    /// Its push relays (`[[apps.NAME.push]]`).
+    pub relays: Vec<RelayView>,
+}
+
+/// One push relay of a stream.
+#[derive(Serialize, Deserialize, ToSchema)]
+pub struct RelayView {
+    /// The target URL, its stream key withheld.
+    pub target: String,
+    /// Publishing to the target now.
+    pub connected: bool,
+    /// Media bytes handed to the target.
+    pub bytes: u64,
+    /// Failed attempts so far.
+    pub retries: u32,
+    /// The last failure.
+    pub last_error: Option<String>,
 }
 
 /// A stream's publisher.
@@ -276,7 +293,12 @@ impl ClientView {
 
 impl StreamView {
     /// The view of a stream's stats, with its publisher's registry entry when found.
-    pub fn of(stats: &StreamStats, publisher: Option<&ConnectionInfo>) -> StreamView {
+    pub(crate) fn of(
+        stats: &StreamStats,
+        publisher: Option<&ConnectionInfo>,
+        relays: &[std::sync::Arc<crate::relay::RelayState>],
+    ) -> StreamView {
+        use std::sync::atomic::Ordering;
         let (app, name) = stats.path.split_once('/').unwrap_or((&stats.path, ""));
         let viewers = |p: Protocol| {
             stats
@@ -355,6 +377,20 @@ impl StreamView {
                     code: f.code.to_owned(),
                     severity: f.severity.as_str().to_owned(),
                     message: f.message.clone(),
+                })
+                .collect(),
+            relays: relays
+                .iter()
+                .map(|r| RelayView {
+                    target: r.target.clone(),
+                    connected: r.connected.load(Ordering::Relaxed),
+                    bytes: r.bytes.load(Ordering::Relaxed),
+                    retries: r.retries.load(Ordering::Relaxed),
+                    last_error: r
+                        .last_error
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .clone(),
                 })
                 .collect(),
         }
