@@ -8,7 +8,7 @@ use anyhow::Context as _;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
-use tracing::warn;
+use tracing::{info, warn};
 
 use crate::config::Config;
 use crate::hub::Hub;
@@ -178,7 +178,7 @@ impl Server {
             let listener = match api_listener {
                 ApiListener::Ready(listener) => listener,
                 ApiListener::Later(addr) => match admin_listener(addr).await {
-                    Ok((listener, _)) => listener,
+                    Ok(listener) => listener,
                     Err(err) => {
                         warn!("{err:#}");
                         return;
@@ -383,9 +383,9 @@ fn someone_listens(addr: std::net::SocketAddr) -> bool {
 
 /// The admin listener: not shared (an API call must reach the server it names). While a
 /// draining weir still holds the port, this one binds it as soon as it is free.
-async fn admin_listener(addr: std::net::SocketAddr) -> anyhow::Result<(TcpListener, bool)> {
+async fn admin_listener(addr: std::net::SocketAddr) -> anyhow::Result<TcpListener> {
     match listen_with(addr, false) {
-        Ok(listener) => Ok((listener, true)),
+        Ok(listener) => Ok(listener),
         Err(err) if err.kind() == std::io::ErrorKind::AddrInUse && someone_listens(addr) => {
             warn!(
                 "the admin listener {addr} is in use (a weir still draining?); this server takes \
@@ -394,7 +394,8 @@ async fn admin_listener(addr: std::net::SocketAddr) -> anyhow::Result<(TcpListen
             for _ in 0..600 {
                 tokio::time::sleep(Duration::from_millis(500)).await;
                 if let Ok(listener) = listen_with(addr, false) {
-                    return Ok((listener, false));
+                    info!("the admin listener {addr} is free now: serving the API");
+                    return Ok(listener);
                 }
             }
             Err(err).with_context(|| format!("the admin listener {addr} stayed in use"))
