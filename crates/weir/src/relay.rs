@@ -23,12 +23,11 @@ use std::time::{Duration, Instant};
 
 use tracing::{info, warn};
 use weir_client::{Client, ClientOptions, RtmpUrl};
-use weir_media::Frame;
 
 use crate::config::{PushTarget, Unadvertised};
 use crate::rtmp::Context;
 use crate::stream_key::StreamKey;
-use crate::viewer::{Accepts, LagPolicy, Viewer, ViewerSink};
+use crate::viewer::{Accepts, Collected, LagPolicy, Viewer};
 
 /// The driver's clock (tokio's, so tests on paused time work).
 fn now() -> Instant {
@@ -130,25 +129,6 @@ pub(crate) fn publish_started(context: &Arc<Context>, key: &StreamKey) {
     }
 }
 
-/// Frames the viewer core gives, collected for the client.
-#[derive(Default)]
-struct Collect {
-    frames: Vec<Frame>,
-    left: bool,
-}
-
-impl ViewerSink for Collect {
-    fn frame(&mut self, frame: &Frame, timestamp: u32) {
-        let mut frame = frame.clone();
-        frame.timestamp = timestamp;
-        self.frames.push(frame);
-    }
-
-    fn publisher_left(&mut self) {
-        self.left = true;
-    }
-}
-
 /// How one connection to the target ended.
 enum Ended {
     /// The publisher left: the relay is done.
@@ -229,7 +209,7 @@ async fn push_once(
         None,
         Unadvertised::Send,
     ));
-    let mut sink = Collect::default();
+    let mut sink = Collected::default();
     viewer.start(&mut sink);
     let mut sent = 0u64;
     let ended = 'relay: loop {

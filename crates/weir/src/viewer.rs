@@ -30,6 +30,35 @@ mod accepts;
 
 pub use accepts::{Accepts, Verdict, WithheldReason};
 
+/// A sink that keeps the frames it is given (with the viewer's timestamps) for an output that
+/// hands them on in batches (the HLS packager, a push relay), and notes what happened to the
+/// publisher meanwhile.
+#[derive(Debug, Default)]
+pub struct Collected {
+    /// Frames since the output last took them.
+    pub frames: Vec<Frame>,
+    /// The publisher left.
+    pub left: bool,
+    /// The publisher was replaced by a new one.
+    pub replaced: bool,
+}
+
+impl ViewerSink for Collected {
+    fn frame(&mut self, frame: &Frame, timestamp: u32) {
+        let mut frame = frame.clone();
+        frame.timestamp = timestamp;
+        self.frames.push(frame);
+    }
+
+    fn publisher_left(&mut self) {
+        self.left = true;
+    }
+
+    fn publisher_replaced(&mut self) {
+        self.replaced = true;
+    }
+}
+
 /// What a viewer gets, in order.
 pub trait ViewerSink {
     /// A frame to deliver, with the viewer's own timestamp.

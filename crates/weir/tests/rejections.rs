@@ -14,7 +14,7 @@ mod common;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use common::access::{play_and_count, publish_eagerly};
+use common::access::{http_get, play_and_count, publish_eagerly};
 use common::raw_client::RawClient;
 use common::TestDir;
 use weir::auth::signed::{signed_query, Action};
@@ -59,38 +59,6 @@ fn hook_server(runtime: &tokio::runtime::Runtime) -> SocketAddr {
     addr
 }
 
-fn closed_port() -> u16 {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.local_addr().unwrap().port()
-}
-
-/// Status line and body of a GET (the body read for at most 1.5 s).
-fn http_get(addr: SocketAddr, path: &str) -> (String, Vec<u8>) {
-    use std::io::{Read, Write};
-    let mut socket = std::net::TcpStream::connect(addr).unwrap();
-    socket
-        .set_read_timeout(Some(Duration::from_millis(1500)))
-        .unwrap();
-    write!(socket, "GET {path} HTTP/1.0\r\nHost: t\r\n\r\n").unwrap();
-    let mut data = Vec::new();
-    let mut buf = [0u8; 16384];
-    while let Ok(n) = socket.read(&mut buf) {
-        if n == 0 {
-            break;
-        }
-        data.extend_from_slice(&buf[..n]);
-    }
-    let split = data
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .map_or(data.len(), |p| p + 4);
-    let head = String::from_utf8_lossy(&data[..split]).to_string();
-    (
-        head.lines().next().unwrap_or_default().to_owned(),
-        data[split..].to_vec(),
-    )
-}
-
 /// Media bytes in an HTTP-FLV body: everything after the 13-byte FLV header, if there is one.
 fn flv_media_bytes(body: &[u8]) -> usize {
     if body.starts_with(b"FLV") {
@@ -105,7 +73,7 @@ fn every_refusal_gets_its_status_and_no_media() {
     let dir = TestDir::new("rejections");
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let hooks = hook_server(&runtime);
-    let dead = closed_port();
+    let dead = common::free_port();
     let mut config = common::loopback_config();
     config.auth.secrets = vec![SECRET.to_owned()];
     let mut apps = vec![

@@ -23,7 +23,7 @@ use axum::Router;
 use serde_json::{json, Value};
 use weir::config::{AppRules, PlayRule, PublishRule, WebhookFailure};
 
-use common::access::{play_and_count, publish_eagerly};
+use common::access::{http_get, play_and_count, publish_eagerly};
 use common::fixtures::{small_fixture, SMALL_HEIGHT, SMALL_WIDTH};
 use common::raw_client::RawClient;
 use common::{ffmpeg_play_to_flv, ffmpeg_publish, fixture, Expect, Ffmpeg, FixtureKind, TestDir};
@@ -145,39 +145,6 @@ fn hooked(hooks: &Hooks) -> AppRules {
     }
 }
 
-/// A port nothing listens on.
-fn closed_port() -> u16 {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.local_addr().unwrap().port()
-}
-
-/// Status line and body of a GET (the body read for at most 1.5 s).
-fn http_get(addr: SocketAddr, path: &str) -> (String, Vec<u8>) {
-    use std::io::{Read, Write};
-    let mut socket = std::net::TcpStream::connect(addr).unwrap();
-    socket
-        .set_read_timeout(Some(Duration::from_millis(1500)))
-        .unwrap();
-    socket
-        .write_all(format!("GET {path} HTTP/1.0\r\nHost: t\r\n\r\n").as_bytes())
-        .unwrap();
-    let mut data = Vec::new();
-    let mut buf = [0u8; 16384];
-    while let Ok(n) = socket.read(&mut buf) {
-        if n == 0 {
-            break;
-        }
-        data.extend_from_slice(&buf[..n]);
-    }
-    let split = data
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .unwrap_or(data.len());
-    let head = String::from_utf8_lossy(&data[..split]).to_string();
-    let body = data.get(split + 4..).unwrap_or_default().to_vec();
-    (head.lines().next().unwrap_or_default().to_owned(), body)
-}
-
 #[test]
 fn webhooks_decide_rename_and_refuse_before_any_media() {
     let dir = TestDir::new("webhooks");
@@ -188,7 +155,7 @@ fn webhooks_decide_rename_and_refuse_before_any_media() {
         "dead".to_owned(),
         AppRules {
             publish: PublishRule::Webhook,
-            on_publish: format!("http://127.0.0.1:{}/publish", closed_port()),
+            on_publish: format!("http://127.0.0.1:{}/publish", common::free_port()),
             ..AppRules::default()
         },
     );
@@ -196,7 +163,7 @@ fn webhooks_decide_rename_and_refuse_before_any_media() {
         "lenient".to_owned(),
         AppRules {
             publish: PublishRule::Webhook,
-            on_publish: format!("http://127.0.0.1:{}/publish", closed_port()),
+            on_publish: format!("http://127.0.0.1:{}/publish", common::free_port()),
             webhook_on_error: WebhookFailure::Allow,
             ..AppRules::default()
         },

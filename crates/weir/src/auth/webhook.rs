@@ -308,6 +308,7 @@ impl Hooks {
                     None => break,
                 }
             }
+            reply.truncate(MAX_REPLY);
             Ok((status, reply))
         };
         match tokio::time::timeout(timeout, exchange).await {

@@ -37,7 +37,7 @@ use super::hls_dir::DirWriter;
 use super::text;
 use crate::config::Unadvertised;
 use crate::rtmp::Context;
-use crate::viewer::{Accepts, LagPolicy, Viewer, ViewerSink};
+use crate::viewer::{Accepts, Collected, LagPolicy, Viewer};
 
 /// The running packagers, by stream path and container.
 #[derive(Default)]
@@ -200,30 +200,6 @@ impl HlsStreams {
     }
 }
 
-/// Collects the viewer core's frames for the packager.
-#[derive(Default)]
-struct Collect {
-    frames: Vec<Frame>,
-    ended: bool,
-}
-
-impl ViewerSink for Collect {
-    fn frame(&mut self, frame: &Frame, timestamp: u32) {
-        let mut frame = frame.clone();
-        frame.timestamp = timestamp;
-        self.frames.push(frame);
-    }
-
-    fn publisher_left(&mut self) {
-        self.ended = true;
-    }
-
-    fn publisher_replaced(&mut self) {
-        // A new encoder: a discontinuity in the playlists all the same.
-        self.ended = true;
-    }
-}
-
 /// Feeds one stream's packager until nobody asked for `hls.idle_secs`.
 async fn run(context: Arc<Context>, path: String, container: Container, stream: Arc<HlsStream>) {
     let idle = Duration::from_secs(context.config.hls.idle_secs);
@@ -234,14 +210,14 @@ async fn run(context: Arc<Context>, path: String, container: Container, stream: 
         Container::Ts => Accepts::legacy(Unadvertised::Send),
     };
     let mut viewer = Viewer::new(subscription, LagPolicy::Skip, now()).with_accepts(accepts);
-    let mut sink = Collect::default();
+    let mut sink = Collected::default();
     viewer.start(&mut sink);
     let mut unsupported_logged = Vec::new();
     let mut dir = Some(&context.config.hls.dir)
         .filter(|d| !d.is_empty())
         .and_then(|d| DirWriter::new(Path::new(d), &path));
     let reason = loop {
-        if !sink.frames.is_empty() || sink.ended {
+        if !sink.frames.is_empty() || sink.left || sink.replaced {
             let describes = sink
                 .frames
                 .iter()
@@ -275,7 +251,9 @@ async fn run(context: Arc<Context>, path: String, container: Container, stream: 
                     .hls_segments
                     .inc_by(after.0.saturating_sub(before.0));
                 metrics.hls_parts.inc_by(after.1.saturating_sub(before.1));
-                if std::mem::take(&mut sink.ended) {
+                // A new encoder is a discontinuity in the playlists all the same.
+                let left = std::mem::take(&mut sink.left);
+                if std::mem::take(&mut sink.replaced) || left {
                     match &mut *packaging {
                         Packaging::Cmaf(p) => p.publisher_left(),
                         Packaging::Ts(s) => {

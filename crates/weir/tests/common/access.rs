@@ -118,3 +118,30 @@ pub async fn count_media(client: &mut RawClient, window: Duration) -> (usize, us
     }
     (messages, bytes, statuses)
 }
+
+/// Status line and body of an HTTP/1.0 GET (the body read for at most 1.5 s).
+pub fn http_get(addr: SocketAddr, path: &str) -> (String, Vec<u8>) {
+    use std::io::{Read, Write};
+    let mut socket = std::net::TcpStream::connect(addr).unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_millis(1500)))
+        .unwrap();
+    write!(socket, "GET {path} HTTP/1.0\r\nHost: t\r\n\r\n").unwrap();
+    let mut data = Vec::new();
+    let mut buf = [0u8; 16384];
+    while let Ok(n) = socket.read(&mut buf) {
+        if n == 0 {
+            break;
+        }
+        data.extend_from_slice(&buf[..n]);
+    }
+    let split = data
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map_or(data.len(), |p| p + 4);
+    let head = String::from_utf8_lossy(&data[..split]).to_string();
+    (
+        head.lines().next().unwrap_or_default().to_owned(),
+        data[split..].to_vec(),
+    )
+}
