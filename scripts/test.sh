@@ -6,6 +6,14 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# A one-off build needs no incremental cache (it doubles the target directory's size).
+export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
+free_gb=$(df -Pk . | awk 'NR==2 {print int($4 / 1048576)}')
+echo "== $free_gb GB free on the build disk"
+if [ "$free_gb" -lt 6 ]; then
+  echo "warning: the build and tests need about 6 GB of free disk; free some space if the build fails" >&2
+fi
+
 bash scripts/setup.sh
 
 echo "== cargo fmt --check"
