@@ -1,4 +1,4 @@
-//! Writes the named seeds of the `command` and `server_session` fuzz targets.
+//! Writes the named seeds of the `command`, `server_session` and `record_index` fuzz targets.
 //!
 //! Regenerate (deterministic: fixed randomness, simulated time) from `fuzz/`:
 //!
@@ -36,6 +36,66 @@ fn main() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("corpus");
     write_command_seeds(&root.join("command"));
     write_session_seeds(&root.join("server_session"));
+    write_record_seeds(&root.join("record_index"));
+}
+
+/// Recordings of a synthetic H.264 + AAC stream made by weir's recorder: whole, and cut
+/// inside its last fragment.
+fn write_record_seeds(dir: &Path) {
+    use weir_media::record::{Fmp4Recorder, RecordConfig, RecordEvent};
+    use weir_media::Frame;
+    let mut recorder = Fmp4Recorder::new(RecordConfig {
+        fragment_ms: 500,
+        ..RecordConfig::default()
+    });
+    let mut events = Vec::new();
+    recorder.push(&Frame::video(0, avc_sequence_header()), 0, &mut events);
+    recorder.push(
+        &Frame::audio(0, Bytes::from_static(&[0xaf, 0, 0x11, 0x90])),
+        0,
+        &mut events,
+    );
+    for i in 0..60u32 {
+        let ts = i * 40;
+        let key = i % 15 == 0;
+        let video = [
+            if key { 0x17 } else { 0x27 },
+            1,
+            0,
+            0,
+            0,
+            0,
+            0,
+            0,
+            2,
+            if key { 0x65 } else { 0x41 },
+            0xaa,
+        ];
+        recorder.push(
+            &Frame::audio(ts, Bytes::from_static(&[0xaf, 1, 0x21, 0x10])),
+            u64::from(ts),
+            &mut events,
+        );
+        recorder.push(
+            &Frame::video(ts, Bytes::copy_from_slice(&video)),
+            u64::from(ts),
+            &mut events,
+        );
+    }
+    recorder.finish(&mut events);
+    let mut file = Vec::new();
+    for event in events {
+        match event {
+            RecordEvent::Open { init, .. } => file.extend_from_slice(&init),
+            RecordEvent::Fragment { chunks, .. } => {
+                chunks.iter().for_each(|c| file.extend_from_slice(c))
+            }
+            RecordEvent::Close { .. } => {}
+        }
+    }
+    write(dir, "h264-aac", &file);
+    write(dir, "h264-aac-cut", &file[..file.len() - 7]);
+    println!("record_index: {} bytes", file.len());
 }
 
 fn write(dir: &Path, name: &str, bytes: &[u8]) {

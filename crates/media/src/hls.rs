@@ -379,7 +379,7 @@ pub(crate) fn sequence_tags(out: &mut String, media_sequence: u64, discontinuity
 }
 
 /// `2026-11-27T01:23:45.678Z` from ms since the Unix epoch (UTC, proleptic Gregorian).
-pub(crate) fn iso8601(unix_ms: u64) -> String {
+pub fn iso8601(unix_ms: u64) -> String {
     let days = (unix_ms / 86_400_000) as i64;
     let ms_of_day = unix_ms % 86_400_000;
     // Days to civil date (Howard Hinnant's algorithm).

@@ -18,6 +18,7 @@ pub mod health;
 pub mod hevc;
 pub mod hls;
 pub mod rebase;
+pub mod record;
 #[cfg(test)]
 mod test_util;
 pub mod track_info;

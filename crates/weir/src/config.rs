@@ -134,8 +134,66 @@ pub struct AppRules {
     /// Seconds a webhook's decision is reused for the same action, stream and query; 0: ask
     /// every time.
     pub webhook_cache_secs: u64,
+    /// Webhook told when a recording file is closed (path, start, duration, size).
+    pub on_record_done: String,
     /// Push relays: every stream published in the app is re-published to each target.
     pub push: Vec<PushTarget>,
+    /// `[apps.NAME.record]`: recording every stream of the app.
+    pub record: RecordRules,
+}
+
+/// `[apps.NAME.record]`: recording; off unless `format` is set.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(default, deny_unknown_fields)]
+pub struct RecordRules {
+    /// `"fmp4"` (fragmented MP4, every codec and track) or `"flv"`; unset: no recording.
+    pub format: Option<RecordFormat>,
+    /// Where files go: `{app}`, `{stream}`, `{start}` (UTC, `%Y-%m-%d_%H-%M-%S`),
+    /// `{start:FORMAT}` (`%Y %m %d %H %M %S %s`) and `{ext}` (`mp4`/`flv`) are replaced.
+    pub path: String,
+    /// Longest time between two writes to the file (fMP4 fragments; FLV flushes): the most a
+    /// crash can lose.
+    pub fragment_secs: u64,
+    /// A new file after this many seconds (at the next key frame); 0 for none.
+    pub max_file_secs: u64,
+    /// A new file after this many MB (at the next key frame); 0 for none.
+    pub max_file_mb: u64,
+    /// Files older than this are deleted (`"7d"`, `"12h"`, `"90m"`); empty keeps them.
+    pub delete_after: String,
+}
+
+impl Default for RecordRules {
+    fn default() -> Self {
+        Self {
+            format: None,
+            path: "recordings/{app}/{stream}/{start}.{ext}".into(),
+            fragment_secs: 2,
+            max_file_secs: 0,
+            max_file_mb: 0,
+            delete_after: String::new(),
+        }
+    }
+}
+
+/// `apps.NAME.record.format`.
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum RecordFormat {
+    /// Fragmented MP4 (CMAF): every codec weir ingests, one track per E-RTMP track.
+    Fmp4,
+    /// FLV: the tags as published (legacy players' form of Multitrack streams).
+    Flv,
+}
+
+impl RecordRules {
+    /// `delete_after` as a duration; `None` when files are kept.
+    pub fn delete_after(&self) -> Option<Duration> {
+        let text = self.delete_after.trim();
+        if text.is_empty() {
+            return None;
+        }
+        humantime::parse_duration(text).ok()
+    }
 }
 
 /// One `[[apps.NAME.push]]` target.
@@ -168,7 +226,9 @@ impl Default for AppRules {
             webhook_timeout_ms: 3000,
             webhook_on_error: WebhookFailure::Deny,
             webhook_cache_secs: 0,
+            on_record_done: String::new(),
             push: Vec::new(),
+            record: RecordRules::default(),
         }
     }
 }
@@ -867,6 +927,7 @@ impl Config {
                 ("on_play", &rules.on_play),
                 ("on_unpublish", &rules.on_unpublish),
                 ("on_play_done", &rules.on_play_done),
+                ("on_record_done", &rules.on_record_done),
             ] {
                 let scheme_ok = url.starts_with("http://") || url.starts_with("https://");
                 if !url.is_empty() && (!scheme_ok || url.parse::<hyper::Uri>().is_err()) {
@@ -888,6 +949,19 @@ impl Config {
                         "holds a url that is not rtmp:// or rtmps://HOST[:PORT]/APP/STREAM (like rtmps://a.rtmp.youtube.com/live2/KEY or rtmp://10.0.0.2/live/{stream})",
                     );
                 }
+            }
+            let record = &rules.record;
+            if !(1..=60).contains(&record.fragment_secs) {
+                return invalid_owned(key("record.fragment_secs"), "must be between 1 and 60");
+            }
+            if let Err(why) = crate::record::template::check(&record.path) {
+                return invalid_owned(key("record.path"), why);
+            }
+            if !record.delete_after.trim().is_empty() && record.delete_after().is_none() {
+                return invalid_owned(
+                    key("record.delete_after"),
+                    "is not a duration (like \"7d\", \"12h\" or \"90m\")",
+                );
             }
             let timeout_ms = rules.webhook_timeout_ms;
             if timeout_ms < 100 || timeout_ms > rtmp.request_timeout_secs.saturating_mul(1000) {
@@ -1273,6 +1347,30 @@ mod tests {
         for (key, _) in KEYS.iter().filter(|(k, _)| k.contains('.')) {
             let name = key.rsplit('.').next().unwrap();
             assert!(readme.contains(name), "README.md does not document {key}");
+        }
+    }
+
+    #[test]
+    fn record_settings_are_checked() {
+        let config = Config::from_toml(
+            "[apps.live.record]\nformat = \"fmp4\"\nmax_file_secs = 600\ndelete_after = \"7d\"\n",
+        )
+        .unwrap();
+        let record = &config.apps["live"].record;
+        assert_eq!(record.format, Some(RecordFormat::Fmp4));
+        assert_eq!(record.delete_after(), Some(Duration::from_secs(7 * 86_400)));
+        for (toml, key) in [
+            ("fragment_secs = 0", "apps.live.record.fragment_secs"),
+            ("path = \"rec/{start}.mp4\"", "apps.live.record.path"),
+            (
+                "path = \"../{stream}/{start}.mp4\"",
+                "apps.live.record.path",
+            ),
+            ("delete_after = \"soon\"", "apps.live.record.delete_after"),
+            ("format = \"mkv\"", "format"),
+        ] {
+            let err = Config::from_toml(&format!("[apps.live.record]\n{toml}\n")).unwrap_err();
+            assert!(err.to_string().contains(key), "{toml}: {err}");
         }
     }
 

@@ -58,6 +58,14 @@ pub struct Metrics {
     pub relay_bytes: Counter,
     /// Push relay connections that failed (each followed by a retry while the stream is live).
     pub relay_failures: Counter,
+    /// Bytes written to recordings.
+    pub record_bytes: Counter,
+    /// Recording files closed.
+    pub record_files: Counter,
+    /// Recordings stopped by a write error (disk full, permissions).
+    pub record_errors: Counter,
+    /// Recordings deleted by `record.delete_after`.
+    pub record_deleted: Counter,
     /// Payload bytes received from publishers.
     pub bytes_in: Counter,
     /// Bytes written to viewers (reported by them about once a second).
@@ -86,6 +94,10 @@ impl Default for Metrics {
             hls_parts: Counter::default(),
             relay_bytes: Counter::default(),
             relay_failures: Counter::default(),
+            record_bytes: Counter::default(),
+            record_files: Counter::default(),
+            record_errors: Counter::default(),
+            record_deleted: Counter::default(),
             bytes_in: Counter::default(),
             bytes_out: Counter::default(),
             frames_in: Family::default(),
@@ -169,6 +181,26 @@ pub(crate) fn registry(
         "relay_failures",
         "Push relay connections that failed",
         metrics.relay_failures.clone(),
+    );
+    registry.register(
+        "record_bytes",
+        "Bytes written to recordings",
+        metrics.record_bytes.clone(),
+    );
+    registry.register(
+        "record_files",
+        "Recording files closed",
+        metrics.record_files.clone(),
+    );
+    registry.register(
+        "record_errors",
+        "Recordings stopped by a write error (disk full, permissions)",
+        metrics.record_errors.clone(),
+    );
+    registry.register(
+        "record_deleted",
+        "Recordings deleted by record.delete_after",
+        metrics.record_deleted.clone(),
     );
     registry.register(
         "ingest_bytes",

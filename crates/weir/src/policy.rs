@@ -58,13 +58,23 @@ pub struct StreamRequest {
     pub key: StreamKey,
 }
 
-/// What ended: a publish or a play the policy had allowed.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// What ended: a publish or a play the policy had allowed, or a recording file.
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Ending {
     /// A publish (unpublished, or the publisher left).
     Publish,
     /// A play (stopped, or the player left).
     Play,
+    /// A recording file was closed (`request.client` is the server itself; `reason` says
+    /// why the file closed). `file` is its path, `start` when it began (RFC 3339).
+    RecordDone {
+        /// The file's path as the recorder wrote it.
+        file: String,
+        /// Wall clock at its first sample, RFC 3339.
+        start: String,
+        /// `"fmp4"` or `"flv"`.
+        format: &'static str,
+    },
 }
 
 /// A publish or play that ended, told to [`Policy::ended`].

@@ -188,6 +188,7 @@ impl Server {
             crate::api::serve(listener, admin, api_stopped).await;
         });
         tokio::spawn(crate::health_log::run(Arc::clone(&hub), watcher.clone()));
+        tokio::spawn(crate::record::retention::run(Arc::clone(&context)));
         // A drain asked for through the API stops the listeners as a shutdown does: no new
         // clients, the open ones asked to leave (the admin listener stays until the end).
         let mut draining = context.draining.subscribe();

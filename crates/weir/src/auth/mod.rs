@@ -255,9 +255,17 @@ impl Policy for ConfigPolicy {
         let Some((app, _)) = self.app(request.key.app()) else {
             return;
         };
-        let event = match ended.what {
-            Ending::Publish => Event::Unpublish,
-            Ending::Play => Event::PlayDone,
+        let (event, file) = match &ended.what {
+            Ending::Publish => (Event::Unpublish, None),
+            Ending::Play => (Event::PlayDone, None),
+            Ending::RecordDone {
+                file,
+                start,
+                format,
+            } => (
+                Event::RecordDone,
+                Some(serde_json::json!({ "file": file, "start": start, "format": format })),
+            ),
         };
         let call = Call {
             event,
@@ -265,11 +273,19 @@ impl Policy for ConfigPolicy {
             app: request.key.app(),
             stream: Some(request.key.name()),
             query: request.key.query(),
-            extra: Some(serde_json::json!({
-                "duration_secs": ended.duration.as_secs_f64(),
-                "bytes": ended.bytes,
-                "reason": ended.reason,
-            })),
+            extra: Some({
+                let mut extra = serde_json::json!({
+                    "duration_secs": ended.duration.as_secs_f64(),
+                    "bytes": ended.bytes,
+                    "reason": ended.reason,
+                });
+                if let (Some(serde_json::Value::Object(file)), serde_json::Value::Object(all)) =
+                    (file, &mut extra)
+                {
+                    all.extend(file);
+                }
+                extra
+            }),
         };
         self.hooks.notify(&app.rules, &call);
     }

@@ -37,6 +37,8 @@ pub enum Event {
     Unpublish,
     /// `on_play_done`: a play ended.
     PlayDone,
+    /// `on_record_done`: a recording file was closed.
+    RecordDone,
 }
 
 impl Event {
@@ -48,6 +50,7 @@ impl Event {
             Event::Play => "play",
             Event::Unpublish => "unpublish",
             Event::PlayDone => "play_done",
+            Event::RecordDone => "record_done",
         }
     }
 
@@ -59,6 +62,7 @@ impl Event {
             Event::Play => &rules.on_play,
             Event::Unpublish => &rules.on_unpublish,
             Event::PlayDone => &rules.on_play_done,
+            Event::RecordDone => &rules.on_record_done,
         }
     }
 }
@@ -81,7 +85,8 @@ pub struct Call<'a> {
 
 /// The JSON body of a call:
 /// `{"action", "client_id", "addr", "ip", "protocol", "app", "stream", "query", "tc_url",
-/// "server"}` plus, for `unpublish` / `play_done`, `"duration_secs"`, `"bytes"`, `"reason"`.
+/// "server"}` plus, for `unpublish` / `play_done` / `record_done`, `"duration_secs"`,
+/// `"bytes"`, `"reason"`, and for `record_done` `"file"`, `"start"` (RFC 3339) and `"format"`.
 pub fn body(call: &Call<'_>) -> Value {
     let mut body = json!({
         "action": call.event.as_str(),

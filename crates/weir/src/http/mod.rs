@@ -393,6 +393,18 @@ async fn stream_file(
     let (kind, response) = match file.as_str() {
         "index.m3u8" => ("playlist", hls::multivariant(context, &path).await),
         "index.mpd" => ("mpd", hls::mpd(context, &path).await),
+        "recordings" | "vod.m3u8" => {
+            let Some((app, stream)) = path.split_once('/') else {
+                return not_found().await;
+            };
+            let (app, stream) = (app.to_owned(), stream.to_owned());
+            return if file == "recordings" {
+                crate::record::playback::recordings(context, app, stream, carry).await
+            } else {
+                let query = request.uri().query().map(str::to_owned);
+                crate::record::playback::vod(context, app, stream, query, carry).await
+            };
+        }
         _ => return not_found().await,
     };
     count_hls(&metrics, kind, &response);
@@ -434,6 +446,13 @@ async fn rendition_file(
         Ok(admitted) => admitted,
         Err(refused) => return refused,
     };
+    if sub == "recordings" {
+        let Some((app, stream)) = path.split_once('/') else {
+            return not_found().await;
+        };
+        let (app, stream) = (app.to_owned(), stream.to_owned());
+        return crate::record::playback::file(context, app, stream, file, request).await;
+    }
     let metrics = Arc::clone(context.hub.metrics());
     let response = match (sub.as_str(), file.as_str()) {
         ("ts", "index.m3u8") => hls::ts_playlist(context, &path).await,

@@ -758,6 +758,7 @@ impl Connection {
                 self.handle.set_role(Role::Publishing(key.clone()));
                 self.context.hls.publish_started(&self.context, key.path());
                 crate::relay::publish_started(&self.context, &key);
+                crate::record::publish_started(&self.context, &key);
                 self.publications.insert(
                     stream_id,
                     Publication {

@@ -64,6 +64,8 @@ pub(crate) struct Context {
     pub(crate) certificates: Option<Arc<tls::Certificates>>,
     /// The push relays running.
     pub(crate) relays: crate::relay::Relays,
+    /// The recordings running and the indexes of recorded files.
+    pub(crate) recordings: crate::record::Recordings,
     /// The media listeners and their accept loops (a reload may move them).
     pub(crate) listeners: std::sync::Mutex<crate::listeners::Listeners>,
     /// Set when a drain was asked for (`POST /api/v1/drain`); the process waits on it.
@@ -116,6 +118,7 @@ impl Context {
             https: None,
             certificates: None,
             relays: Default::default(),
+            recordings: Default::default(),
             listeners: std::sync::Mutex::new(crate::listeners::Listeners::new(
                 watch::channel(false).1,
             )),
