@@ -140,6 +140,28 @@ pub struct AppRules {
     pub push: Vec<PushTarget>,
     /// `[apps.NAME.record]`: recording every stream of the app.
     pub record: RecordRules,
+    /// `[apps.NAME.pull]`: edge mode, streams not published here are pulled from upstream.
+    pub pull: PullRules,
+}
+
+/// `[apps.NAME.pull]`: pull relays (edge mode); off while `url` is empty.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(default, deny_unknown_fields)]
+pub struct PullRules {
+    /// The upstream, `rtmp://` or `rtmps://` with `{app}` and `{stream}` replaced, e.g.
+    /// `rtmp://origin:1935/{app}/{stream}`.
+    pub url: String,
+    /// The pull stops this long after the last player left.
+    pub idle_secs: u64,
+}
+
+impl Default for PullRules {
+    fn default() -> Self {
+        Self {
+            url: String::new(),
+            idle_secs: 30,
+        }
+    }
 }
 
 /// `[apps.NAME.record]`: recording; off unless `format` is set.
@@ -229,6 +251,7 @@ impl Default for AppRules {
             on_record_done: String::new(),
             push: Vec::new(),
             record: RecordRules::default(),
+            pull: PullRules::default(),
         }
     }
 }
@@ -949,6 +972,23 @@ impl Config {
                         "holds a url that is not rtmp:// or rtmps://HOST[:PORT]/APP/STREAM (like rtmps://a.rtmp.youtube.com/live2/KEY or rtmp://10.0.0.2/live/{stream})",
                     );
                 }
+            }
+            if !rules.pull.url.is_empty() {
+                let probe = rules
+                    .pull
+                    .url
+                    .replace("{app}", "app")
+                    .replace("{stream}", "stream");
+                let parsed = weir_client::RtmpUrl::parse(&probe);
+                if parsed.as_ref().map_or(true, |u| u.stream.is_empty()) {
+                    return invalid_owned(
+                        key("pull.url"),
+                        "is not rtmp:// or rtmps://HOST[:PORT]/APP/STREAM (like rtmp://origin:1935/{app}/{stream})",
+                    );
+                }
+            }
+            if rules.pull.idle_secs > MAX_SECS {
+                return invalid_owned(key("pull.idle_secs"), "must be at most 86400 (one day)");
             }
             let record = &rules.record;
             if !(1..=60).contains(&record.fragment_secs) {

@@ -305,6 +305,13 @@ impl Hub {
         })
     }
 
+    /// Subscribers attached to `key` (viewers and outputs), 0 for an unknown stream.
+    pub fn subscriber_count(&self, key: &str) -> usize {
+        self.streams()
+            .get(key)
+            .map_or(0, |stream| stream.subscriber_count())
+    }
+
     /// Attaches a subscriber to `key` (the stream need not be published yet). It is not
     /// counted as a viewer: outputs with viewers use [`Hub::subscribe_viewer`].
     pub fn subscribe(self: &Arc<Self>, key: &str) -> Subscription {

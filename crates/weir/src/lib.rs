@@ -18,6 +18,7 @@ mod listeners;
 pub mod metrics;
 pub mod policy;
 mod proxy;
+mod pull;
 mod record;
 pub mod registry;
 mod relay;

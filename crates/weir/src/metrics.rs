@@ -58,6 +58,10 @@ pub struct Metrics {
     pub relay_bytes: Counter,
     /// Push relay connections that failed (each followed by a retry while the stream is live).
     pub relay_failures: Counter,
+    /// Media bytes pulled from upstreams (edge mode).
+    pub pull_bytes: Counter,
+    /// Pull connections that failed (each followed by a retry while someone watches).
+    pub pull_failures: Counter,
     /// Bytes written to recordings.
     pub record_bytes: Counter,
     /// Recording files closed.
@@ -94,6 +98,8 @@ impl Default for Metrics {
             hls_parts: Counter::default(),
             relay_bytes: Counter::default(),
             relay_failures: Counter::default(),
+            pull_bytes: Counter::default(),
+            pull_failures: Counter::default(),
             record_bytes: Counter::default(),
             record_files: Counter::default(),
             record_errors: Counter::default(),
@@ -181,6 +187,16 @@ pub(crate) fn registry(
         "relay_failures",
         "Push relay connections that failed",
         metrics.relay_failures.clone(),
+    );
+    registry.register(
+        "pull_bytes",
+        "Media bytes pulled from upstreams (edge mode)",
+        metrics.pull_bytes.clone(),
+    );
+    registry.register(
+        "pull_failures",
+        "Pull connections that failed",
+        metrics.pull_failures.clone(),
     );
     registry.register(
         "record_bytes",

@@ -236,7 +236,7 @@ async fn push_once(
 }
 
 /// `url` without its stream key (the last path element, which for platforms is a secret).
-fn redact(url: &str) -> String {
+pub(crate) fn redact(url: &str) -> String {
     match url.rsplit_once('/') {
         Some((base, key)) if !key.is_empty() && base.matches('/').count() >= 3 => {
             format!("{base}/(key withheld)")

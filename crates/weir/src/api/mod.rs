@@ -262,7 +262,20 @@ fn stream_view(
     let publisher = registry
         .iter()
         .find(|c| matches!(&c.role, Role::Publishing(k) if k.path() == stats.path));
-    StreamView::of(stats, publisher, &context.relays.of(&stats.path))
+    let recording = context.recordings.of(&stats.path).and_then(|r| {
+        r.file
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+            .map(|f| f.display().to_string())
+    });
+    StreamView::of(
+        stats,
+        publisher,
+        &context.relays.of(&stats.path),
+        context.pulls.upstream(&stats.path),
+        recording,
+    )
 }
 
 /// Every stream with a publisher or viewers.

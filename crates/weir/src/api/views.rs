@@ -88,6 +88,10 @@ pub struct StreamView {
     pub health: Vec<HealthView>,
     /// Its push relays (`[[apps.NAME.push]]`).
     pub relays: Vec<RelayView>,
+    /// The upstream it is pulled from (`[apps.NAME.pull]`, edge mode), stream key withheld.
+    pub pulled_from: Option<String>,
+    /// The recording file being written (`[apps.NAME.record]`).
+    pub recording: Option<String>,
 }
 
 /// One push relay of a stream.
@@ -297,6 +301,8 @@ impl StreamView {
         stats: &StreamStats,
         publisher: Option<&ConnectionInfo>,
         relays: &[std::sync::Arc<crate::relay::RelayState>],
+        pulled_from: Option<String>,
+        recording: Option<String>,
     ) -> StreamView {
         use std::sync::atomic::Ordering;
         let (app, name) = stats.path.split_once('/').unwrap_or((&stats.path, ""));
@@ -393,6 +399,8 @@ impl StreamView {
                         .clone(),
                 })
                 .collect(),
+            pulled_from,
+            recording,
         }
     }
 }

@@ -119,7 +119,8 @@ pub(super) async fn admit(
         );
         return Err((StatusCode::FORBIDDEN, format!("{reason}\n")));
     }
-    if !wait_for_publisher(&context, key.path()).await {
+    let pulled = crate::pull::wanted(&context, &key);
+    if !wait_for_publisher(&context, key.path(), pulled).await {
         info!(id = handle.id(), peer = %peer, stream = %key, "http-flv play of a stream nobody publishes: 404");
         return Err((
             StatusCode::NOT_FOUND,
@@ -365,15 +366,22 @@ async fn forward(mut socket: WebSocket, mut rx: mpsc::Receiver<Vec<Bytes>>) {
 }
 
 /// Whether `path` is published, waiting up to `http.flv_wait_secs` for a publisher.
-async fn wait_for_publisher(context: &Context, path: &str) -> bool {
+/// How long an HTTP-FLV request for a pulled stream waits for the upstream's first frames.
+const PULL_WAIT_SECS: u64 = 10;
+
+async fn wait_for_publisher(context: &Context, path: &str, pulled: bool) -> bool {
     let published = || {
         context
             .hub
             .stream_stats(path)
             .is_some_and(|stats| stats.published)
     };
-    let deadline =
-        tokio::time::Instant::now() + Duration::from_secs(context.config.http.flv_wait_secs);
+    // A pulled stream gets the time an upstream takes to answer.
+    let wait = match pulled {
+        true => context.config.http.flv_wait_secs.max(PULL_WAIT_SECS),
+        false => context.config.http.flv_wait_secs,
+    };
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(wait);
     loop {
         if published() {
             return true;

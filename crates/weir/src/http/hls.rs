@@ -154,7 +154,13 @@ impl HlsStreams {
             return Some(Arc::clone(stream));
         }
         if !context.hub.stream_stats(path).is_some_and(|s| s.published) {
-            return None;
+            // An edge pulls the stream; the packager waits for its first frames.
+            let pulled = path.split_once('/').is_some_and(|(app, name)| {
+                crate::pull::wanted(context, &crate::stream_key::StreamKey::new(app, name, None))
+            });
+            if !pulled {
+                return None;
+            }
         }
         let hls = &context.config.hls;
         let packaging = match container {

@@ -108,10 +108,13 @@ pub(crate) fn publish_started(context: &Arc<Context>, key: &StreamKey) {
         }
         running.insert(key.path().to_owned(), Arc::clone(&state));
     }
+    // Subscribed before the publisher's first frame: the file starts at its first key frame,
+    // however short the publish.
+    let subscription = context.hub.subscribe(key.path());
     let context = Arc::clone(context);
     let key = key.clone();
     tokio::spawn(async move {
-        run(&context, &key, format, &record, &state).await;
+        run(&context, &key, format, &record, &state, subscription).await;
         lock(&context.recordings.running).remove(key.path());
     });
 }
@@ -145,6 +148,7 @@ async fn run(
     format: RecordFormat,
     rules: &RecordRules,
     state: &Arc<RecordingState>,
+    subscription: crate::hub::Subscription,
 ) {
     let config = RecordConfig {
         fragment_ms: rules.fragment_secs * 1000,
@@ -161,7 +165,6 @@ async fn run(
             Accepts::legacy(Unadvertised::Send),
         ),
     };
-    let subscription = context.hub.subscribe(key.path());
     let mut viewer = Viewer::new(subscription, LagPolicy::Skip, now()).with_accepts(accepts);
     let mut sink = Collected::default();
     viewer.start(&mut sink);

@@ -877,6 +877,7 @@ impl Connection {
             warn!(id = self.id(), peer = %self.peer, stream = %key, "play rejected: {why}");
             return session.deny_play(stream_id, &why).map_err(End::Session);
         }
+        crate::pull::wanted(&self.context, &key);
         let subscription = self.context.hub.subscribe_viewer(key.path(), self.protocol);
         info!(
             id = self.id(),

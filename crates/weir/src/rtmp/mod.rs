@@ -66,6 +66,8 @@ pub(crate) struct Context {
     pub(crate) relays: crate::relay::Relays,
     /// The recordings running and the indexes of recorded files.
     pub(crate) recordings: crate::record::Recordings,
+    /// The pull relays running (edge mode).
+    pub(crate) pulls: crate::pull::Pulls,
     /// The media listeners and their accept loops (a reload may move them).
     pub(crate) listeners: std::sync::Mutex<crate::listeners::Listeners>,
     /// Set when a drain was asked for (`POST /api/v1/drain`); the process waits on it.
@@ -119,6 +121,7 @@ impl Context {
             certificates: None,
             relays: Default::default(),
             recordings: Default::default(),
+            pulls: Default::default(),
             listeners: std::sync::Mutex::new(crate::listeners::Listeners::new(
                 watch::channel(false).1,
             )),
