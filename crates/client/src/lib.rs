@@ -218,6 +218,8 @@ pub struct Client {
     write_timeout: Duration,
     publishing: bool,
     url: RtmpUrl,
+    /// The E-RTMP `capsEx` bits the server announced when it accepted `connect`.
+    server_caps_ex: u32,
 }
 
 impl Client {
@@ -305,16 +307,28 @@ impl Client {
             write_timeout: options.write_timeout,
             publishing: false,
             url: url.clone(),
+            server_caps_ex: 0,
         };
         // The session's own deadline ends the task first; this one is a backstop.
         let deadline = started + options.timeout + Duration::from_secs(1);
+        let mut caps = 0;
         client
             .wait_for(deadline, "connect", |event| match event {
-                ClientEvent::Connected => Some(Ok(())),
+                ClientEvent::Connected { caps_ex } => {
+                    caps = *caps_ex;
+                    Some(Ok(()))
+                }
                 _ => None,
             })
             .await?;
+        client.server_caps_ex = caps;
         Ok(client)
+    }
+
+    /// Whether the server said (E-RTMP `capsEx` in its `connect` answer) that it reads
+    /// Multitrack messages.
+    pub fn server_reads_multitrack(&self) -> bool {
+        self.server_caps_ex & weir_rtmp::caps::CAPS_EX_MULTITRACK != 0
     }
 
     /// Publishes `name` (with its query, if any); waits for `NetStream.Publish.Start`, or

@@ -153,6 +153,9 @@ pub struct PullRules {
     pub url: String,
     /// The pull stops this long after the last player left.
     pub idle_secs: u64,
+    /// For `rtmps://`: a PEM file of the certificate authorities to trust instead of the
+    /// public ones; empty: the public web authorities.
+    pub ca_file: String,
 }
 
 impl Default for PullRules {
@@ -160,6 +163,7 @@ impl Default for PullRules {
         Self {
             url: String::new(),
             idle_secs: 30,
+            ca_file: String::new(),
         }
     }
 }
@@ -225,6 +229,11 @@ pub struct PushTarget {
     /// `rtmp://` or `rtmps://` URL with the stream name (`{app}` and `{stream}` are replaced),
     /// e.g. `rtmps://a.rtmp.youtube.com/live2/KEY`.
     pub url: String,
+    /// For `rtmps://`: a PEM file of the certificate authorities to trust instead of the
+    /// public ones (a target with a private or self-signed certificate); empty: the public
+    /// web authorities.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub ca_file: String,
 }
 
 impl Default for AppRules {

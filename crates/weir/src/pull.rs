@@ -16,7 +16,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use tracing::{info, warn};
-use weir_client::{Client, ClientOptions, RtmpUrl};
+use weir_client::{Client, RtmpUrl};
 use weir_media::Frame;
 use weir_rtmp::command::code;
 use weir_rtmp::session::{ClientEvent, MediaType};
@@ -135,7 +135,16 @@ async fn run(context: &Arc<Context>, key: &StreamKey, url: &str, shown: &str, ru
     let mut retries = 0u32;
     loop {
         let started = Instant::now();
-        let ended = pull_once(context, key, &target, shown, idle, &mut watched_at).await;
+        let ended = pull_once(
+            context,
+            key,
+            &target,
+            shown,
+            &rules.ca_file,
+            idle,
+            &mut watched_at,
+        )
+        .await;
         match ended {
             Ended::Idle => {
                 info!(stream = %key, upstream = %shown, "pull ended: nobody watched for {} s (pull.idle_secs)", rules.idle_secs);
@@ -171,10 +180,15 @@ async fn pull_once(
     key: &StreamKey,
     target: &RtmpUrl,
     shown: &str,
+    ca_file: &str,
     idle: Duration,
     watched_at: &mut Instant,
 ) -> Ended {
-    let mut client = match Client::connect_with(target, ClientOptions::default()).await {
+    let options = match crate::relay::client_options(ca_file) {
+        Ok(options) => options,
+        Err(err) => return Ended::Failed(err),
+    };
+    let mut client = match Client::connect_with(target, options).await {
         Ok(client) => client,
         Err(err) => return Ended::Failed(format!("connect: {err}")),
     };

@@ -5,16 +5,16 @@
 //! Each target reads the stream through its own viewer core with `LagPolicy::Skip`: a slow or
 //! dead target loses frames up to the next key frame and never slows the publisher or the
 //! other targets (the hub's ring is bounded; the client's send queue waits while 1 MiB is
-//! unwritten). A failed connection is retried with exponential backoff (1 s doubling to 30 s,
+//! unwritten; a connection that takes nothing for 8 s is dropped). A failed connection is retried with exponential backoff (1 s doubling to 30 s,
 //! with jitter) while the stream is published; the state (connected, bytes, retries, the
 //! last error) is logged. The relay ends when the publisher leaves and starts again with the
 //! next one; a publisher takeover continues on the same connection. Targets get the default
-//! track of an E-RTMP Multitrack stream (legacy players' form).
+//! track of an E-RTMP Multitrack stream (legacy players' form) unless they announce in their
+//! `connect` answer that they read Multitrack (`capsEx`), as weir does: those get every track.
 //!
 //! The relays' state is in `GET /api/v1/streams/{app}/{name}` (`relays`) and the metrics
 //! (`weir_relays{state}`, `weir_relay_bytes_total`, `weir_relay_failures_total`).
 //!
-//! Not yet (issue 11): Multitrack to targets that advertise it, pull relays.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
@@ -38,6 +38,9 @@ fn now() -> Instant {
 const FIRST_BACKOFF: Duration = Duration::from_secs(1);
 /// Longest wait between two attempts.
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
+/// A target whose connection takes nothing (the client's queue stays full) this long is
+/// given up and reconnected.
+const STALL: Duration = Duration::from_secs(8);
 
 /// The relays running, by (stream path, target URL).
 #[derive(Debug, Default)]
@@ -56,6 +59,11 @@ pub(crate) struct RelayState {
     pub(crate) bytes: AtomicU64,
     /// Failed attempts so far.
     pub(crate) retries: AtomicU32,
+    /// Frames the target could not take in time (skipped to the next key frame) on the
+    /// current connection: its lag.
+    pub(crate) frames_skipped: AtomicU64,
+    /// The target gets every track of a Multitrack stream.
+    pub(crate) multitrack: AtomicBool,
     /// The last failure.
     pub(crate) last_error: Mutex<Option<String>>,
 }
@@ -115,10 +123,11 @@ pub(crate) fn publish_started(context: &Arc<Context>, key: &StreamKey) {
             }
             running.insert(entry.clone(), Arc::clone(&state));
         }
+        let ca_file = target.ca_file.clone();
         let context = Arc::clone(context);
         let key = key.clone();
         tokio::spawn(async move {
-            run(&context, &key, &url, &state).await;
+            run(&context, &key, &url, &ca_file, &state).await;
             context
                 .relays
                 .running
@@ -138,7 +147,13 @@ enum Ended {
 }
 
 /// Relays `key` to `url` until the publisher leaves.
-async fn run(context: &Arc<Context>, key: &StreamKey, url: &str, state: &RelayState) {
+async fn run(
+    context: &Arc<Context>,
+    key: &StreamKey,
+    url: &str,
+    ca_file: &str,
+    state: &RelayState,
+) {
     let shown = redact(url);
     let target = match RtmpUrl::parse(url) {
         Ok(target) => target,
@@ -151,7 +166,7 @@ async fn run(context: &Arc<Context>, key: &StreamKey, url: &str, state: &RelaySt
     let mut retries = 0u32;
     loop {
         let started = Instant::now();
-        let ended = push_once(context, key, &target, &shown, state).await;
+        let ended = push_once(context, key, &target, &shown, ca_file, state).await;
         state.connected.store(false, Ordering::Relaxed);
         match ended {
             Ended::PublisherLeft => {
@@ -190,21 +205,32 @@ async fn push_once(
     key: &StreamKey,
     target: &RtmpUrl,
     shown: &str,
+    ca_file: &str,
     state: &RelayState,
 ) -> Ended {
-    let mut client = match Client::connect_with(target, ClientOptions::default()).await {
+    let options = match client_options(ca_file) {
+        Ok(options) => options,
+        Err(err) => return Ended::Failed(err),
+    };
+    let mut client = match Client::connect_with(target, options).await {
         Ok(client) => client,
         Err(err) => return Ended::Failed(format!("connect: {err}")),
     };
     if let Err(err) = client.publish(&target.stream).await {
         return Ended::Failed(format!("publish: {err}"));
     }
-    info!(stream = %key, target = %shown, "push relay connected");
+    // A target that reads E-RTMP Multitrack (it says so in its connect answer) gets every
+    // track; others get the default track in its legacy form.
+    let multitrack = client.server_reads_multitrack();
+    info!(stream = %key, target = %shown,
+        tracks = if multitrack { "all (the target reads Multitrack)" } else { "the default track" },
+        "push relay connected");
     state.connected.store(true, Ordering::Relaxed);
+    state.multitrack.store(multitrack, Ordering::Relaxed);
     let relay_bytes = context.hub.metrics().relay_bytes.clone();
     let subscription = context.hub.subscribe(key.path());
     let mut viewer = Viewer::new(subscription, LagPolicy::Skip, now()).with_accepts(Accepts::new(
-        false,
+        multitrack,
         None,
         None,
         Unadvertised::Send,
@@ -218,8 +244,15 @@ async fn push_once(
             sent += len;
             state.bytes.fetch_add(len, Ordering::Relaxed);
             relay_bytes.inc_by(len);
-            if let Err(err) = client.send_frame(&frame).await {
-                break 'relay Ended::Failed(format!("send: {err}"));
+            match tokio::time::timeout(STALL, client.send_frame(&frame)).await {
+                Ok(Ok(())) => {}
+                Ok(Err(err)) => break 'relay Ended::Failed(format!("send: {err}")),
+                Err(_) => {
+                    break 'relay Ended::Failed(format!(
+                        "the target took nothing for {} s (its connection is stuck)",
+                        STALL.as_secs()
+                    ))
+                }
             }
         }
         if sink.left {
@@ -229,10 +262,31 @@ async fn push_once(
         if let Err(lagging) = viewer.handle_recv(received, &mut sink, now()) {
             break Ended::Failed(lagging.to_string());
         }
+        state
+            .frames_skipped
+            .store(viewer.core().frames_skipped(), Ordering::Relaxed);
     };
     info!(stream = %key, target = %shown, bytes = sent, "push relay connection closed");
     let _ = client.close().await;
     ended
+}
+
+/// Client options trusting the authorities in `ca_file` (PEM) for `rtmps://`, or the public
+/// ones when it is empty.
+pub(crate) fn client_options(ca_file: &str) -> Result<ClientOptions, String> {
+    let mut options = ClientOptions::default();
+    if ca_file.is_empty() {
+        return Ok(options);
+    }
+    use rustls_pki_types::pem::PemObject;
+    let certificates: Vec<_> = rustls_pki_types::CertificateDer::pem_file_iter(ca_file)
+        .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
+        .map_err(|err| format!("cannot read ca_file {ca_file}: {err}"))?;
+    if certificates.is_empty() {
+        return Err(format!("ca_file {ca_file} holds no certificate"));
+    }
+    options.tls = Some(weir_client::TlsTrust::only(certificates));
+    Ok(options)
 }
 
 /// `url` without its stream key (the last path element, which for platforms is a secret).

@@ -28,6 +28,7 @@ fn an_edge_pulls_once_for_many_players_follows_a_republish_and_stops_when_idle()
             pull: PullRules {
                 url: format!("rtmp://{}/{{app}}/{{stream}}", origin.addr()),
                 idle_secs: 2,
+                ..PullRules::default()
             },
             ..AppRules::default()
         },

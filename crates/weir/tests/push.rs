@@ -31,6 +31,7 @@ fn a_stream_is_pushed_to_another_server_and_reconnects_when_it_returns() {
         AppRules {
             push: vec![PushTarget {
                 url: format!("rtmp://127.0.0.1:{port}/live/{{stream}}"),
+                ca_file: String::new(),
             }],
             ..AppRules::default()
         },

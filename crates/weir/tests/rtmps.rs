@@ -17,22 +17,9 @@ use std::time::{Duration, Instant};
 use rustls_pki_types::pem::PemObject;
 
 use common::fixtures::{HEIGHT, WIDTH};
+use common::tls::certificate;
 use common::{ffmpeg_play_to_flv, ffmpeg_publish, fixture, process, tools};
 use common::{Expect, Ffmpeg, FixtureKind, TestDir, WeirServer};
-
-/// A self-signed certificate for localhost / 127.0.0.1 written to `dir`: (cert, key) paths.
-fn certificate(dir: &Path, name: &str) -> (std::path::PathBuf, std::path::PathBuf) {
-    let rcgen::CertifiedKey { cert, key_pair } =
-        rcgen::generate_simple_self_signed(vec!["localhost".to_owned(), "127.0.0.1".to_owned()])
-            .unwrap();
-    let (cert_path, key_path) = (
-        dir.join(format!("{name}.pem")),
-        dir.join(format!("{name}.key")),
-    );
-    std::fs::write(&cert_path, cert.pem()).unwrap();
-    std::fs::write(&key_path, key_pair.serialize_pem()).unwrap();
-    (cert_path, key_path)
-}
 
 /// The SHA-256 fingerprint of the certificate a TLS server presents (openssl).
 fn served_fingerprint(addr: std::net::SocketAddr, dir: &Path) -> String {

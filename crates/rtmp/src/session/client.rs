@@ -80,7 +80,11 @@ impl ClientConfig {
 #[derive(Clone, Debug, PartialEq)]
 pub enum ClientEvent {
     /// The server accepted connect.
-    Connected,
+    Connected {
+        /// The E-RTMP `capsEx` bits the server announced in its `_result` (0 for a legacy
+        /// server): [`crate::caps::CAPS_MULTITRACK`] means it reads Multitrack messages.
+        caps_ex: u32,
+    },
     /// Publishing started (`NetStream.Publish.Start`).
     PublishStarted {
         /// Our message stream.
@@ -521,7 +525,8 @@ impl ClientSession {
                 self.phase = Phase::Connected;
                 self.wire
                     .send(&message::window_ack_size(self.config.window_ack_size));
-                self.events.push_back(ClientEvent::Connected);
+                let caps_ex = crate::caps::Capabilities::from_connect(&command.object).caps_ex;
+                self.events.push_back(ClientEvent::Connected { caps_ex });
                 self.start_intent(now);
             }
             "_result" if command.transaction_id == CREATE_STREAM_TRANSACTION => {

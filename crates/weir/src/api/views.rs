@@ -107,6 +107,11 @@ pub struct RelayView {
     pub retries: u32,
     /// The last failure.
     pub last_error: Option<String>,
+    /// Frames the target could not take in time on this connection (skipped to the next
+    /// key frame): how far it lags.
+    pub frames_skipped: u64,
+    /// The target reads E-RTMP Multitrack and gets every track.
+    pub multitrack: bool,
 }
 
 /// A stream's publisher.
@@ -392,6 +397,8 @@ impl StreamView {
                     connected: r.connected.load(Ordering::Relaxed),
                     bytes: r.bytes.load(Ordering::Relaxed),
                     retries: r.retries.load(Ordering::Relaxed),
+                    frames_skipped: r.frames_skipped.load(Ordering::Relaxed),
+                    multitrack: r.multitrack.load(Ordering::Relaxed),
                     last_error: r
                         .last_error
                         .lock()

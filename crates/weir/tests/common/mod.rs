@@ -23,6 +23,7 @@ pub mod probe;
 pub mod process;
 pub mod raw_client;
 pub mod server;
+pub mod tls;
 pub mod tools;
 pub mod verdict;
 

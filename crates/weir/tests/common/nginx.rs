@@ -59,6 +59,11 @@ impl NginxRtmp {
         panic!("nginx-rtmp did not start:\n{last_error}")
     }
 
+    /// The nginx process id (to freeze it with SIGSTOP).
+    pub fn pid(&self) -> u32 {
+        self.child.pid()
+    }
+
     /// The RTMP listen address.
     pub fn addr(&self) -> SocketAddr {
         self.addr
