@@ -9,6 +9,7 @@
 # weir only: nginx-rtmp has no HTTP-FLV), llhlsfanout:N (N Low-Latency HLS clients: blocking
 # playlist reloads and every part of the video rendition; weir only), ingest:M (M publishers, one player each),
 # idle:N (N players waiting on a key nobody publishes: memory per connection).
+# WEIR_CONFIG=/path/to/weir.toml starts weir with that configuration (recording, relays).
 # WEIR_BIN=/path/to/weir benchmarks that server binary (e.g. a build of an older commit, for a
 # before/after comparison with the same load tool) instead of the one built here.
 # --quick is a smoke run with tiny counts. Each server is started fresh for each scenario on
@@ -182,6 +183,10 @@ start_server() { # server port log
       http_args=()
       if "$weir" --help | grep -q -- --http-addr; then http_args=(--http-addr "127.0.0.1:$http_port"); fi
       if "$weir" --help | grep -q -- --api-addr; then http_args+=(--api-addr "127.0.0.1:0"); fi
+      if [ -n "${WEIR_CONFIG:-}" ]; then
+        http_args+=(--config "$WEIR_CONFIG")
+        cp "$WEIR_CONFIG" "$results/weir.toml"
+      fi
       echo "# \$CARGO_TARGET_DIR/release/weir --rtmp-addr 127.0.0.1:$2 ${http_args[*]} --log warn" >>"$results/commands.txt"
       "$weir" --rtmp-addr "127.0.0.1:$2" "${http_args[@]}" --log warn >"$3" 2>&1 &
       server_main=$!

@@ -186,6 +186,9 @@ pub struct RecordRules {
     pub max_file_mb: u64,
     /// Files older than this are deleted (`"7d"`, `"12h"`, `"90m"`); empty keeps them.
     pub delete_after: String,
+    /// How far back the player page lets a viewer seek in a live stream recorded as fMP4
+    /// (its DVR button), seconds; 0: no DVR.
+    pub dvr_secs: u64,
 }
 
 impl Default for RecordRules {
@@ -197,6 +200,7 @@ impl Default for RecordRules {
             max_file_secs: 0,
             max_file_mb: 0,
             delete_after: String::new(),
+            dvr_secs: 0,
         }
     }
 }
@@ -1010,6 +1014,15 @@ impl Config {
                 return invalid_owned(
                     key("record.delete_after"),
                     "is not a duration (like \"7d\", \"12h\" or \"90m\")",
+                );
+            }
+            if record.dvr_secs > MAX_SECS {
+                return invalid_owned(key("record.dvr_secs"), "must be at most 86400 (one day)");
+            }
+            if record.dvr_secs > 0 && record.format != Some(RecordFormat::Fmp4) {
+                return invalid_owned(
+                    key("record.dvr_secs"),
+                    "needs record.format = \"fmp4\" (the DVR plays the recorded fMP4 fragments)",
                 );
             }
             let timeout_ms = rules.webhook_timeout_ms;

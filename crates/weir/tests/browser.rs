@@ -12,22 +12,9 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
+use common::browser::play_pages;
 use common::process::ChildGuard;
 use common::{tools, TestDir, WeirServer};
-
-/// One page's samples, as `play.cjs` prints them.
-#[derive(Debug)]
-struct PageRun {
-    url: String,
-    times: Vec<f64>,
-    widths: Vec<u64>,
-    errors: Vec<String>,
-    levels: u64,
-    level: i64,
-    width: u64,
-    latency: Option<f64>,
-    logs: Vec<String>,
-}
 
 fn lavfi_publish(
     ffmpeg: &Path,
@@ -49,71 +36,11 @@ fn lavfi_publish(
     ChildGuard::spawn(name, cmd, dir)
 }
 
-/// Runs `play.cjs` on `targets` at once for `seconds`.
-fn play_pages(targets: &[String], seconds: u32, dir: &Path) -> Vec<PageRun> {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser/play.cjs");
-    let out = Command::new("node")
-        .arg(script)
-        .arg(seconds.to_string())
-        .args(targets)
-        .env("NODE_PATH", tools::browser_modules())
-        .env("WEIR_CHROMIUM", tools::chromium())
-        .current_dir(dir)
-        .output()
-        .expect("run node");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "play.cjs failed: {}\n{stdout}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    stdout
-        .lines()
-        .map(|line| {
-            let v: serde_json::Value = serde_json::from_str(line).expect("json line");
-            let samples = v["samples"].as_array().cloned().unwrap_or_default();
-            let last = samples.last().cloned().unwrap_or_default();
-            PageRun {
-                url: v["url"].as_str().unwrap_or_default().to_owned(),
-                times: samples
-                    .iter()
-                    .map(|s| s["time"].as_f64().unwrap_or(0.0))
-                    .collect(),
-                widths: samples
-                    .iter()
-                    .map(|s| s["width"].as_u64().unwrap_or(0))
-                    .collect(),
-                errors: last["errors"]
-                    .as_array()
-                    .map(|e| e.iter().map(|x| x.to_string()).collect())
-                    .unwrap_or_default(),
-                levels: last["levels"].as_u64().unwrap_or(0),
-                level: last["level"].as_i64().unwrap_or(-1),
-                width: last["width"].as_u64().unwrap_or(0),
-                latency: last["latency"].as_f64(),
-                logs: v["logs"]
-                    .as_array()
-                    .map(|e| e.iter().map(|x| x.to_string()).collect())
-                    .unwrap_or_default(),
-            }
-        })
-        .collect()
-}
-
 #[test]
 fn the_player_page_plays_every_output_in_chromium() {
     let dir = TestDir::new("browser");
     // The page loads the npm-installed player libraries from the server.
-    let libs = dir.path().join("libs");
-    std::fs::create_dir_all(&libs).unwrap();
-    let modules = tools::browser_modules();
-    for (from, name) in [
-        ("hls.js/dist/hls.min.js", "hls.min.js"),
-        ("mpegts.js/dist/mpegts.js", "mpegts.js"),
-        ("dashjs/dist/modern/umd/dash.all.min.js", "dash.all.min.js"),
-    ] {
-        std::fs::copy(modules.join(from), libs.join(name)).unwrap();
-    }
+    let libs = common::browser::player_libs(dir.path());
     let mut config = common::loopback_config();
     config.http.player_lib_dir = libs.display().to_string();
     let weir = WeirServer::start_with(config, dir.path());

@@ -1,4 +1,5 @@
-//! Webhooks (`on_connect`, `on_publish`, `on_play`, `on_unpublish`, `on_play_done`) against a
+//! Webhooks (`on_connect`, `on_publish`, `on_play`, `on_unpublish`, `on_play_done`,
+//! `on_record_done`) against a
 //! webhook server in the test (axum on 127.0.0.1) that records every call's JSON.
 //!
 //! Allowed and renamed: FFmpeg publishes a secret key the webhook renames, FFmpeg plays the
@@ -21,7 +22,7 @@ use axum::http::StatusCode;
 use axum::routing::post;
 use axum::Router;
 use serde_json::{json, Value};
-use weir::config::{AppRules, PlayRule, PublishRule, WebhookFailure};
+use weir::config::{AppRules, PlayRule, PublishRule, RecordFormat, RecordRules, WebhookFailure};
 
 use common::access::{http_get, play_and_count, publish_eagerly};
 use common::fixtures::{small_fixture, SMALL_HEIGHT, SMALL_WIDTH};
@@ -150,7 +151,15 @@ fn webhooks_decide_rename_and_refuse_before_any_media() {
     let dir = TestDir::new("webhooks");
     let hooks = Hooks::start();
     let mut config = common::loopback_config();
-    config.apps.insert("live".to_owned(), hooked(&hooks));
+    let mut live = hooked(&hooks);
+    // Recorded too: each closed file is told to on_record_done.
+    live.on_record_done = hooks.url("record_done");
+    live.record = RecordRules {
+        format: Some(RecordFormat::Fmp4),
+        path: format!("{}/rec/{{stream}}/{{start}}.{{ext}}", dir.path().display()),
+        ..RecordRules::default()
+    };
+    config.apps.insert("live".to_owned(), live);
     config.apps.insert(
         "dead".to_owned(),
         AppRules {
@@ -420,6 +429,20 @@ fn webhooks_decide_rename_and_refuse_before_any_media() {
     );
     let done = hooks.wait_call("play_done", "alice");
     assert!(done["bytes"].as_u64().is_some_and(|b| b > 10_000), "{done}");
+    let recorded = hooks.wait_call("record_done", "alice");
+    let file = recorded["file"].as_str().unwrap_or_default();
+    assert!(
+        file.contains("/rec/alice/") && std::path::Path::new(file).is_file(),
+        "{recorded}"
+    );
+    assert_eq!(recorded["format"], "fmp4", "{recorded}");
+    assert_eq!(recorded["reason"], "the publisher left", "{recorded}");
+    assert!(
+        recorded["duration_secs"].as_f64().is_some_and(|d| d > 1.0)
+            && recorded["bytes"].as_u64().is_some_and(|b| b > 100_000)
+            && recorded["start"].as_str().is_some_and(|s| s.ends_with('Z')),
+        "{recorded}"
+    );
 
     let log = weir.log_text();
     for line in [

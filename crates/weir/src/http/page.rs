@@ -84,10 +84,20 @@ struct StreamEntry {
     viewers: usize,
     /// Health findings: `severity: message` each.
     health: Vec<String>,
+    /// Seconds a viewer may seek back (the stream is recorded with `record.dvr_secs`).
+    dvr_secs: u64,
 }
 
 /// `GET /streams.json`: the published streams, for the page.
 pub(super) async fn streams(State(context): State<Arc<Context>>) -> Response<Body> {
+    let live = context.live();
+    let dvr = |path: &str| {
+        let recorded = context.recordings.of(path).is_some();
+        let app = path.split('/').next().unwrap_or_default();
+        live.app_rules(app)
+            .filter(|_| recorded)
+            .map_or(0, |r| r.record.dvr_secs)
+    };
     let list: Vec<StreamEntry> = context
         .hub
         .stats()
@@ -107,6 +117,7 @@ pub(super) async fn streams(State(context): State<Arc<Context>>) -> Response<Bod
                 .iter()
                 .map(|f| format!("{}: {}", f.severity.as_str(), f.message))
                 .collect(),
+            dvr_secs: dvr(&s.path),
             path: s.path,
         })
         .collect();

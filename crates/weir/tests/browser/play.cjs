@@ -32,6 +32,12 @@ async function main() {
         time: document.getElementById("video").currentTime,
         errors: window.weir.errors, levels: window.weir.levels, level: window.weir.level,
         latency: window.weir.latency, width: document.getElementById("video").videoWidth,
+        duration: Number.isFinite(document.getElementById("video").duration)
+          ? document.getElementById("video").duration : null,
+        seekStart: document.getElementById("video").seekable.length
+          ? document.getElementById("video").seekable.start(0) : null,
+        seekEnd: document.getElementById("video").seekable.length
+          ? document.getElementById("video").seekable.end(0) : null,
       }));
       // Switch once hls.js has told which rendition it plays (LEVEL_SWITCHED).
       if (action === "switch" && !switched && s.levels >= 2 && s.level >= 0 && s.time > 1) {

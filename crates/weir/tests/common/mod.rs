@@ -14,6 +14,7 @@
 
 pub mod access;
 pub mod bad_bytes;
+pub mod browser;
 pub mod clients;
 pub mod fixtures;
 pub mod logs;
