@@ -7,18 +7,24 @@
 # R times, interleaved, and the table shows the median and the range (the differences are
 # small next to run-to-run noise: repeat).
 #
-#   scripts/bench-outputs.sh [--publishers N] [--duration S] [--repeat R]
+# With --servers "weir nginx", nginx-rtmp (one worker) runs the same four ways in the same
+# rounds: plain, `record all` (FLV; nginx-rtmp has no fMP4, so its "record fMP4" row is
+# its FLV recording too), again `record all`, and `push` to the same second weir.
+#
+#   scripts/bench-outputs.sh [--publishers N] [--duration S] [--repeat R] [--servers "weir nginx"]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 publishers=20
 duration=20
 repeat=1
+servers=weir
 while [ $# -gt 0 ]; do
   case "$1" in
     --publishers) publishers="${2:?}"; shift ;;
     --duration) duration="${2:?}"; shift ;;
     --repeat) repeat="${2:?}"; shift ;;
-    -h|--help) sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    --servers) servers="${2:?}"; shift ;;
+    -h|--help) sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "bench-outputs: unknown argument $1" >&2; exit 2 ;;
   esac
   shift
@@ -49,25 +55,46 @@ printf '[[apps.live.push]]\nurl = "rtmp://127.0.0.1:%s/live/{stream}"\n' "$sink_
 runs=(plain fmp4 flv push)
 declare -A reports
 for round in $(seq "$repeat"); do
-  for run in "${runs[@]}"; do
-    config=""
-    [ "$run" != plain ] && config="$work/$run.toml"
-    echo "== $run (round $round of $repeat)"
-    out=$(WEIR_CONFIG="$config" bash scripts/bench.sh --servers weir \
-      --scenarios "ingest:$publishers" --duration "$duration" 2>&1 | tee "$work/$run.out")
-    dir=$(echo "$out" | sed -n 's/^== results in //p' | tail -n1)
-    reports[$run]="${reports[$run]:-} $dir/weir-ingest-$publishers.json"
-    rm -rf "$work/rec"
+  for server in $servers; do
+    for run in "${runs[@]}"; do
+      config=""
+      nginx_extra=""
+      case "$run" in
+        fmp4|flv)
+          [ "$run" != plain ] && config="$work/$run.toml"
+          mkdir -p "$work/rec"
+          chmod 755 "$work"
+          chmod 777 "$work/rec" # nginx's worker runs as nobody
+          nginx_extra="record all; record_path $work/rec; record_unique on;" ;;
+        push)
+          config="$work/push.toml"
+          nginx_extra="push rtmp://127.0.0.1:$sink_port/live;" ;;
+      esac
+      echo "== $server $run (round $round of $repeat)"
+      out=$(WEIR_CONFIG="$config" NGINX_APP_EXTRA="$nginx_extra" bash scripts/bench.sh \
+        --servers "$server" --scenarios "ingest:$publishers" --duration "$duration" 2>&1 \
+        | tee "$work/$server-$run.out")
+      dir=$(echo "$out" | sed -n 's/^== results in //p' | tail -n1)
+      key="$server-$run"
+      reports[$key]="${reports[$key]:-} $dir/$server-ingest-$publishers.json"
+      if [ -d "$work/rec" ]; then
+        echo "   recorded: $(find "$work/rec" -type f | wc -l) files, $(du -sm "$work/rec" | cut -f1) MB"
+      fi
+      rm -rf "$work/rec"
+    done
   done
 done
 
-python3 - "${reports[plain]}" "${reports[fmp4]}" "${reports[flv]}" "${reports[push]}" <<'EOF'
+for server in $servers; do
+echo
+echo "### $server"
+python3 - "${reports[$server-plain]}" "${reports[$server-fmp4]}" "${reports[$server-flv]}" "${reports[$server-push]}" <<'EOF'
 import json, statistics, sys
 names = ["plain", "record fMP4", "record FLV", "push relay"]
 runs = [[json.load(open(p)) for p in arg.split()] for arg in sys.argv[1:]]
 per_gb = [[r["server_cpu_s"] / (r["bytes_delivered"] / 1e9) for r in rs] for rs in runs]
 base = statistics.median(per_gb[0])
-print("| run | runs | publishers held | GB ingested per run | weir CPU s per GB, median (range) | extra over plain, median |")
+print("| run | runs | publishers held | GB ingested per run | server CPU s per GB, median (range) | extra over plain, median |")
 print("|---|---:|---:|---:|---:|---:|")
 for name, rs, values in zip(names, runs, per_gb):
     held = min(r["players_held"] for r in rs)
@@ -79,3 +106,4 @@ for arg in sys.argv[1:]:
     for p in arg.split():
         print("report:", p)
 EOF
+done

@@ -9,7 +9,8 @@
 # weir only: nginx-rtmp has no HTTP-FLV), llhlsfanout:N (N Low-Latency HLS clients: blocking
 # playlist reloads and every part of the video rendition; weir only), ingest:M (M publishers, one player each),
 # idle:N (N players waiting on a key nobody publishes: memory per connection).
-# WEIR_CONFIG=/path/to/weir.toml starts weir with that configuration (recording, relays).
+# WEIR_CONFIG=/path/to/weir.toml starts weir with that configuration (recording, relays);
+# NGINX_APP_EXTRA="record all; ..." adds directives to nginx-rtmp's `application live`.
 # WEIR_BIN=/path/to/weir benchmarks that server binary (e.g. a build of an older commit, for a
 # before/after comparison with the same load tool) instead of the one built here.
 # --quick is a smoke run with tiny counts. Each server is started fresh for each scenario on
@@ -169,7 +170,7 @@ rtmp {
     server {
         listen 127.0.0.1:$1;
         chunk_size 4096;
-        application live { live on; }
+        application live { live on; ${NGINX_APP_EXTRA:-} }
     }
 }
 EOF

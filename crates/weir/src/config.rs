@@ -174,6 +174,8 @@ impl Default for PullRules {
 pub struct RecordRules {
     /// `"fmp4"` (fragmented MP4, every codec and track) or `"flv"`; unset: no recording.
     pub format: Option<RecordFormat>,
+    /// The stream names recorded (public names); empty: every stream of the app.
+    pub streams: Vec<String>,
     /// Where files go: `{app}`, `{stream}`, `{start}` (UTC, `%Y-%m-%d_%H-%M-%S`),
     /// `{start:FORMAT}` (`%Y %m %d %H %M %S %s`) and `{ext}` (`mp4`/`flv`) are replaced.
     pub path: String,
@@ -195,6 +197,7 @@ impl Default for RecordRules {
     fn default() -> Self {
         Self {
             format: None,
+            streams: Vec::new(),
             path: "recordings/{app}/{stream}/{start}.{ext}".into(),
             fragment_secs: 2,
             max_file_secs: 0,
@@ -216,6 +219,11 @@ pub enum RecordFormat {
 }
 
 impl RecordRules {
+    /// Whether stream `name` of the app is recorded.
+    pub fn records(&self, name: &str) -> bool {
+        self.format.is_some() && (self.streams.is_empty() || self.streams.iter().any(|s| s == name))
+    }
+
     /// `delete_after` as a duration; `None` when files are kept.
     pub fn delete_after(&self) -> Option<Duration> {
         let text = self.delete_after.trim();

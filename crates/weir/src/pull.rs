@@ -32,11 +32,15 @@ const FIRST_BACKOFF: Duration = Duration::from_secs(1);
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
 /// How often the pull looks at its audience.
 const CHECK: Duration = Duration::from_millis(500);
+/// Pulls running at most (each is an upstream connection a player's request can open).
+const MAX_PULLS: usize = 1000;
 
 /// The pulls running, by stream path.
 #[derive(Debug, Default)]
 pub(crate) struct Pulls {
-    running: Mutex<HashMap<String, String>>,
+    /// By stream path: the upstream (key withheld), shared with the pull's task so it only
+    /// ever removes its own entry.
+    running: Mutex<HashMap<String, Arc<String>>>,
 }
 
 impl Pulls {
@@ -46,7 +50,15 @@ impl Pulls {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .get(path)
-            .cloned()
+            .map(|u| u.to_string())
+    }
+
+    /// Removes `entry` for `path` if it is still the one running there.
+    fn release(&self, path: &str, entry: &Arc<String>) {
+        let mut running = self.running.lock().unwrap_or_else(|p| p.into_inner());
+        if running.get(path).is_some_and(|e| Arc::ptr_eq(e, entry)) {
+            running.remove(path);
+        }
     }
 }
 
@@ -75,7 +87,7 @@ pub(crate) fn wanted(context: &Arc<Context>, key: &StreamKey) -> bool {
         .url
         .replace("{app}", key.app())
         .replace("{stream}", key.name());
-    let shown = crate::relay::redact(&url);
+    let shown = Arc::new(crate::relay::redact(&url));
     {
         let mut running = context
             .pulls
@@ -85,18 +97,17 @@ pub(crate) fn wanted(context: &Arc<Context>, key: &StreamKey) -> bool {
         if running.contains_key(key.path()) {
             return true;
         }
-        running.insert(key.path().to_owned(), shown.clone());
+        if running.len() >= MAX_PULLS {
+            warn!(stream = %key, "not pulled: {MAX_PULLS} pulls are running already");
+            return false;
+        }
+        running.insert(key.path().to_owned(), Arc::clone(&shown));
     }
     let context = Arc::clone(context);
     let key = key.clone();
     tokio::spawn(async move {
         run(&context, &key, &url, &shown, &rules).await;
-        context
-            .pulls
-            .running
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(key.path());
+        context.pulls.release(key.path(), &shown);
     });
     true
 }
@@ -121,7 +132,13 @@ enum Ended {
     Failed(String),
 }
 
-async fn run(context: &Arc<Context>, key: &StreamKey, url: &str, shown: &str, rules: &PullRules) {
+async fn run(
+    context: &Arc<Context>,
+    key: &StreamKey,
+    url: &str,
+    shown: &Arc<String>,
+    rules: &PullRules,
+) {
     let target = match RtmpUrl::parse(url) {
         Ok(target) => target,
         Err(err) => {
@@ -179,7 +196,7 @@ async fn pull_once(
     context: &Arc<Context>,
     key: &StreamKey,
     target: &RtmpUrl,
-    shown: &str,
+    shown: &Arc<String>,
     ca_file: &str,
     idle: Duration,
     watched_at: &mut Instant,
@@ -205,6 +222,9 @@ async fn pull_once(
             if audience(context, key) > 0 {
                 *watched_at = Instant::now();
             } else if watched_at.elapsed() >= idle {
+                // Out of the table before the teardown: a player arriving now starts a new
+                // pull instead of waiting on this one.
+                context.pulls.release(key.path(), shown);
                 break Ended::Idle;
             }
         }

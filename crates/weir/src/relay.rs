@@ -170,6 +170,23 @@ async fn run(
         state.connected.store(false, Ordering::Relaxed);
         match ended {
             Ended::PublisherLeft => {
+                // A new publisher that came before this relay saw the old one leave is
+                // relayed here: its publish found this relay still running. Decided under
+                // the table's lock, so a publish either finds the relay going on or gone.
+                let mut running = context
+                    .relays
+                    .running
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner());
+                let republished = context
+                    .hub
+                    .stream_stats(key.path())
+                    .is_some_and(|s| s.published);
+                if republished {
+                    info!(stream = %key, target = %shown, "push relay goes on with the stream's new publisher");
+                    continue;
+                }
+                running.retain(|(path, _), s| !(path == key.path() && std::ptr::eq(&**s, state)));
                 info!(stream = %key, target = %shown, retries, "push relay ended: the publisher left");
                 return;
             }
@@ -229,6 +246,10 @@ async fn push_once(
     state.multitrack.store(multitrack, Ordering::Relaxed);
     let relay_bytes = context.hub.metrics().relay_bytes.clone();
     let subscription = context.hub.subscribe(key.path());
+    if !subscription.was_published() {
+        // The publisher left while this relay connected or waited to retry.
+        return Ended::PublisherLeft;
+    }
     let mut viewer = Viewer::new(subscription, LagPolicy::Skip, now()).with_accepts(Accepts::new(
         multitrack,
         None,

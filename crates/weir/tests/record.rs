@@ -544,12 +544,23 @@ fn a_time_range_of_the_recordings_plays_as_hls() {
     let dir = TestDir::new("record-vod");
     let rec = dir.path().join("rec");
     let mut config = common::loopback_config();
-    config
-        .apps
-        .insert("live".into(), recording_app(&rec, RecordFormat::Fmp4));
+    let mut live = recording_app(&rec, RecordFormat::Fmp4);
+    // Only `cam` is recorded; `other`, published at the same time, is not.
+    live.record.streams = vec!["cam".into()];
+    config.apps.insert("live".into(), live);
     let weir = WeirServer::start_with(config, dir.path());
     let url = common::rtmp_url(weir.addr(), "live", "cam");
     let codecs = ["-c:v", "libx264", "-g", "25", "-c:a", "aac"];
+    let other_url = common::rtmp_url(weir.addr(), "live", "other");
+    let mut other = publish(
+        tools::ffmpeg(),
+        &other_url,
+        &[VIDEO, AUDIO],
+        &codecs,
+        3,
+        None,
+        dir.path(),
+    );
     let mut publisher = publish(
         tools::ffmpeg(),
         &url,
@@ -560,6 +571,11 @@ fn a_time_range_of_the_recordings_plays_as_hls() {
         dir.path(),
     );
     publisher.expect_success(Duration::from_secs(60));
+    other.expect_success(Duration::from_secs(30));
+    assert!(
+        files_under(&rec.join("live/other")).is_empty(),
+        "a stream not in record.streams was recorded"
+    );
     wait_log(&weir, "recording file closed", 1, Duration::from_secs(10));
 
     let (status, body) = http_get(weir.http_addr(), "/live/cam/recordings");

@@ -28,6 +28,8 @@ pub struct FlvRecorder {
     file: Option<FlvFile>,
     /// Audio seen before any video (an audio-only stream opens its file after a second).
     audio_since: Option<u32>,
+    /// Audio arrived (MP3 has no sequence header to say so).
+    saw_audio: bool,
 }
 
 #[derive(Debug)]
@@ -51,6 +53,7 @@ impl FlvRecorder {
             has_video: false,
             file: None,
             audio_since: None,
+            saw_audio: false,
         }
     }
 
@@ -58,6 +61,7 @@ impl FlvRecorder {
     /// clock now (ms since the Unix epoch).
     pub fn push(&mut self, frame: &Frame, wall_ms: u64, out: &mut Vec<RecordEvent>) {
         let info = &frame.info;
+        self.saw_audio |= frame.kind == MediaKind::Audio;
         match frame.kind {
             MediaKind::Data if info.is_metadata => self.metadata = Some(frame.clone()),
             MediaKind::Video if info.is_sequence_header => {
@@ -95,7 +99,7 @@ impl FlvRecorder {
         }
         write_tag(frame.kind, at, &frame.payload, &mut file.buffer);
         file.last = file.last.max(at);
-        let due = at.wrapping_sub(file.buffered_since) as u64 >= self.config.fragment_ms
+        let due = u64::from(at.saturating_sub(file.buffered_since)) >= self.config.fragment_ms
             || file.buffer.len() >= MAX_BUFFER;
         if due {
             self.flush(out);
@@ -121,7 +125,8 @@ impl FlvRecorder {
         out: &mut Vec<RecordEvent>,
     ) {
         let mut head = BytesMut::new();
-        let has_audio = self.audio_header.is_some();
+        // MP3 has no sequence header: any audio seen counts.
+        let has_audio = self.audio_header.is_some() || self.saw_audio;
         write_header(has_audio, self.has_video, &mut head);
         let mut tracks = Vec::new();
         if let Some(meta) = &self.metadata {

@@ -14,12 +14,19 @@
 //! `fragment_ms`, if shorter), and before any sample once it is `fragment_ms` long. With a
 //! key frame interval up to `fragment_ms` every fragment therefore starts with a key frame.
 //! The other tracks' samples go into the fragment in progress as their durations become
-//! known (a sample's duration is known when the next one of its track arrives).
+//! known (a sample's duration is known when the next one of its track arrives). While the
+//! leading track sends nothing (video stalled, audio going on) no fragment is cut by time:
+//! the others' samples wait, up to 32 MiB or 20,000 samples, and a crash then loses them.
 //!
 //! **A new file** starts (the recorder emits [`RecordEvent::Open`]) at the first key frame
 //! (or, for audio-only streams, after a second of audio), and again at the next key frame
 //! after a codec configuration changes, a new track appears, or the file has reached
-//! `max_file_ms` or `max_file_bytes`. Each file's decode times start near 0.
+//! `max_file_ms` or `max_file_bytes`. Each file's decode times start near 0. The first file
+//! is opened half a second of media after its first key frame (the samples wait), so the
+//! tracks a Multitrack encoder announces one after the other are all in it. A video track
+//! starts in a file at its own first key frame.
+//!
+//! The FLV recorder ([`flv`]) emits the same events.
 //!
 //! Frames must carry the viewer's rebased timestamps.
 
@@ -36,8 +43,10 @@ pub mod vod;
 
 /// Most tracks one recording takes.
 const MAX_TRACKS: usize = 16;
-/// A fragment is cut whatever the timestamps say past this many bytes.
+/// A fragment is cut whatever the timestamps say past this many bytes or samples (a
+/// publisher whose timestamps stand still must not grow it without bound).
 const MAX_FRAGMENT_BYTES: usize = 32 << 20;
+const MAX_FRAGMENT_SAMPLES: usize = 20_000;
 /// Samples held before the first file opens (waiting for a key frame), at most.
 const MAX_PENDING: usize = 1_000;
 /// Audio an audio-only stream buffers before its file opens, ms.
@@ -172,6 +181,7 @@ struct File {
     /// Media time of the fragment in progress's start, ms; `None` when it is empty.
     fragment_start_ms: Option<u64>,
     fragment_bytes: usize,
+    fragment_samples: usize,
     fragment_sequence: u32,
     /// Media after the last fragment written, ms.
     written_ms: u64,
@@ -350,6 +360,9 @@ impl Fmp4Recorder {
         if changed {
             track.unsupported = false;
         }
+        if track.unsupported && !changed {
+            return;
+        }
         if let Some(file) = &mut self.file {
             let differs = match &track.in_file {
                 Some(t) => t.codec != codec || Some(&t.record) != track.record.as_ref(),
@@ -412,11 +425,9 @@ impl Fmp4Recorder {
                     self.rotate(index, first, wall_ms, why, out);
                 }
             }
-        } else if self
-            .file
-            .as_ref()
-            .is_some_and(|f| f.fragment_bytes >= MAX_FRAGMENT_BYTES)
-        {
+        } else if self.file.as_ref().is_some_and(|f| {
+            f.fragment_bytes >= MAX_FRAGMENT_BYTES || f.fragment_samples >= MAX_FRAGMENT_SAMPLES
+        }) {
             self.write_fragment(out);
         }
     }
@@ -568,7 +579,14 @@ impl Fmp4Recorder {
                 .unwrap_or_default();
             let (type_, timescale) = match track.kind {
                 MediaKind::Video => (TrackType::Video, 90_000),
-                _ => (TrackType::Audio, info.sample_rate.unwrap_or(48_000)),
+                // A rate the configuration cannot mean (0, absurd) falls back to 48 kHz;
+                // Opus always runs at 48 kHz.
+                _ => (
+                    TrackType::Audio,
+                    info.sample_rate
+                        .filter(|r| (1_000..=768_000).contains(r) && track.codec != Codec::Opus)
+                        .unwrap_or(48_000),
+                ),
             };
             let size = |v: Option<u32>| v.and_then(|v| u16::try_from(v).ok()).unwrap_or(0);
             let config = TrackConfig {
@@ -633,6 +651,7 @@ impl Fmp4Recorder {
             bytes,
             fragment_start_ms: None,
             fragment_bytes: 0,
+            fragment_samples: 0,
             fragment_sequence: 1,
             written_ms: 0,
             rotate: None,
@@ -668,6 +687,7 @@ impl Fmp4Recorder {
         let ticks = end.saturating_sub(track.decode_ticks).max(1);
         track.decode_ticks += ticks;
         file.fragment_bytes += sample.data.len();
+        file.fragment_samples += 1;
         if file.fragment_start_ms.is_none() && index == file.leader {
             file.fragment_start_ms = Some(sample.ms);
         }
@@ -691,7 +711,8 @@ impl Fmp4Recorder {
         let fragment_ms = self.config.fragment_ms;
         let due = length >= fragment_ms
             || at_key && length >= fragment_ms.min(1_000)
-            || file.fragment_bytes >= MAX_FRAGMENT_BYTES;
+            || file.fragment_bytes >= MAX_FRAGMENT_BYTES
+            || file.fragment_samples >= MAX_FRAGMENT_SAMPLES;
         if due {
             self.write_fragment(out);
             let config = self.config;
@@ -743,6 +764,7 @@ impl Fmp4Recorder {
         file.bytes += chunks.iter().map(|c| c.len() as u64).sum::<u64>();
         file.fragment_start_ms = None;
         file.fragment_bytes = 0;
+        file.fragment_samples = 0;
         file.written_ms = file.written_ms.max(end_ms);
         let file_ms = file.written_ms;
         for track in &mut self.tracks {

@@ -41,7 +41,8 @@ pub fn playlist(
     let mut body = String::new();
     let mut longest = 1.0f64;
     let mut listed = 0usize;
-    for file in files {
+    let last_file = files.len().checked_sub(1);
+    for (index, file) in files.iter().enumerate() {
         if file.index.init_len == 0 {
             continue;
         }
@@ -58,7 +59,13 @@ pub fn playlist(
                 .unwrap_or(0),
             None => 0,
         };
-        let segments: Vec<Range> = segments(&fragments[from..])
+        let mut all = segments(&fragments[from..]);
+        if live && last_file == Some(index) {
+            // The file being written: its last segment may still grow by the next fragments,
+            // and a listed segment must never change.
+            all.pop();
+        }
+        let segments: Vec<Range> = all
             .into_iter()
             .filter(|s| {
                 let wall = s.wall_ms.unwrap_or(0);

@@ -59,6 +59,8 @@ pub(crate) struct RecordingState {
     pub(crate) bytes: AtomicU64,
     /// Files opened this publish.
     pub(crate) files: AtomicU64,
+    /// The publisher left: the recorder is closing its file (a new publish gets a new one).
+    pub(crate) ending: std::sync::atomic::AtomicBool,
 }
 
 impl Recordings {
@@ -96,14 +98,22 @@ pub(crate) fn publish_started(context: &Arc<Context>, key: &StreamKey) {
     let Some(rules) = live.app_rules(key.app()) else {
         return;
     };
-    let Some(format) = rules.record.format else {
+    let Some(format) = rules
+        .record
+        .format
+        .filter(|_| rules.record.records(key.name()))
+    else {
         return;
     };
     let record = rules.record.clone();
     let state = Arc::new(RecordingState::default());
     {
         let mut running = lock(&context.recordings.running);
-        if running.contains_key(key.path()) {
+        // A recorder still closing the previous publish's file does not take the new one.
+        if running
+            .get(key.path())
+            .is_some_and(|r| !r.ending.load(Ordering::Relaxed))
+        {
             return;
         }
         running.insert(key.path().to_owned(), Arc::clone(&state));
@@ -114,9 +124,34 @@ pub(crate) fn publish_started(context: &Arc<Context>, key: &StreamKey) {
     let context = Arc::clone(context);
     let key = key.clone();
     tokio::spawn(async move {
+        // Leaves the table however the task ends (a panic included), unless a newer recorder
+        // of the stream took its place.
+        let _entry = Entry {
+            context: Arc::clone(&context),
+            path: key.path().to_owned(),
+            state: Arc::clone(&state),
+        };
         run(&context, &key, format, &record, &state, subscription).await;
-        lock(&context.recordings.running).remove(key.path());
     });
+}
+
+/// A recorder's place in [`Recordings`], given up when the task ends.
+struct Entry {
+    context: Arc<Context>,
+    path: String,
+    state: Arc<RecordingState>,
+}
+
+impl Drop for Entry {
+    fn drop(&mut self) {
+        let mut running = lock(&self.context.recordings.running);
+        if running
+            .get(&self.path)
+            .is_some_and(|s| Arc::ptr_eq(s, &self.state))
+        {
+            running.remove(&self.path);
+        }
+    }
 }
 
 /// Either recorder.
@@ -192,6 +227,7 @@ async fn run(
         }
         let left = sink.left;
         if left {
+            state.ending.store(true, Ordering::Relaxed);
             recorder.finish(&mut events);
         }
         if !events.is_empty() {
@@ -243,7 +279,24 @@ async fn run(
             writer = Some(w);
         }
         if left {
-            return;
+            // A new publisher that arrived before this recorder saw the old one leave is
+            // recorded here (into a new file) unless a new recorder already took the stream.
+            let mut running = lock(&context.recordings.running);
+            let ours = running
+                .get(key.path())
+                .is_some_and(|s| Arc::ptr_eq(s, state));
+            let republished = context
+                .hub
+                .stream_stats(key.path())
+                .is_some_and(|s| s.published);
+            if !(ours && republished) {
+                if ours {
+                    running.remove(key.path());
+                }
+                return;
+            }
+            state.ending.store(false, Ordering::Relaxed);
+            sink.left = false;
         }
         let received = viewer.recv().await;
         let _ = viewer.handle_recv(received, &mut sink, now());

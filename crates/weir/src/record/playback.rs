@@ -100,7 +100,8 @@ fn read_index(path: &Path, len: u64) -> std::io::Result<FileIndex> {
             break;
         };
         let size = header.size.unwrap_or(len - at);
-        if size < u64::from(header.header_len) || at + size > len {
+        let end = at.checked_add(size).filter(|&e| e <= len && e > at);
+        if size < u64::from(header.header_len) || end.is_none() {
             break;
         }
         let body = if Indexer::wants_body(&header.kind) {

@@ -3,8 +3,9 @@
 //!
 //! Stream and app names are never trusted as paths: each is reduced to ASCII letters,
 //! digits, `.`, `_` and `-` (anything else becomes `_`), may not start with a dot, and is cut
-//! at 96 bytes plus a hash of the whole name. So a name such as `../../x`, `/etc/passwd` or
-//! one with NUL or control characters lands inside the template's directory.
+//! at 96 bytes; a name that had to change gets `-` and a hash of the original. So a name
+//! such as `../../x`, `/etc/passwd` or one with NUL or control characters lands inside the
+//! template's directory, and no two names share one.
 
 use std::path::{Path, PathBuf};
 
@@ -97,7 +98,9 @@ pub(crate) fn sanitize(name: &str) -> String {
     if out.is_empty() || out.starts_with('.') {
         out.insert(0, '_');
     }
-    if out.len() > MAX_NAME {
+    if out.len() > MAX_NAME || out != name {
+        // A name that had to change carries a hash of itself: `a b` and `a_b` never share
+        // a directory.
         let hash = Sha256::digest(name.as_bytes());
         out.truncate(MAX_NAME);
         out.push('-');
@@ -137,28 +140,36 @@ pub(crate) struct StreamFiles {
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Piece {
     Text(String),
-    Any,
+    /// Any run of characters but `/`; with a set, only characters from it (a `{start}`
+    /// matches digits and its format's own characters, `{ext}` the letters of `mp4`/`flv`),
+    /// so one stream's pattern cannot take another stream's files.
+    Any(Option<String>),
 }
 
 impl StreamFiles {
     /// The files of `app/stream` under `template`.
     pub(crate) fn new(template: &str, app: &str, stream: &str) -> StreamFiles {
-        Self::build(template, Some((app, stream)))
+        Self::build(template, Some(app), Some(stream))
     }
 
-    /// Every recording under `template`, whatever its stream (for retention).
-    pub(crate) fn all(template: &str) -> StreamFiles {
-        Self::build(template, None)
+    /// Every recording of `app` under `template` (`None`: of any app), whatever its stream
+    /// (for retention).
+    pub(crate) fn all(template: &str, app: Option<&str>) -> StreamFiles {
+        Self::build(template, app, None)
     }
 
-    fn build(template: &str, names: Option<(&str, &str)>) -> StreamFiles {
+    fn build(template: &str, app: Option<&str>, stream: Option<&str>) -> StreamFiles {
         let mut pieces = Vec::new();
         for token in tokens(template) {
-            let piece = match (token, names) {
-                (Token::Text(text), _) => Piece::Text(text),
-                (Token::App, Some((app, _))) => Piece::Text(sanitize(app)),
-                (Token::Stream, Some((_, stream))) => Piece::Text(sanitize(stream)),
-                _ => Piece::Any,
+            let piece = match token {
+                Token::Text(text) => Piece::Text(text),
+                Token::App if app.is_some() => Piece::Text(sanitize(app.unwrap_or_default())),
+                Token::Stream if stream.is_some() => {
+                    Piece::Text(sanitize(stream.unwrap_or_default()))
+                }
+                Token::Start(format) => Piece::Any(Some(format!("0123456789{}", literal(&format)))),
+                Token::Ext => Piece::Any(Some("mp4flv".into())),
+                _ => Piece::Any(None),
             };
             match (pieces.last_mut(), piece) {
                 (Some(Piece::Text(last)), Piece::Text(text)) => last.push_str(&text),
@@ -202,7 +213,7 @@ impl StreamFiles {
             .iter()
             .map(|p| match p {
                 Piece::Text(t) => t.matches('/').count(),
-                Piece::Any => 0,
+                Piece::Any(_) => 0,
             })
             .sum()
     }
@@ -219,9 +230,18 @@ impl StreamFiles {
         found
     }
 
-    /// The path of `relative` if it is one of the files (never outside `base`).
+    /// The path of `relative` if it is one of the files that exist (never outside `base`).
+    /// A name from a request is only compared with the listing, never matched against the
+    /// pattern (whose wildcards backtrack), and refused at once when no file name could be
+    /// that long.
     pub(crate) fn resolve(&self, relative: &str) -> Option<PathBuf> {
-        self.matches(relative).then(|| self.base.join(relative))
+        if relative.len() > 1024 || relative.split('/').any(|c| c.len() > 255) {
+            return None;
+        }
+        self.list()
+            .iter()
+            .any(|f| f == relative)
+            .then(|| self.base.join(relative))
     }
 }
 
@@ -257,11 +277,30 @@ fn glob(pattern: &[Piece], text: &str) -> bool {
         Some((Piece::Text(t), rest)) => text
             .strip_prefix(t.as_str())
             .is_some_and(|after| glob(rest, after)),
-        Some((Piece::Any, rest)) => {
-            let limit = text.find('/').unwrap_or(text.len());
+        Some((Piece::Any(allowed), rest)) => {
+            let limit = text
+                .find(|c: char| c == '/' || allowed.as_ref().is_some_and(|a| !a.contains(c)))
+                .unwrap_or(text.len());
             (0..=limit).any(|n| text.is_char_boundary(n) && glob(rest, &text[n..]))
         }
     }
+}
+
+/// The characters `format` writes as they are (not its `%X` conversions).
+fn literal(format: &str) -> String {
+    let mut out = String::new();
+    let mut chars = format.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '%' => {
+                if chars.next() == Some('%') {
+                    out.push('%');
+                }
+            }
+            c => out.push(c),
+        }
+    }
+    out
 }
 
 /// `format` with `%Y %m %d %H %M %S %s %%` replaced for `unix_ms` (UTC).
@@ -314,7 +353,7 @@ mod tests {
         assert!(files.matches("2026-11-27_10-30-05.mp4"));
         assert!(!files.matches("x/2026.mp4"));
         assert!(!files.matches(".."));
-        let all = StreamFiles::all(T);
+        let all = StreamFiles::all(T, None);
         assert_eq!(all.base, PathBuf::from("recordings"));
         assert_eq!(all.depth(), 2);
         assert!(all.matches("live/alice/2026-11-27_10-30-05.mp4"));
@@ -360,6 +399,13 @@ mod tests {
         let name = sanitize(&long);
         assert!(name.len() < 120);
         assert_ne!(name, sanitize(&"x".repeat(4999)));
+        assert_ne!(sanitize("a b"), sanitize("a_b"));
+        assert_eq!(sanitize("a_b"), "a_b");
+        // One stream's files are not another's when {stream} and {start} share a name.
+        let shared = "rec/{app}-{stream}-{start:%s}.{ext}";
+        let bob = StreamFiles::new(shared, "live", "bob");
+        assert!(bob.matches("live-bob-1795775405.mp4"));
+        assert!(!bob.matches("live-bob-x-1795775405.mp4"));
     }
 
     #[test]
