@@ -982,31 +982,18 @@ impl Config {
                 }
             }
             for target in &rules.push {
-                let probe = target
-                    .url
-                    .replace("{app}", "app")
-                    .replace("{stream}", "stream");
-                let parsed = weir_client::RtmpUrl::parse(&probe);
-                if parsed.as_ref().map_or(true, |u| u.stream.is_empty()) {
+                if !is_rtmp_template(&target.url) {
                     return invalid_owned(
                         key("push"),
                         "holds a url that is not rtmp:// or rtmps://HOST[:PORT]/APP/STREAM (like rtmps://a.rtmp.youtube.com/live2/KEY or rtmp://10.0.0.2/live/{stream})",
                     );
                 }
             }
-            if !rules.pull.url.is_empty() {
-                let probe = rules
-                    .pull
-                    .url
-                    .replace("{app}", "app")
-                    .replace("{stream}", "stream");
-                let parsed = weir_client::RtmpUrl::parse(&probe);
-                if parsed.as_ref().map_or(true, |u| u.stream.is_empty()) {
-                    return invalid_owned(
-                        key("pull.url"),
-                        "is not rtmp:// or rtmps://HOST[:PORT]/APP/STREAM (like rtmp://origin:1935/{app}/{stream})",
-                    );
-                }
+            if !rules.pull.url.is_empty() && !is_rtmp_template(&rules.pull.url) {
+                return invalid_owned(
+                    key("pull.url"),
+                    "is not rtmp:// or rtmps://HOST[:PORT]/APP/STREAM (like rtmp://origin:1935/{app}/{stream})",
+                );
             }
             if rules.pull.idle_secs > MAX_SECS {
                 return invalid_owned(key("pull.idle_secs"), "must be at most 86400 (one day)");
@@ -1117,6 +1104,13 @@ impl Config {
         }
         out
     }
+}
+
+/// Whether `url`, with `{app}` and `{stream}` filled in, is an `rtmp://` or `rtmps://` URL
+/// naming a stream (push targets, pull upstreams).
+fn is_rtmp_template(url: &str) -> bool {
+    let probe = url.replace("{app}", "app").replace("{stream}", "stream");
+    weir_client::RtmpUrl::parse(&probe).is_ok_and(|u| !u.stream.is_empty())
 }
 
 /// Every section and key of the configuration with its description, in the order

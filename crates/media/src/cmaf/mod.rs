@@ -179,25 +179,11 @@ impl Packager {
                 TrackPacketType::SequenceStart => {
                     self.renditions[index].set_record(track.codec, body);
                 }
-                TrackPacketType::CodedFrames
-                | TrackPacketType::CodedFramesX
-                | TrackPacketType::Raw => {
-                    let (composition_ms, data) = if track.packet_type
-                        == TrackPacketType::CodedFrames
-                        && track.codec.has_composition_time()
-                    {
-                        let Some(ct) = body.get(..3) else { continue };
-                        let ct = i32::from_be_bytes([0, ct[0], ct[1], ct[2]]) << 8 >> 8;
-                        (ct, body.slice(3..))
-                    } else {
-                        (0, body)
-                    };
-                    if data.is_empty() {
-                        continue;
+                _ => {
+                    if let Some((composition_ms, data)) = track.coded_sample(body) {
+                        self.sample(index, track.codec, ms, data, composition_ms, sync);
                     }
-                    self.sample(index, track.codec, ms, data, composition_ms, sync);
                 }
-                _ => {}
             }
         }
     }

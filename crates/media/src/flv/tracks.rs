@@ -80,6 +80,27 @@ pub struct TrackPacket<'a> {
     pub body: &'a [u8],
 }
 
+impl TrackPacket<'_> {
+    /// The coded sample of a coded-frames packet whose body is `body` (this packet's body as
+    /// shared bytes): its composition time in ms (the SI24 before AVC/HEVC/VVC
+    /// `CodedFrames` data, else 0) and its data. `None` for other packets, a body too short
+    /// for its composition time, or no data.
+    pub fn coded_sample(&self, body: bytes::Bytes) -> Option<(i32, bytes::Bytes)> {
+        let (composition_ms, data) = match self.packet_type {
+            TrackPacketType::CodedFrames if self.codec.has_composition_time() => {
+                let ct = body.get(..3)?;
+                let ct = i32::from_be_bytes([0, ct[0], ct[1], ct[2]]) << 8 >> 8;
+                (ct, body.slice(3..))
+            }
+            TrackPacketType::CodedFrames | TrackPacketType::CodedFramesX | TrackPacketType::Raw => {
+                (0, body)
+            }
+            _ => return None,
+        };
+        (!data.is_empty()).then_some((composition_ms, data))
+    }
+}
+
 /// The iterator over a message's tracks; see the module docs.
 #[derive(Debug, Clone)]
 pub struct Tracks<'a> {

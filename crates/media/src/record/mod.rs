@@ -256,22 +256,10 @@ impl Fmp4Recorder {
             let body = frame.payload.slice_ref(track.body);
             match track.packet_type {
                 TrackPacketType::SequenceStart => self.set_record(index, track.codec, body),
-                TrackPacketType::CodedFrames
-                | TrackPacketType::CodedFramesX
-                | TrackPacketType::Raw => {
-                    let (composition_ms, data) = if track.packet_type
-                        == TrackPacketType::CodedFrames
-                        && track.codec.has_composition_time()
-                    {
-                        let Some(ct) = body.get(..3) else { continue };
-                        let ct = i32::from_be_bytes([0, ct[0], ct[1], ct[2]]) << 8 >> 8;
-                        (ct, body.slice(3..))
-                    } else {
-                        (0, body)
-                    };
-                    if data.is_empty() {
+                _ => {
+                    let Some((composition_ms, data)) = track.coded_sample(body) else {
                         continue;
-                    }
+                    };
                     let t = &mut self.tracks[index];
                     t.codec = track.codec;
                     if matches!(track.codec, Codec::Ac3 | Codec::Eac3)
@@ -291,7 +279,6 @@ impl Fmp4Recorder {
                     };
                     self.sample(index, sample, wall_ms, out);
                 }
-                _ => {}
             }
         }
     }
