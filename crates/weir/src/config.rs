@@ -633,17 +633,50 @@ pub struct StreamsConfig {
     pub viewer_queue_frames: usize,
     /// Seconds a viewer may stay behind the live edge before it is disconnected.
     pub max_viewer_lag_secs: u64,
-    /// Milliseconds audio may wait to go out with the next video frame: the hub sends it
-    /// together with that frame and each viewer writes them at once, so a viewer wakes and
-    /// writes once per picture (video is never held; 0 sends everything at once).
-    pub write_coalesce_ms: u64,
-    /// Milliseconds video may wait too, merging several pictures into one write (like SRS's
-    /// merged writes): less CPU per viewer, this much more latency. 0 (default) writes each
-    /// picture at once.
-    pub video_coalesce_ms: u64,
+    /// The latency budget: the longest a live frame may wait in weir so that writes to a
+    /// viewer can be merged. Below [`MERGE_FROM_MS`] every picture is written the moment it
+    /// arrives, with the audio that came since the previous picture (audio waits at most
+    /// [`AUDIO_HOLD_MS`] for it); 0 writes every frame, audio too, the moment it arrives. From
+    /// [`MERGE_FROM_MS`] on, a viewer writes at most once per budget, everything that arrived
+    /// since (SRS-style merged writes: least CPU per viewer, up to the budget of latency).
+    pub max_added_latency_ms: u64,
+    /// Replaced by `max_added_latency_ms`; set, it is a configuration error naming the new key.
+    #[serde(skip_serializing)]
+    pub write_coalesce_ms: Option<u64>,
+    /// Replaced by `max_added_latency_ms`; set, it is a configuration error naming the new key.
+    #[serde(skip_serializing)]
+    pub video_coalesce_ms: Option<u64>,
     /// The ingest bitrate a stream should stay under, bits per second (the health finding
     /// `bitrate_over_limit`); 0 for no limit.
     pub max_bitrate: u64,
+}
+
+/// The budget (`streams.max_added_latency_ms`) from which pictures are merged into fewer
+/// writes: below it, holding a picture could not merge it with the next one at common frame
+/// rates (a 30 fps picture comes every 33 ms), so it would only add latency.
+pub const MERGE_FROM_MS: u64 = 20;
+
+/// How long audio waits for the next picture to travel with it, in media time, when the
+/// budget is not 0: one wake-up and one write per viewer per picture, not per audio frame.
+pub const AUDIO_HOLD_MS: u64 = 40;
+
+impl StreamsConfig {
+    /// How long audio may wait in the hub for the next picture (media time).
+    pub fn audio_hold(&self) -> Duration {
+        match self.max_added_latency_ms {
+            0 => Duration::ZERO,
+            _ => Duration::from_millis(AUDIO_HOLD_MS),
+        }
+    }
+
+    /// How long a viewer may hold what it got before writing: zero (write each picture as it
+    /// arrives) below [`MERGE_FROM_MS`], else the budget.
+    pub fn merge_window(&self) -> Duration {
+        match self.max_added_latency_ms {
+            ms if ms < MERGE_FROM_MS => Duration::ZERO,
+            ms => Duration::from_millis(ms),
+        }
+    }
 }
 
 impl Default for StreamsConfig {
@@ -654,8 +687,9 @@ impl Default for StreamsConfig {
             gop_max_duration_ms: 10_000,
             viewer_queue_frames: 1024,
             max_viewer_lag_secs: 5,
-            write_coalesce_ms: 40,
-            video_coalesce_ms: 0,
+            max_added_latency_ms: 5,
+            write_coalesce_ms: None,
+            video_coalesce_ms: None,
             max_bitrate: 0,
         }
     }
@@ -1063,11 +1097,25 @@ impl Config {
         if self.streams.viewer_queue_frames < 16 {
             return invalid("streams.viewer_queue_frames", "must be at least 16");
         }
-        if self.streams.video_coalesce_ms > 1000 {
-            return invalid("streams.video_coalesce_ms", "must be at most 1000");
+        if self.streams.max_added_latency_ms > 1000 {
+            return invalid("streams.max_added_latency_ms", "must be at most 1000");
         }
-        if self.streams.write_coalesce_ms > 1000 {
-            return invalid("streams.write_coalesce_ms", "must be at most 1000");
+        if let Some(ms) = self.streams.video_coalesce_ms {
+            return invalid_owned(
+                "streams.video_coalesce_ms".to_owned(),
+                &format!(
+                    "was replaced by streams.max_added_latency_ms, the latency budget \
+                     (set max_added_latency_ms = {} for the same merged writes)",
+                    ms.max(MERGE_FROM_MS)
+                ),
+            );
+        }
+        if self.streams.write_coalesce_ms.is_some() {
+            return invalid(
+                "streams.write_coalesce_ms",
+                "was replaced by streams.max_added_latency_ms, the latency budget: audio \
+                 rides with the next picture unless the budget is 0 (remove the key)",
+            );
         }
         Ok(())
     }
@@ -1204,12 +1252,8 @@ pub const KEYS: &[(&str, &str)] = &[
         "Seconds a viewer may stay behind the live edge before it is disconnected.",
     ),
     (
-        "streams.write_coalesce_ms",
-        "Milliseconds audio may wait to ride with the next video frame (0 = write at once).",
-    ),
-    (
-        "streams.video_coalesce_ms",
-        "Milliseconds video may wait to merge pictures into one write (0 = at once; adds latency).",
+        "streams.max_added_latency_ms",
+        "Latency budget: below 20 each picture is written at once; from 20 writes are merged (less CPU).",
     ),
     (
         "streams.max_bitrate",
@@ -1403,6 +1447,36 @@ mod tests {
         serialized.sort();
         documented.sort();
         assert_eq!(serialized, documented);
+    }
+
+    #[test]
+    fn the_latency_budget_replaces_the_coalescing_keys() {
+        let config = Config::from_toml("[streams]\nmax_added_latency_ms = 200\n").unwrap();
+        assert_eq!(config.streams.merge_window(), Duration::from_millis(200));
+        assert_eq!(
+            config.streams.audio_hold(),
+            Duration::from_millis(AUDIO_HOLD_MS)
+        );
+        let default = Config::default();
+        assert_eq!(default.streams.merge_window(), Duration::ZERO);
+        assert_eq!(
+            default.streams.audio_hold(),
+            Duration::from_millis(AUDIO_HOLD_MS)
+        );
+        let none = Config::from_toml("[streams]\nmax_added_latency_ms = 0\n").unwrap();
+        assert_eq!(none.streams.audio_hold(), Duration::ZERO);
+        let err = Config::from_toml("[streams]\nvideo_coalesce_ms = 100\n").unwrap_err();
+        let text = err.to_string();
+        assert!(
+            text.contains("streams.video_coalesce_ms")
+                && text.contains("max_added_latency_ms = 100"),
+            "{text}"
+        );
+        let err = Config::from_toml("[streams]\nwrite_coalesce_ms = 40\n").unwrap_err();
+        assert!(err.to_string().contains("max_added_latency_ms"), "{err}");
+        assert!(Config::from_toml("[streams]\nmax_added_latency_ms = 5000\n").is_err());
+        // The commented output never writes the old keys.
+        assert!(!default.to_commented_toml().contains("coalesce"));
     }
 
     #[test]

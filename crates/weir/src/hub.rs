@@ -295,7 +295,7 @@ impl Hub {
             hub: Arc::clone(self),
             stream,
             gop_cache: self.config.gop_cache,
-            audio_hold_ms: self.config.write_coalesce_ms.min(u64::from(u32::MAX)) as u32,
+            audio_hold_ms: self.config.audio_hold().as_millis() as u32,
             frames_in: ["audio", "video", "data"].map(|kind| {
                 self.metrics
                     .frames_in
@@ -382,7 +382,8 @@ pub struct Publisher {
     hub: Arc<Hub>,
     stream: Arc<Stream>,
     gop_cache: bool,
-    /// Media time audio may wait for the next video frame (`streams.write_coalesce_ms`).
+    /// Media time audio may wait for the next video frame ([`crate::config::AUDIO_HOLD_MS`],
+    /// 0 when `streams.max_added_latency_ms` is 0).
     audio_hold_ms: u32,
     /// The `weir_frames_in` counters by [`MediaKind`] (audio, video, data), looked up once.
     frames_in: [prometheus_client::metrics::counter::Counter; 3],
@@ -396,8 +397,8 @@ impl Publisher {
 
     /// Sends a frame to the cache and every subscriber. Never waits for a subscriber.
     ///
-    /// On a stream with video, audio frames wait (at most `streams.write_coalesce_ms` of media
-    /// time) and go out together with the next video frame, so subscribers wake once per
+    /// On a stream with video, audio frames wait (at most [`crate::config::AUDIO_HOLD_MS`] of
+    /// media time, unless `streams.max_added_latency_ms` is 0) and go out together with the next video frame, so subscribers wake once per
     /// picture rather than once per frame. Audio-only streams send every frame at once.
     pub fn send(&self, frame: Frame) {
         self.send_at(frame, Instant::now());

@@ -402,6 +402,13 @@ impl Viewer {
             Err(RecvError::Lagged(lost)) => self.lost(lost)?,
             Err(RecvError::Closed) => {}
         }
+        self.drain(sink, now)
+    }
+
+    /// Takes whatever is queued, without waiting, until the sink is full or the queue is
+    /// empty (merged writes: a viewer that did not wait for each packet catches up here).
+    /// `Err` means the viewer must be disconnected.
+    pub fn drain(&mut self, sink: &mut impl ViewerSink, now: Instant) -> Result<(), Lagging> {
         while !sink.is_full() {
             match self.subscription.try_recv() {
                 Ok(packet) => self.core.handle_packet(packet, sink),
@@ -433,6 +440,25 @@ impl Viewer {
     /// The subscription.
     pub fn subscription(&self) -> &Subscription {
         &self.subscription
+    }
+}
+
+/// When a viewer that merges writes (a budget of `merge`, from
+/// `streams.max_added_latency_ms`) and wrote at `now` takes its queue next: `now + merge`,
+/// rounded down to a grid of a tenth of the budget counted from `epoch`. Viewers of a stream
+/// then wake together, at most 10 times per budget, so a worker thread handles them in one
+/// go instead of sleeping and waking for each; nothing waits longer than the budget.
+pub fn merged_until(epoch: Instant, now: Instant, merge: Duration) -> Instant {
+    let due = now + merge;
+    let grid = (merge / 10).max(Duration::from_millis(1));
+    let since = due.saturating_duration_since(epoch);
+    let steps = since.as_nanos() / grid.as_nanos();
+    let aligned = u32::try_from(steps)
+        .ok()
+        .and_then(|steps| epoch.checked_add(grid * steps));
+    match aligned {
+        Some(at) if at > now && at <= due => at,
+        _ => due,
     }
 }
 

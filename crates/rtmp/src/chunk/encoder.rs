@@ -13,8 +13,6 @@
 //! Whenever the header in force has 0xFFFFFF in its timestamp field, every type-3
 //! continuation chunk repeats the 4-byte extended timestamp with the same value.
 
-use std::collections::HashMap;
-
 use bytes::{BufMut, BytesMut};
 
 use super::transmit::{Continuation, TransmitQueue};
@@ -31,7 +29,10 @@ const EXTENDED_TIMESTAMP_MARKER: u32 = 0xFF_FFFF;
 #[derive(Debug)]
 pub struct ChunkEncoder {
     chunk_size: u32,
-    streams: HashMap<u32, HeaderState>,
+    /// Header state per chunk stream id. A connection uses a handful of chunk streams (weir:
+    /// control, commands, audio, video, data), so a short list searched in order is cheaper
+    /// than hashing on every message.
+    streams: Vec<(u32, HeaderState)>,
 }
 
 impl ChunkEncoder {
@@ -39,7 +40,7 @@ impl ChunkEncoder {
     pub fn new() -> Self {
         Self {
             chunk_size: DEFAULT_CHUNK_SIZE,
-            streams: HashMap::new(),
+            streams: Vec::new(),
         }
     }
 
@@ -116,7 +117,8 @@ impl ChunkEncoder {
             delta: None,
             extended: false,
         };
-        let (fmt, field, state) = match self.streams.get(&csid) {
+        let slot = self.streams.iter().position(|(id, _)| *id == csid);
+        let (fmt, field, state) = match slot.map(|i| &self.streams[i].1) {
             Some(prev)
                 if prev.stream_id == message.stream_id
                     && !time::is_before(message.timestamp, prev.timestamp) =>
@@ -142,7 +144,10 @@ impl ChunkEncoder {
                 (0, message.timestamp, HeaderState { extended, ..next })
             }
         };
-        self.streams.insert(csid, state);
+        match slot {
+            Some(i) => self.streams[i].1 = state,
+            None => self.streams.push((csid, state)),
+        }
 
         let mut header = FirstHeader::default();
         put_basic_header(&mut header, fmt, csid);

@@ -47,21 +47,38 @@ impl Continuation {
     }
 }
 
-/// A payload longer than one chunk, with the continuation header that separates its chunks.
+/// A shared payload with its first chunk header kept inline (no allocation, no reference
+/// count of its own) and, when it is longer than one chunk, the continuation header that
+/// separates its chunks.
 #[derive(Debug)]
 struct Chunked {
+    header: [u8; MAX_HEADER],
+    header_len: u8,
     payload: Bytes,
     chunk_size: usize,
     continuation: Continuation,
 }
 
+/// The longest first chunk header: 3-byte basic header, 11-byte message header, 4-byte
+/// extended timestamp.
+const MAX_HEADER: usize = 18;
+
 impl Chunked {
+    fn header(&self) -> &[u8] {
+        &self.header[..usize::from(self.header_len)]
+    }
+
     fn pieces(&self) -> usize {
-        self.payload.len().div_ceil(self.chunk_size)
+        self.payload.len().div_ceil(self.chunk_size).max(1)
+    }
+
+    /// The chunked payload's length, without the first header.
+    fn body_len(&self) -> usize {
+        self.payload.len() + (self.pieces() - 1) * self.continuation.as_slice().len()
     }
 
     fn len(&self) -> usize {
-        self.payload.len() + (self.pieces() - 1) * self.continuation.as_slice().len()
+        self.header().len() + self.body_len()
     }
 }
 
@@ -127,8 +144,8 @@ impl TransmitQueue {
         chunk_size: usize,
         continuation: Continuation,
     ) {
-        self.push_copy(header);
-        if payload.len() <= COPY_THRESHOLD {
+        if payload.len() <= COPY_THRESHOLD || header.len() > MAX_HEADER {
+            self.push_copy(header);
             let mut pieces = payload.chunks(chunk_size);
             if let Some(first) = pieces.next() {
                 self.push_copy(first);
@@ -140,15 +157,15 @@ impl TransmitQueue {
             return;
         }
         self.flush_scratch();
-        let item = if payload.len() <= chunk_size {
-            Item::Bytes(payload.clone())
-        } else {
-            Item::Chunked(Chunked {
-                payload: payload.clone(),
-                chunk_size,
-                continuation,
-            })
-        };
+        let mut inline = [0u8; MAX_HEADER];
+        inline[..header.len()].copy_from_slice(header);
+        let item = Item::Chunked(Chunked {
+            header: inline,
+            header_len: header.len() as u8,
+            payload: payload.clone(),
+            chunk_size,
+            continuation,
+        });
         self.len += item.len();
         self.items.push_back(item);
     }
@@ -241,12 +258,23 @@ fn chunked_slices<'a>(
     out: &mut Vec<IoSlice<'a>>,
     max_slices: usize,
 ) -> usize {
+    let mut total = 0;
+    let header = chunked.header();
+    if offset < header.len() {
+        if out.len() >= max_slices {
+            return 0;
+        }
+        out.push(IoSlice::new(&header[offset..]));
+        total += header.len() - offset;
+        offset = 0;
+    } else {
+        offset -= header.len();
+    }
     let size = chunked.chunk_size;
     let continuation = chunked.continuation.as_slice();
     let unit = size + continuation.len();
     let pieces = chunked.pieces();
-    let end = chunked.len();
-    let mut total = 0;
+    let end = chunked.body_len();
     while offset < end && out.len() < max_slices {
         let piece = offset / unit;
         let within = offset % unit;

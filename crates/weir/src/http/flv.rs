@@ -596,6 +596,10 @@ async fn run(admitted: Admitted, mut viewer: Viewer, mut sink: FlvSink, mut deli
     tokio::pin!(closed);
     let (mut bytes_out, mut unreported, mut reported_frames) = (0u64, 0u64, 0u64);
     let mut reported_at = started;
+    // Merged writes under a latency budget from `streams.max_added_latency_ms`: after a write,
+    // the viewer stops receiving for the budget, then takes everything queued at once.
+    let merge = context.config.streams.merge_window();
+    let mut quiet_until: Option<tokio::time::Instant> = None;
     viewer.start(&mut sink);
     let reason = loop {
         if !sink.chunks.is_empty() {
@@ -606,6 +610,10 @@ async fn run(admitted: Admitted, mut viewer: Viewer, mut sink: FlvSink, mut deli
             }
             bytes_out += len;
             unreported += len;
+            if !merge.is_zero() {
+                let at = crate::viewer::merged_until(context.merge_epoch, now(), merge);
+                quiet_until = Some(at.into());
+            }
         }
         sink.bytes = 0;
         if sink.ended {
@@ -620,9 +628,21 @@ async fn run(admitted: Admitted, mut viewer: Viewer, mut sink: FlvSink, mut deli
             handle.add_bytes_out(unreported);
             (reported_frames, unreported, reported_at) = (frames, 0, now);
         }
+        let quiet = async {
+            match quiet_until {
+                Some(at) => tokio::time::sleep_until(at).await,
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
-            received = viewer.recv() => {
+            received = viewer.recv(), if quiet_until.is_none() => {
                 if let Err(lagging) = viewer.handle_recv(received, &mut sink, crate::http::flv::now()) {
+                    break lagging.to_string();
+                }
+            }
+            () = quiet => {
+                quiet_until = None;
+                if let Err(lagging) = viewer.drain(&mut sink, crate::http::flv::now()) {
                     break lagging.to_string();
                 }
             }

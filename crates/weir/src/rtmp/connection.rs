@@ -155,13 +155,16 @@ where
     let mut buf = BytesMut::new();
     debug!(id = conn.id(), %peer, %protocol, "rtmp connection accepted");
 
-    // Deadline-bounded write coalescing for players: video goes out at once, together with
-    // whatever waits; audio and metadata wait at most `coalesce` for the next video frame, so
-    // the small audio frames between two pictures cost no write of their own.
-    let coalesce = Duration::from_millis(context.config.streams.write_coalesce_ms);
-    // Optional SRS-style merged writes: video too may wait, trading latency for CPU.
-    let video_coalesce = Duration::from_millis(context.config.streams.video_coalesce_ms);
+    // Write coalescing for players, from the latency budget (`streams.max_added_latency_ms`).
+    // Below the merge threshold a picture goes out at once, with whatever waits; audio and
+    // metadata alone wait at most `audio_hold` for the next picture, so the small audio
+    // frames between two pictures cost no write of their own.
+    let audio_hold = context.config.streams.audio_hold();
     let mut flush_due: Option<Instant> = None;
+    // From the threshold on, merged writes: after a write the player stops receiving for
+    // `merge` (no wake-up per picture), then takes everything queued and writes it at once.
+    let merge = context.config.streams.merge_window();
+    let mut quiet_until: Option<Instant> = None;
     let pause_reading_at = context.session.max_pending_input / 2;
     // The connection's own close signal (a kick, or the server's shutdown through
     // `Registry::close_all`): a oneshot pinned once, so polling it on every turn of the loop
@@ -183,7 +186,7 @@ where
             }
         };
         let flush_timer = async {
-            match flush_due {
+            match flush_due.or(quiet_until) {
                 Some(at) => tokio::time::sleep_until(at.into()).await,
                 None => std::future::pending().await,
             }
@@ -206,7 +209,7 @@ where
                 }
                 Err(err) => Err(End::Io(err)),
             },
-            received = recv_packet(&mut conn.player), if conn.player.is_some() => {
+            received = recv_packet(&mut conn.player), if conn.player.is_some() && quiet_until.is_none() => {
                 from_player = true;
                 match conn.player.as_mut() {
                     Some(player) => player
@@ -232,7 +235,14 @@ where
                         .and_then(|()| conn.handle_events(&mut session, now)),
                 }
             }
-            () = flush_timer => Ok(()),
+            () = flush_timer => match (quiet_until.take(), conn.player.as_mut()) {
+                // The quiet time of merged writes is over: take what came meanwhile.
+                (Some(_), Some(player)) => {
+                    from_player = true;
+                    player.drain(&mut session, now()).map_err(End::Lagging)
+                }
+                _ => Ok(()),
+            },
             request = &mut closed, if draining.is_none() => {
                 conn.close_requested(&mut session, request)
                     .map(|drain| draining = Some(drain))
@@ -244,11 +254,23 @@ where
             break end;
         }
         let now = now();
+        if from_player && !merge.is_zero() {
+            // Merged writes: write what was taken, then stay quiet for the budget. A drain
+            // that found nothing goes back to waiting for the next packet.
+            if session.pending_output() == 0 {
+                continue;
+            }
+            if let Err(end) = flush(&mut session, &mut io, &mut conn, now).await {
+                break end;
+            }
+            quiet_until = Some(crate::viewer::merged_until(context.merge_epoch, now, merge));
+            continue;
+        }
         let video_queued = conn.player.as_mut().is_some_and(Player::take_video_queued);
         let hold = if video_queued {
-            video_coalesce
+            Duration::ZERO
         } else {
-            coalesce
+            audio_hold
         };
         if from_player && !hold.is_zero() {
             // The deadline is set by the first frame held: nothing waits longer than `hold`.

@@ -62,6 +62,10 @@ pub(crate) struct Context {
     pub(crate) https: Option<Arc<tls::Certificates>>,
     /// The RTMPS (and HTTPS) certificates, when on (a reload may load other files).
     pub(crate) certificates: Option<Arc<tls::Certificates>>,
+    /// The origin of the merged-writes grid ([`crate::viewer::merged_until`]): viewers that
+    /// merge writes end their quiet times on a shared grid, so a worker thread wakes once
+    /// for many of them instead of once each.
+    pub(crate) merge_epoch: std::time::Instant,
     /// The push relays running.
     pub(crate) relays: crate::relay::Relays,
     /// The recordings running and the indexes of recorded files.
@@ -119,6 +123,7 @@ impl Context {
             proxies,
             https: None,
             certificates: None,
+            merge_epoch: tokio::time::Instant::now().into_std(),
             relays: Default::default(),
             recordings: Default::default(),
             pulls: Default::default(),

@@ -160,6 +160,16 @@ impl Player {
         self.viewer.handle_recv(received, &mut sink, now)
     }
 
+    /// Takes what is queued without waiting (merged writes); `Err` ends the connection.
+    pub(crate) fn drain(
+        &mut self,
+        session: &mut ServerSession,
+        now: Instant,
+    ) -> Result<(), Lagging> {
+        let mut sink = Self::sink(session, &self.key, self.stream_id, &mut self.video_queued);
+        self.viewer.drain(&mut sink, now)
+    }
+
     /// Whether a video frame was queued since the last call.
     pub(crate) fn take_video_queued(&mut self) -> bool {
         std::mem::take(&mut self.video_queued)

@@ -142,7 +142,7 @@ async fn closes_within(client: &mut Client, wait: Duration) -> bool {
 
 fn config() -> Config {
     let mut config = Config::default();
-    config.streams.write_coalesce_ms = 0;
+    config.streams.max_added_latency_ms = 0;
     config
 }
 
@@ -552,4 +552,78 @@ async fn close_handle_and_shutdown_end_connections() {
         .expect("the listener loop ends")
         .unwrap();
     assert!(server.registry.is_empty());
+}
+
+/// Live video a player receives until `until`: each frame's timestamp and arrival time.
+async fn video_arrivals(player: &mut Client, until: Instant) -> Vec<(u32, Instant)> {
+    let mut arrivals = Vec::new();
+    loop {
+        let left = until.saturating_duration_since(Instant::now());
+        match player.next_event(left).await {
+            Ok(Some(ClientEvent::Media {
+                media_type: MediaType::Video,
+                timestamp,
+                ..
+            })) => arrivals.push((timestamp, Instant::now())),
+            Ok(Some(_)) => {}
+            Ok(None) | Err(_) => return arrivals,
+        }
+    }
+}
+
+/// Publishes 30 pictures, one every 33 ms, to `name` and plays them; gives each live
+/// picture's delay (arrival minus sending) and how many distinct arrival times there were.
+async fn merged_delivery(budget_ms: u64, name: &str) -> (Vec<Duration>, usize) {
+    let mut config = config();
+    config.streams.max_added_latency_ms = budget_ms;
+    let server = TestServer::start(config, Arc::new(OpenPolicy));
+    let mut publisher = server.connect().await.unwrap();
+    publisher.publish(name).await.unwrap();
+    publisher.send_frame(&avc_header()).await.unwrap();
+    publisher.send_frame(&keyframe(0)).await.unwrap();
+    let mut player = server.connect().await.unwrap();
+    player.play(name).await.unwrap();
+    let start = Instant::now();
+    let sender = tokio::spawn(async move {
+        for i in 1..=30u32 {
+            tokio::time::sleep_until(start + Duration::from_millis(u64::from(i) * 33)).await;
+            publisher.send_frame(&interframe(i * 33)).await.unwrap();
+        }
+        publisher
+    });
+    let arrivals = video_arrivals(&mut player, start + Duration::from_secs(2)).await;
+    let _publisher = sender.await.unwrap();
+    let live: Vec<(u32, Instant)> = arrivals.into_iter().filter(|(ts, _)| *ts > 0).collect();
+    assert_eq!(
+        live.iter().map(|(ts, _)| *ts).collect::<Vec<_>>(),
+        (1..=30u32).map(|i| i * 33).collect::<Vec<_>>(),
+        "every picture arrives once, in order"
+    );
+    let delays = live
+        .iter()
+        .map(|(ts, at)| at.duration_since(start + Duration::from_millis(u64::from(*ts))))
+        .collect();
+    let mut times: Vec<Instant> = live.iter().map(|(_, at)| *at).collect();
+    times.dedup();
+    (delays, times.len())
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_latency_budget_decides_between_a_write_per_picture_and_merged_writes() {
+    // The default budget: each picture goes out the moment it arrives.
+    let (delays, writes) = merged_delivery(5, "default").await;
+    assert!(
+        delays.iter().all(|d| *d < Duration::from_millis(2)),
+        "{delays:?}"
+    );
+    assert_eq!(writes, 30);
+    // A 200 ms budget: pictures are merged, none waits longer than the budget.
+    let (delays, writes) = merged_delivery(200, "merged").await;
+    let worst = delays.iter().max().copied().unwrap_or_default();
+    assert!(worst <= Duration::from_millis(202), "worst delay {worst:?}");
+    assert!(
+        worst >= Duration::from_millis(100),
+        "nothing was held: {delays:?}"
+    );
+    assert!(writes <= 8, "{writes} writes for 30 pictures in 1 s");
 }

@@ -177,7 +177,7 @@ fn audio_only_stream_resumes_on_audio() {
 #[tokio::test]
 async fn viewer_drains_the_queue_until_the_sink_is_full() {
     let hub = Arc::new(Hub::new(StreamsConfig {
-        write_coalesce_ms: 0,
+        max_added_latency_ms: 0,
         ..StreamsConfig::default()
     }));
     let publisher = hub.publish("live/a").unwrap();
@@ -299,4 +299,41 @@ fn a_legacy_viewer_gets_the_default_track_unwrapped_and_hears_of_the_rest_once()
         vec![(0, false, true), (0, false, false), (0, false, false)]
     );
     assert_eq!(sink.withheld, vec![(1, WithheldReason::NotMultitrack)]);
+}
+
+#[test]
+fn merged_writes_end_on_a_shared_grid_within_the_budget() {
+    let epoch = Instant::now();
+    let merge = Duration::from_millis(200);
+    for offset_ms in [0u64, 1, 7, 19, 20, 21, 199, 200, 1234, 99_999] {
+        let now = epoch + Duration::from_millis(offset_ms) + Duration::from_micros(300);
+        let until = super::merged_until(epoch, now, merge);
+        assert!(
+            until > now && until <= now + merge,
+            "{offset_ms}: {until:?}"
+        );
+        assert!(
+            until >= now + merge - merge / 10,
+            "{offset_ms}: quiet too short"
+        );
+        let since = until.duration_since(epoch).as_nanos();
+        assert_eq!(
+            since % (merge / 10).as_nanos(),
+            0,
+            "{offset_ms}: off the grid"
+        );
+    }
+    // Two viewers that wrote a few ms apart wake together.
+    let a = super::merged_until(epoch, epoch + Duration::from_millis(3), merge);
+    let b = super::merged_until(epoch, epoch + Duration::from_millis(9), merge);
+    assert_eq!(a, b);
+    // A clock before the epoch stays within the budget too.
+    let early = epoch - Duration::from_millis(50);
+    let until = super::merged_until(epoch, early, merge);
+    assert!(until > early && until <= early + merge);
+    let far_early = epoch - Duration::from_secs(5);
+    assert_eq!(
+        super::merged_until(epoch, far_early, merge),
+        far_early + merge
+    );
 }
