@@ -405,3 +405,70 @@ fn bad_http_input_is_refused_and_the_stream_plays_on() {
     publisher.child().kill();
     weir.shutdown();
 }
+
+/// Reads `/live/{key}.flv` for `secs` after its first bytes and gives the bursts of bytes
+/// (reads less than 15 ms apart are one burst): how many there were and the longest pause.
+fn flv_bursts(server: &WeirServer, key: &str, secs: u64) -> (usize, Duration) {
+    let mut socket = TcpStream::connect(server.http_addr()).expect("connect");
+    socket
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    socket
+        .write_all(get(&format!("/live/{key}.flv")).as_bytes())
+        .unwrap();
+    let mut buf = vec![0u8; 256 * 1024];
+    let mut reads = Vec::new();
+    let mut first = None;
+    loop {
+        let n = socket.read(&mut buf).expect("reading the FLV body");
+        assert!(n > 0, "the server closed the FLV response");
+        let now = Instant::now();
+        let start = *first.get_or_insert(now);
+        // Skip the first second: the cached GOP arrives in one go.
+        if now.duration_since(start) > Duration::from_secs(1) {
+            reads.push(now);
+        }
+        if now.duration_since(start) > Duration::from_secs(1 + secs) {
+            break;
+        }
+    }
+    let mut bursts = 1;
+    let mut longest = Duration::ZERO;
+    for pair in reads.windows(2) {
+        let gap = pair[1].duration_since(pair[0]);
+        if gap >= Duration::from_millis(15) {
+            bursts += 1;
+            longest = longest.max(gap);
+        }
+    }
+    eprintln!("{key}: {bursts} bursts in {secs} s, longest pause {longest:?}");
+    (bursts, longest)
+}
+
+#[test]
+fn the_latency_budget_merges_http_flv_writes() {
+    let dir = TestDir::new("http-flv-budget");
+    // The default budget: a write per picture (the fixture has 25 or 30 of them a second).
+    let logs = [dir.file("default"), dir.file("merged")];
+    logs.iter()
+        .for_each(|d| std::fs::create_dir_all(d).unwrap());
+    let server = WeirServer::start(&logs[0]);
+    let _publisher = server.publish_fixture("budget", dir.path());
+    let (bursts, _) = flv_bursts(&server, "budget", 3);
+    assert!(bursts >= 50, "{bursts} writes in 3 s at the default budget");
+    drop(_publisher);
+    server.shutdown();
+
+    // A 250 ms budget: at most about 4 writes a second, none held much longer than that.
+    let mut config = common::loopback_config();
+    config.streams.max_added_latency_ms = 250;
+    let server = WeirServer::start_with(config, &logs[1]);
+    let _publisher = server.publish_fixture("budget", dir.path());
+    let (bursts, longest) = flv_bursts(&server, "budget", 3);
+    assert!(bursts <= 16, "{bursts} writes in 3 s at a 250 ms budget");
+    assert!(
+        longest <= Duration::from_millis(400),
+        "a pause of {longest:?} at a 250 ms budget"
+    );
+    server.shutdown();
+}
