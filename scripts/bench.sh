@@ -8,6 +8,7 @@
 # Scenarios: fanout:N (one publisher, N players), flvfanout:N (the same with HTTP-FLV players;
 # weir only: nginx-rtmp has no HTTP-FLV), llhlsfanout:N (N Low-Latency HLS clients: blocking
 # playlist reloads and every part of the video rendition; weir only), ingest:M (M publishers, one player each),
+# streams:SxV (S publishers with V players each: the cost per viewer over many streams),
 # idle:N (N players waiting on a key nobody publishes: memory per connection).
 # WEIR_CONFIG=/path/to/weir.toml starts weir with that configuration (recording, relays);
 # NGINX_APP_EXTRA="record all; ..." adds directives to nginx-rtmp's `application live`.
@@ -49,7 +50,8 @@ done
 for sc in $scenarios; do
   case "$sc" in
     fanout:[0-9]*|flvfanout:[0-9]*|llhlsfanout:[0-9]*|ingest:[0-9]*|idle:[0-9]*) ;;
-    *) echo "bench: bad scenario $sc (fanout:N, flvfanout:N, llhlsfanout:N, ingest:M, idle:N)" >&2; exit 2 ;;
+    streams:[0-9]*x[0-9]*) ;;
+    *) echo "bench: bad scenario $sc (fanout:N, flvfanout:N, llhlsfanout:N, ingest:M, streams:SxV, idle:N)" >&2; exit 2 ;;
   esac
 done
 
@@ -113,6 +115,7 @@ max_conns=0
 for sc in $scenarios; do
   n=${sc#*:}
   [ "${sc%%:*}" = ingest ] && n=$((2 * n))
+  [ "${sc%%:*}" = streams ] && n=$(( ${n%x*} * (1 + ${n#*x}) ))
   [ "$n" -gt "$max_conns" ] && max_conns=$n
 done
 if [ "$nofile" -lt $((max_conns + 100)) ]; then
@@ -234,11 +237,15 @@ for sc in $scenarios; do
   kind=${sc%%:*}
   n=${sc#*:}
   http_port=$(free_port)
+  # connections of the scenario (publishers and players), for the run's time guard
+  conns=$n
+  [ "$kind" = streams ] && conns=$(( ${n%x*} * (1 + ${n#*x}) ))
   case "$kind" in
     fanout) args=(--file "$stream" --publishers 1 --players "$n") ;;
     flvfanout) args=(--file "$stream" --publishers 1 --players "$n" --play-http "127.0.0.1:$http_port") ;;
     llhlsfanout) args=(--file "$stream" --publishers 1 --players "$n" --play-llhls "127.0.0.1:$http_port") ;;
     ingest) args=(--file "$stream" --publishers "$n" --players "$n") ;;
+    streams) args=(--file "$stream" --publishers "${n%x*}" --players "$(( ${n%x*} * ${n#*x} ))") ;;
     idle) args=(--idle "$n" --players 0) ;;
   esac
   for server in $servers; do
@@ -252,7 +259,7 @@ for sc in $scenarios; do
       continue
     fi
     # a guard against a wedged run: weir-bench itself stops within about 20 s of the window
-    cmd=(timeout --kill-after=10 $((duration + 90 + n / 100)) "$bench" --url "rtmp://127.0.0.1:$port/live" "${args[@]}" --duration "$duration"
+    cmd=(timeout --kill-after=10 $((duration + 90 + conns / 100)) "$bench" --url "rtmp://127.0.0.1:$port/live" "${args[@]}" --duration "$duration"
       --server-pid "$server_pid" --label "$server")
     echo "${cmd[*]:3}" | sed "s#$repo/##g; s#$target_dir#\$CARGO_TARGET_DIR#g" >>"$results/commands.txt"
     "${cmd[@]}" >"$results/$name.json" 2>"$results/$name.bench.log" &

@@ -13,8 +13,8 @@ import sys
 from pathlib import Path
 
 SERVER_ORDER = ["weir", "nginx"]
-KIND_ORDER = ["fanout", "flvfanout", "llhlsfanout", "ingest", "idle"]
-NAME = re.compile(r"^(?P<server>[a-z]+)-(?P<kind>fanout|flvfanout|llhlsfanout|ingest|idle)-(?P<n>\d+)\.json(?P<failed>\.failed)?$")
+KIND_ORDER = ["fanout", "flvfanout", "llhlsfanout", "ingest", "streams", "idle"]
+NAME = re.compile(r"^(?P<server>[a-z]+)-(?P<kind>fanout|flvfanout|llhlsfanout|ingest|streams|idle)-(?P<n>\d+(?:x\d+)?)\.json(?P<failed>\.failed)?$")
 
 
 def dash(value):
@@ -94,7 +94,7 @@ def main():
                 report = json.loads(path.read_text())
             except (OSError, ValueError):
                 report = None
-        runs.setdefault((m["kind"], int(m["n"])), {})[m["server"]] = report
+        runs.setdefault((m["kind"], m["n"]), {})[m["server"]] = report
 
     def server_key(s):
         return (SERVER_ORDER.index(s) if s in SERVER_ORDER else len(SERVER_ORDER), s)
@@ -105,15 +105,17 @@ def main():
     if machine.exists():
         print("```\n" + machine.read_text().rstrip() + "\n```\n")
     labels = {"weir": "weir", "nginx": "nginx-rtmp"}
-    for kind, n in sorted(runs, key=lambda k: (KIND_ORDER.index(k[0]), k[1])):
+    for kind, n in sorted(runs, key=lambda k: (KIND_ORDER.index(k[0]), [int(x) for x in k[1].split("x")])):
         by = runs[(kind, n)]
+        count = n.split("x")
         title = {
-            "fanout": f"fan-out: 1 publisher, {n:,} players",
-            "flvfanout": f"HTTP-FLV fan-out: 1 RTMP publisher, {n:,} HTTP-FLV players",
-            "llhlsfanout": f"LL-HLS fan-out: 1 RTMP publisher, {n:,} Low-Latency HLS clients (blocking reload, every part)",
-            "ingest": f"ingest: {n:,} publishers, one player each",
-            "idle": f"idle: {n:,} players waiting on an unpublished key",
-        }[kind]
+            "fanout": lambda: f"fan-out: 1 publisher, {int(n):,} players",
+            "flvfanout": lambda: f"HTTP-FLV fan-out: 1 RTMP publisher, {int(n):,} HTTP-FLV players",
+            "llhlsfanout": lambda: f"LL-HLS fan-out: 1 RTMP publisher, {int(n):,} Low-Latency HLS clients (blocking reload, every part)",
+            "ingest": lambda: f"ingest: {int(n):,} publishers, one player each",
+            "streams": lambda: f"streams: {count[0]} publishers with {count[-1]} players each",
+            "idle": lambda: f"idle: {int(n):,} players waiting on an unpublished key",
+        }[kind]()
         print(f"### {title}\n")
         print("| metric | " + " | ".join(labels.get(s, s) for s in servers) + " |")
         print("|---|" + "---:|" * len(servers))

@@ -4,7 +4,8 @@
 //! Scenarios:
 //! * fan-out: `--publishers 1 --players N`: N players on one stream;
 //! * ingest: `--publishers M --players M`: M streams, one player each;
-//! * idle: `--idle N`: N players waiting on a stream nobody publishes, to measure memory.
+//! * idle: `--idle N`: N players waiting on a stream nobody publishes, to measure memory;
+//! * ingest only: `--publishers M --players 0`: the server CPU of receiving M streams.
 //!
 //! Its publishers use [`weir_client::Client`]; its players run the sans-IO
 //! [`weir_rtmp::session::ClientSession`] directly over their sockets, so one process holds
@@ -166,7 +167,9 @@ pub async fn run(options: BenchOptions) -> anyhow::Result<Report> {
     };
 
     let mut publishers = JoinSet::new();
-    if options.players > 0 {
+    // Publishers run unless only idle players were asked for (`--players 0` alone measures
+    // the ingest by itself).
+    if options.players > 0 || options.idle == 0 {
         for i in 0..options.publishers.max(1) {
             let url = base.with_stream(&format!("bench-{i}"));
             publishers.spawn(publisher::run(url, Arc::clone(&tags), Arc::clone(&shared)));

@@ -90,7 +90,23 @@ impl ChunkEncoder {
         let (header, continuation) = self.plan(message);
         queue.push_message(
             header.as_slice(),
-            &message.payload,
+            message.payload.clone(),
+            self.chunk_size as usize,
+            continuation,
+        );
+    }
+
+    /// [`Self::encode_to_queue`] for a message the caller gives up: its payload moves into
+    /// the queue (no reference count taken and dropped again on the hot path).
+    ///
+    /// # Panics
+    ///
+    /// As [`Self::encode`].
+    pub fn encode_owned_to_queue(&mut self, message: ChunkMessage, queue: &mut TransmitQueue) {
+        let (header, continuation) = self.plan(&message);
+        queue.push_message(
+            header.as_slice(),
+            message.payload,
             self.chunk_size as usize,
             continuation,
         );

@@ -140,7 +140,7 @@ impl TransmitQueue {
     pub(crate) fn push_message(
         &mut self,
         header: &[u8],
-        payload: &Bytes,
+        payload: Bytes,
         chunk_size: usize,
         continuation: Continuation,
     ) {
@@ -162,7 +162,7 @@ impl TransmitQueue {
         let item = Item::Chunked(Chunked {
             header: inline,
             header_len: header.len() as u8,
-            payload: payload.clone(),
+            payload,
             chunk_size,
             continuation,
         });
@@ -332,7 +332,7 @@ mod tests {
         let payload = Bytes::from((0..600u32).map(|i| i as u8).collect::<Vec<_>>());
         queue.push_message(
             &[0x07, 0xAA],
-            &payload,
+            payload.clone(),
             256,
             Continuation::new(&[0xC7], None),
         );
@@ -361,7 +361,7 @@ mod tests {
             for (i, size) in sizes.iter().enumerate() {
                 let payload = Bytes::from(vec![i as u8; *size]);
                 let header = [0x06, i as u8, 0xFF];
-                queue.push_message(&header, &payload, chunk_size, continuation);
+                queue.push_message(&header, payload.clone(), chunk_size, continuation);
                 expected.extend_from_slice(&header);
                 let mut pieces = payload.chunks(chunk_size);
                 if let Some(first) = pieces.next() {

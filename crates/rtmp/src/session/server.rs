@@ -604,7 +604,7 @@ impl ServerSession {
             MediaType::Audio => (AUDIO_CHUNK_STREAM, TYPE_AUDIO),
             MediaType::Video => (VIDEO_CHUNK_STREAM, TYPE_VIDEO),
         };
-        self.wire.send(&ChunkMessage {
+        self.wire.send_owned(ChunkMessage {
             chunk_stream_id,
             timestamp,
             type_id,

@@ -86,6 +86,11 @@ impl Wire {
         self.encoder.encode_to_queue(message, &mut self.out);
     }
 
+    /// Queues a message whose payload moves into the queue (media, on the hot path).
+    pub(crate) fn send_owned(&mut self, message: ChunkMessage) {
+        self.encoder.encode_owned_to_queue(message, &mut self.out);
+    }
+
     /// Queues a command on the command chunk stream.
     pub(crate) fn send_command(&mut self, stream_id: u32, command: &Command) {
         self.send(&ChunkMessage {
