@@ -9,6 +9,12 @@ use tracing::{error, info, warn};
 use tracing_subscriber::EnvFilter;
 use weir::{Config, Server};
 
+/// mimalloc instead of glibc's allocator: a long-running server frees many large, short-lived
+/// buffers (HLS segments and parts, GOP caches of streams that come and go), and glibc keeps
+/// the space they leave fragmented and resident (a 20-minute soak grew 13 % under glibc).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// weir: a live streaming media server. Publish with RTMP, watch with RTMP or HTTP-FLV.
 #[derive(Parser, Debug)]
 #[command(version, about)]
