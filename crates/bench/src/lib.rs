@@ -24,6 +24,7 @@ pub mod player;
 pub mod procstat;
 pub mod publisher;
 pub mod sampler;
+pub mod segments;
 pub mod soak;
 mod stamp;
 pub mod stats;
@@ -367,7 +368,8 @@ pub fn load(path: &std::path::Path) -> anyhow::Result<Vec<FlvTag>> {
     Ok(tags)
 }
 
-fn video_fps(tags: &[FlvTag]) -> f64 {
+/// Video frames per second of a file's tags.
+pub fn video_fps(tags: &[FlvTag]) -> f64 {
     let video: Vec<u32> = tags
         .iter()
         .filter(|t| t.kind == MediaKind::Video)

@@ -9,7 +9,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use weir_bench::faults::{self, FloodOptions, Kill9Options, OverloadOptions, ResetOptions};
-use weir_bench::faults::{StopOptions, Target, ViewerProcesses};
+use weir_bench::faults::{StopOptions, Target, ViewerProcesses, WrapOptions};
 use weir_bench::soak::{self, SoakOptions};
 use weir_bench::BenchOptions;
 
@@ -117,6 +117,14 @@ enum Fault {
         #[command(flatten)]
         options: OverloadOptions,
     },
+    /// Publishers starting just below 2^31 and 2^32 ms, played through the wrap on RTMP,
+    /// HTTP-FLV and HLS.
+    Wrap {
+        #[command(flatten)]
+        target: Target,
+        #[command(flatten)]
+        options: WrapOptions,
+    },
 }
 
 fn main() -> anyhow::Result<ExitCode> {
@@ -203,5 +211,6 @@ async fn fault(scenario: Fault) -> anyhow::Result<faults::Outcome> {
             faults::sigstop(&target, &options, Some(spawn)).await
         }
         Fault::Overload { target, options } => faults::overload(&target, &options).await,
+        Fault::Wrap { target, options } => faults::wrap(&target, &options).await,
     }
 }

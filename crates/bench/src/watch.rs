@@ -369,7 +369,9 @@ async fn flv_play(
                 continue;
             };
             if !buf.starts_with(b"HTTP/1.0 200") && !buf.starts_with(b"HTTP/1.1 200") {
-                let line = String::from_utf8_lossy(&buf[..end.min(40)]).into_owned();
+                let head = &buf[..end.min(60)];
+                let line_end = head.windows(2).position(|w| w == b"\r\n");
+                let line = String::from_utf8_lossy(&head[..line_end.unwrap_or(head.len())]);
                 return (Err(format!("http: {line}")), reader);
             }
             let _ = buf.split_to(end + 4);

@@ -72,51 +72,43 @@ pub async fn kill9(
     let killed = Instant::now();
 
     // Republish at once; retry while weir still holds the dead publisher.
-    let mut attempts = 0u32;
-    let mut accepted_ms = None;
-    let mut republisher = None;
-    while killed.elapsed() < Duration::from_secs(10) {
-        attempts += 1;
-        let handle = ctx.publish(
+    let republish = || {
+        ctx.publish(
             stream,
             PublishOptions {
                 run_for: Some(Duration::from_secs(options.observe_secs + 5)),
                 ..PublishOptions::default()
             },
-        );
-        tokio::time::sleep(Duration::from_millis(500)).await;
-        if !handle.is_finished() {
-            accepted_ms = Some(killed.elapsed().as_millis() as u64 - 500);
-            republisher = Some(handle);
+        )
+    };
+    let mut attempts = 1u32;
+    let mut republisher = republish();
+    let mut frames_again_ms = None;
+    while killed.elapsed() < Duration::from_secs(10) {
+        if live.frames.load(Ordering::Relaxed) > frames_at_kill {
+            frames_again_ms = Some(killed.elapsed().as_millis() as u64);
             break;
         }
+        if republisher.is_finished() {
+            attempts += 1;
+            republisher = republish();
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
     }
     check(
         &mut failures,
-        republisher.is_some(),
-        "the republish was not accepted within 10 s",
+        frames_again_ms.is_some_and(|ms| ms <= 5000),
+        format!("viewers got frames again {frames_again_ms:?} ms after the kill (limit 5 s)"),
     );
-    // Every viewer must get frames of the new publisher.
-    let resumed = tokio::time::timeout(Duration::from_secs(5), async {
-        while live.frames.load(Ordering::Relaxed) < frames_at_kill + options.viewers as u64 {
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-    })
-    .await
-    .is_ok();
-    let resume_ms = killed.elapsed().as_millis() as u64;
-    check(&mut failures, resumed, "viewers got no frames within 5 s of the kill");
     tokio::time::sleep(Duration::from_secs(options.observe_secs)).await;
     ctx.stop();
     let results = collect(viewers, Duration::from_secs(10)).await;
-    if let Some(handle) = republisher {
-        if let Ok(result) = handle.await {
-            check(
-                &mut failures,
-                result.error.is_none(),
-                format!("republisher: {}", result.error.unwrap_or_default()),
-            );
-        }
+    if let Ok(result) = republisher.await {
+        check(
+            &mut failures,
+            result.error.is_none(),
+            format!("republisher: {}", result.error.unwrap_or_default()),
+        );
     }
     let v = Viewers::of(&results);
     let continued = results
@@ -147,17 +139,17 @@ pub async fn kill9(
     );
     check(&mut failures, ctx.alive(), "the server died");
     let measured = format!(
-        "killed {ms_after_key} ms into a {gop_ms} ms GOP; republish accepted after {} ms \
-         ({attempts} attempt(s)); frames again {resume_ms} ms after the kill; {continued}/{} \
-         viewers continued, {} discontinuous, {} disconnected",
-        accepted_ms.map_or("-".into(), |ms| ms.to_string()),
+        "killed {ms_after_key} ms into a {gop_ms} ms GOP; republish accepted at attempt \
+         {attempts}, viewers' frames again {} ms after the kill; {continued}/{} viewers \
+         continued on one timeline, {} discontinuous, {} disconnected",
+        frames_again_ms.map_or("-".into(), |ms| ms.to_string()),
         options.viewers,
         v.discontinuous,
         v.ended
     );
     let numbers = json!({
-        "gop_ms": gop_ms, "ms_after_keyframe": ms_after_key, "republish_ms": accepted_ms,
-        "attempts": attempts, "frames_again_ms": resume_ms, "viewers": v,
+        "gop_ms": gop_ms, "ms_after_keyframe": ms_after_key, "attempts": attempts,
+        "frames_again_ms": frames_again_ms, "viewers": v,
         "continued": continued,
     });
     Ok(outcome("kill-9 publisher", CRITERION, measured, failures, numbers))

@@ -10,7 +10,9 @@
 //! * `sigstop`: viewers whose processes are stopped (or, in-process, that stop reading); they
 //!   are cut by the lag policy and the server's memory stays bounded;
 //! * `overload`: a 50 Mbit/s publisher whose viewers read at a few Mbit/s; they are cut,
-//!   the publisher is never held back and other streams are untouched.
+//!   the publisher is never held back and other streams are untouched;
+//! * `wrap`: timestamps starting just below 2^31 and 2^32 ms play through the wrap on RTMP,
+//!   HTTP-FLV and HLS (fMP4 and MPEG-TS).
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -33,12 +35,14 @@ mod kill;
 mod overload;
 mod reset;
 mod stop;
+mod wrap;
 
 pub use flood::{flood, FloodOptions};
 pub use kill::{kill9, Kill9Options};
 pub use overload::{overload, OverloadOptions};
 pub use reset::{reset, ResetOptions};
 pub use stop::{sigstop, StopOptions, ViewerProcesses};
+pub use wrap::{judge_segments, wrap, Segment, SegmentLog, WrapOptions};
 
 /// The server under test.
 #[derive(Clone, Debug, clap::Args)]
