@@ -32,6 +32,8 @@ pub struct Live {
     pub last_key_ms: AtomicU64,
     /// Viewers whose first video frame arrived.
     pub started: AtomicU64,
+    /// Viewers that got a video frame after their first `UnpublishNotify` (a new publisher's).
+    pub resumed: AtomicU64,
 }
 
 /// What a checking viewer does and when it stops.
@@ -55,6 +57,9 @@ pub struct WatchOptions {
     pub epoch: Instant,
     /// Longest wait for the TCP connection.
     pub connect_timeout: Duration,
+    /// The socket's receive buffer (`SO_RCVBUF`), bytes; `None`: the kernel's autotuning.
+    /// A small one makes a stalled viewer felt by the server sooner.
+    pub recv_buffer: Option<u32>,
 }
 
 impl WatchOptions {
@@ -70,6 +75,7 @@ impl WatchOptions {
             live: None,
             epoch,
             connect_timeout: Duration::from_secs(10),
+            recv_buffer: None,
         }
     }
 }
@@ -138,7 +144,20 @@ struct Reader {
 
 impl Reader {
     async fn connect(addr: &str, options: WatchOptions) -> Result<Reader, String> {
-        let connect = TcpStream::connect(addr);
+        let connect = async {
+            let addr = tokio::net::lookup_host(addr)
+                .await?
+                .next()
+                .ok_or_else(|| std::io::Error::other("no address"))?;
+            let socket = match addr {
+                std::net::SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
+                std::net::SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
+            };
+            if let Some(size) = options.recv_buffer {
+                socket.set_recv_buffer_size(size)?;
+            }
+            socket.connect(addr).await
+        };
         let socket = tokio::time::timeout(options.connect_timeout, connect)
             .await
             .map_err(|_| "connect: timed out".to_owned())?
@@ -221,6 +240,9 @@ impl Reader {
         watched.timeline.push(timestamp);
         if watched.unpublished > 0 {
             watched.frames_after_unpublish += 1;
+            if let (1, Some(live)) = (watched.frames_after_unpublish, &self.options.live) {
+                live.resumed.fetch_add(1, Ordering::Relaxed);
+            }
         }
         if let Some(live) = &self.options.live {
             let ms = now.duration_since(self.options.epoch).as_millis() as u64;

@@ -38,6 +38,10 @@ pub struct StopOptions {
     /// Open fds allowed above the count before the viewers joined.
     #[arg(long, default_value_t = 10)]
     pub fd_slack: u64,
+    /// In-process stalled viewers' socket receive buffer, bytes (with the server's
+    /// `rtmp.send_buffer_bytes`, how much the kernel holds before the server feels the stall).
+    #[arg(long, default_value_t = 16_384)]
+    pub recv_buffer: u32,
 }
 
 /// Child processes holding the stopped viewers: `command(n)` starts one that plays `n`
@@ -75,7 +79,8 @@ pub async fn sigstop(
     } else {
         "in-process viewers that stopped reading"
     };
-    let mut stopped = Stopped::start(&ctx, stream, options.viewers, processes).await?;
+    let mut stopped =
+        Stopped::start(&ctx, stream, options.viewers, options.recv_buffer, processes).await?;
     check(
         &mut failures,
         stopped.ready() == options.viewers,
@@ -168,6 +173,7 @@ impl Stopped {
         ctx: &Ctx,
         stream: &str,
         n: usize,
+        recv_buffer: u32,
         processes: Option<ViewerProcesses>,
     ) -> anyhow::Result<Self> {
         match processes {
@@ -177,6 +183,7 @@ impl Stopped {
                 let mut o = ctx.watch_options(&live);
                 o.stop = stop_rx;
                 o.stall = true;
+                o.recv_buffer = Some(recv_buffer);
                 let set = ctx.viewers(stream, n, &o);
                 started(&live, n, Duration::from_secs(60)).await;
                 let ready = live.started.load(Ordering::Relaxed) as usize;
