@@ -145,7 +145,11 @@ fn padding_per_frame(tags: &[FlvTag], kbps: u64) -> usize {
     let last = tags.iter().map(|t| t.timestamp).max().unwrap_or(0);
     let secs = (f64::from(last.wrapping_sub(first)) / 1e3).max(0.001);
     let bytes: usize = tags.iter().map(|t| t.body.len()).sum();
-    let frames = tags.iter().filter(|t| t.kind == MediaKind::Video).count().max(1);
+    let frames = tags
+        .iter()
+        .filter(|t| t.kind == MediaKind::Video)
+        .count()
+        .max(1);
     let have_bps = bytes as f64 * 8.0 / secs;
     let missing_bytes_per_sec = (kbps as f64 * 1e3 - have_bps).max(0.0) / 8.0;
     (missing_bytes_per_sec * secs / frames as f64) as usize

@@ -132,7 +132,7 @@ mod tests {
     #[test]
     fn growth_compares_medians_of_the_window_ends() {
         let mut samples = vec![at(0.0, 10, 10), at(1.0, 500, 900)];
-        for i in 0..30 {
+        for i in 0..30u32 {
             let t = 10.0 + f64::from(i);
             samples.push(at(t, 1000 + u64::from(i) * 10, 100));
         }

@@ -15,7 +15,9 @@ pub fn fmp4_decode_time(segment: &[u8]) -> Option<u64> {
     if version == 1 {
         Some(u64::from_be_bytes(time.get(..8)?.try_into().ok()?))
     } else {
-        Some(u64::from(u32::from_be_bytes(time.get(..4)?.try_into().ok()?)))
+        Some(u64::from(u32::from_be_bytes(
+            time.get(..4)?.try_into().ok()?,
+        )))
     }
 }
 
@@ -91,7 +93,10 @@ mod tests {
         let mut tfdt = vec![1, 0, 0, 0];
         tfdt.extend_from_slice(&0x1_0000_0005u64.to_be_bytes());
         let mfhd = boxed(b"mfhd", &[0; 8]);
-        let traf = boxed(b"traf", &[boxed(b"tfhd", &[0; 8]), boxed(b"tfdt", &tfdt)].concat());
+        let traf = boxed(
+            b"traf",
+            &[boxed(b"tfhd", &[0; 8]), boxed(b"tfdt", &tfdt)].concat(),
+        );
         let moof = boxed(b"moof", &[mfhd, traf].concat());
         let segment = [boxed(b"styp", b"msdh"), moof, boxed(b"mdat", &[1, 2, 3])].concat();
         assert_eq!(fmp4_decode_time(&segment), Some(0x1_0000_0005));

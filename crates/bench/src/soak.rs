@@ -20,11 +20,11 @@ use weir_client::RtmpUrl;
 use weir_media::flv_file::FlvTag;
 
 use crate::hls_watch::{self, HlsWatched};
+use crate::load;
 use crate::player::Shared;
 use crate::publisher::{self, PublishOptions};
 use crate::sampler::{self, Growth, Sample, Sampler};
 use crate::watch::{self as viewer, End, WatchOptions, Watched};
-use crate::load;
 
 /// Problems kept per kind in the report.
 const KEPT_PROBLEMS: usize = 20;

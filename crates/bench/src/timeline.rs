@@ -43,7 +43,10 @@ impl Timeline {
             let step = i64::from(timestamp.wrapping_sub(last) as i32);
             if step < 0 {
                 self.backwards += 1;
-                self.note(format!("{last} -> {timestamp} ms: backwards by {} ms", -step));
+                self.note(format!(
+                    "{last} -> {timestamp} ms: backwards by {} ms",
+                    -step
+                ));
             } else {
                 let step = step as u32;
                 self.largest_step_ms = self.largest_step_ms.max(step);
@@ -81,7 +84,7 @@ mod tests {
     fn steady_and_wrapping_timestamps_are_continuous() {
         let mut t = Timeline::new(1033);
         for i in 0..100u32 {
-            t.push(u32::MAX - 1000 + i * 33);
+            t.push((u32::MAX - 1000).wrapping_add(i * 33));
         }
         assert!(t.is_continuous(), "{t:?}");
         assert_eq!(t.frames, 100);

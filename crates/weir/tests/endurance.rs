@@ -56,7 +56,10 @@ impl Weir {
             if up {
                 return Weir { child, rtmp, http };
             }
-            eprintln!("weir did not start (attempt {attempt}):\n{}", child.diagnostics());
+            eprintln!(
+                "weir did not start (attempt {attempt}):\n{}",
+                child.diagnostics()
+            );
         }
         panic!("weir did not start in three attempts");
     }
@@ -71,7 +74,11 @@ impl Weir {
 
     /// Stops weir and asserts its log has no panic and no ERROR line.
     fn stop_and_check_log(mut self) {
-        assert!(self.child.is_running(), "weir died\n{}", self.child.diagnostics());
+        assert!(
+            self.child.is_running(),
+            "weir died\n{}",
+            self.child.diagnostics()
+        );
         self.child.terminate();
         let log = self.child.stderr();
         let bad: Vec<&str> = log
@@ -142,7 +149,10 @@ fn soak_one_minute_with_restarts_and_churn() {
     assert!(report.rtmp.saw_unpublish > 0, "{summary}");
     // (Some leave before their publisher is back; those that stay go on, on one timeline.)
     assert!(report.rtmp.continued_across_restart > 0, "{summary}");
-    assert!(report.flv.frames > 0 && report.hls.segments > 0, "{summary}");
+    assert!(
+        report.flv.frames > 0 && report.hls.segments > 0,
+        "{summary}"
+    );
     weir.stop_and_check_log();
 }
 

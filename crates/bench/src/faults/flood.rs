@@ -136,7 +136,13 @@ pub async fn flood(target: &Target, options: &FloodOptions) -> anyhow::Result<Ou
         "held_max": held_max, "control": control, "publisher_max_behind_ms": publisher.max_behind_ms,
         "served_again_ms": again_ms,
     });
-    Ok(outcome("connection flood", CRITERION, measured, failures, numbers))
+    Ok(outcome(
+        "connection flood",
+        CRITERION,
+        measured,
+        failures,
+        numbers,
+    ))
 }
 
 /// Connects again and again until `end`: a connection the server answers (its handshake

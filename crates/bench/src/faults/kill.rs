@@ -46,7 +46,11 @@ pub async fn kill9(
     // Viewers wait for the stream to be published, so they may join before it is.
     let viewers = ctx.viewers(stream, options.viewers, &ctx.watch_options(&live));
     let all_started = started(&live, options.viewers, Duration::from_secs(30)).await;
-    check(&mut failures, all_started, "not every viewer got a frame before the kill");
+    check(
+        &mut failures,
+        all_started,
+        "not every viewer got a frame before the kill",
+    );
 
     // Measure the GOP from two keyframes, then wait for 40 % of one past a keyframe.
     let key_at = || live.last_key_ms.load(Ordering::Relaxed);
@@ -152,5 +156,11 @@ pub async fn kill9(
         "frames_again_ms": frames_again_ms, "viewers": v,
         "continued": continued,
     });
-    Ok(outcome("kill-9 publisher", CRITERION, measured, failures, numbers))
+    Ok(outcome(
+        "kill-9 publisher",
+        CRITERION,
+        measured,
+        failures,
+        numbers,
+    ))
 }

@@ -54,7 +54,12 @@ pub async fn overload(target: &Target, options: &OverloadOptions) -> anyhow::Res
     );
     check(
         &mut failures,
-        started(&control_live, options.control_viewers, Duration::from_secs(20)).await,
+        started(
+            &control_live,
+            options.control_viewers,
+            Duration::from_secs(20),
+        )
+        .await,
         "the normal stream's viewers did not start",
     );
     let before = ctx.sample();
@@ -153,5 +158,11 @@ pub async fn overload(target: &Target, options: &OverloadOptions) -> anyhow::Res
         "slow": slow, "fast": fast, "fast_mbps": fast_mbps, "control": control,
         "rss_before": before_rss, "rss_peak": peak_rss, "rss_growth_mib": growth_mib,
     });
-    Ok(outcome("50 Mbit/s publisher", CRITERION, measured, failures, numbers))
+    Ok(outcome(
+        "50 Mbit/s publisher",
+        CRITERION,
+        measured,
+        failures,
+        numbers,
+    ))
 }

@@ -111,5 +111,11 @@ pub async fn reset(target: &Target, options: &ResetOptions) -> anyhow::Result<Ou
         "probe_first_frame_ms": probe_ms, "control": control,
         "reset_to_settled_ms": reset_at.elapsed().as_millis() as u64,
     });
-    Ok(outcome("viewers reset at once", CRITERION, measured, failures, numbers))
+    Ok(outcome(
+        "viewers reset at once",
+        CRITERION,
+        measured,
+        failures,
+        numbers,
+    ))
 }

@@ -79,8 +79,14 @@ pub async fn sigstop(
     } else {
         "in-process viewers that stopped reading"
     };
-    let mut stopped =
-        Stopped::start(&ctx, stream, options.viewers, options.recv_buffer, processes).await?;
+    let mut stopped = Stopped::start(
+        &ctx,
+        stream,
+        options.viewers,
+        options.recv_buffer,
+        processes,
+    )
+    .await?;
     check(
         &mut failures,
         stopped.ready() == options.viewers,
@@ -159,13 +165,23 @@ pub async fn sigstop(
         "cut_after_s": cut_after.map(|d| d.as_secs_f64()), "fds_after": fds_now,
         "cut": cut, "peak_rss": peak_rss, "rss_growth_mib": growth_mib, "control": control,
     });
-    Ok(outcome("SIGSTOPped viewers", CRITERION, measured, failures, numbers))
+    Ok(outcome(
+        "SIGSTOPped viewers",
+        CRITERION,
+        measured,
+        failures,
+        numbers,
+    ))
 }
 
 /// The stopped viewers, in child processes or in this one.
 enum Stopped {
     Processes(Vec<(tokio::process::Child, usize)>, usize),
-    InProcess(tokio::task::JoinSet<viewer::Watched>, watch::Sender<bool>, usize),
+    InProcess(
+        tokio::task::JoinSet<viewer::Watched>,
+        watch::Sender<bool>,
+        usize,
+    ),
 }
 
 impl Stopped {

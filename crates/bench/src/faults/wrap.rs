@@ -66,7 +66,10 @@ pub async fn wrap(target: &Target, options: &WrapOptions) -> anyhow::Result<Outc
     let fps = crate::video_fps(&ctx.tags);
     let mut failures = Vec::new();
     let lead_ms = options.lead_secs * 1000;
-    let streams = [("wrap-31", (1u32 << 31) - lead_ms), ("wrap-32", 0u32.wrapping_sub(lead_ms))];
+    let streams = [
+        ("wrap-31", (1u32 << 31) - lead_ms),
+        ("wrap-32", 0u32.wrapping_sub(lead_ms)),
+    ];
     let mut publishers = Vec::new();
     for (stream, start_ms) in streams {
         publishers.push(ctx.publish(
@@ -90,7 +93,11 @@ pub async fn wrap(target: &Target, options: &WrapOptions) -> anyhow::Result<Outc
         let url = ctx.base.with_stream(stream);
         let rtmp = o.clone();
         watchers.spawn(async move { ("rtmp", viewer::rtmp(&url, rtmp).await) });
-        let (http, app, name) = (options.http.clone(), ctx.base.app.clone(), stream.to_owned());
+        let (http, app, name) = (
+            options.http.clone(),
+            ctx.base.app.clone(),
+            stream.to_owned(),
+        );
         watchers.spawn(async move { ("http-flv", viewer::flv(&http, &app, &name, o).await) });
         for flavour in ["v0", "ts"] {
             let path = format!("/{}/{stream}/{flavour}/index.m3u8", ctx.base.app);
@@ -167,7 +174,13 @@ pub async fn wrap(target: &Target, options: &WrapOptions) -> anyhow::Result<Outc
         .map(|(p, w)| json!({"protocol": p, "timeline": w.timeline, "max_gap_ms": w.max_gap_ms}))
         .collect();
     let numbers = json!({ "viewers": viewers, "hls": hls });
-    Ok(outcome("timestamp wrap", CRITERION, measured, failures, numbers))
+    Ok(outcome(
+        "timestamp wrap",
+        CRITERION,
+        measured,
+        failures,
+        numbers,
+    ))
 }
 
 /// Fetches every segment of the media playlist at `path` as it appears, until `until`.
@@ -188,7 +201,8 @@ async fn follow(authority: &str, path: String, until: tokio::time::Instant) -> S
                     continue;
                 }
                 if let Some(n) = next.filter(|&n| sequence > n) {
-                    log.problems.push(format!("segments {n}..{sequence} never listed"));
+                    log.problems
+                        .push(format!("segments {n}..{sequence} never listed"));
                 }
                 let decode = match get(authority, &format!("{base}/{uri}")).await {
                     Ok((200, data)) if fmp4 => fmp4_decode_time(&data),
@@ -327,7 +341,11 @@ mod tests {
         let mut good = SegmentLog {
             path: "/live/s/ts/index.m3u8".into(),
             target: 2,
-            segments: vec![seg(1, 2.0, (1 << 33) - 90_000), seg(2, 2.0, 90_000), seg(3, 2.0, 270_000)],
+            segments: vec![
+                seg(1, 2.0, (1 << 33) - 90_000),
+                seg(2, 2.0, 90_000),
+                seg(3, 2.0, 270_000),
+            ],
             problems: Vec::new(),
         };
         judge_segments(&mut good);
