@@ -282,6 +282,15 @@ fn connection_flood_at_five_times_max_connections() {
         .block_on(faults::flood(&target, &options))
         .expect("flood runs");
     assert_passed(&outcome);
+    // Thousands of refusals, about one log line a second (not one per connection).
+    let log = weir.child.stderr();
+    let lines = log.matches("refused rtmp connection").count();
+    assert!(
+        (1..=options.secs as usize + 3).contains(&lines),
+        "{lines} refusal lines for a {} s flood",
+        options.secs
+    );
+    assert!(log.contains(" more="), "the refusal lines count the others");
     weir.stop_and_check_log();
 }
 
