@@ -15,10 +15,11 @@ use crate::segments::{fmp4_decode_time, ts_first_video_pts};
 use crate::watch::{self as viewer, Live};
 
 const CRITERION: &str = "for publishers starting 8 s below 2^31 and 2^32 ms: every RTMP and \
-    HTTP-FLV viewer's timeline is continuous (no step back, no jump over 1 s) with no \
+    HTTP-FLV viewer's timeline (from the start, and joining 0.3 s after the wrap) is continuous (no step back, no jump over 1 s) with no \
     wall-clock gap over 1 s and frames throughout; every HLS segment (fMP4 and MPEG-TS) lasts \
     more than 0 and at most its target duration, sequence numbers follow each other, and each \
-    segment's first decode time is the previous one's plus its duration (within 100 ms)";
+    segment's first decode time is the previous one's plus its duration (within 100 ms); the \
+    DASH MPD has one Period and gapless SegmentTimelines";
 
 /// Options of the `wrap` scenario.
 #[derive(Clone, Debug, clap::Args)]
@@ -92,18 +93,37 @@ pub async fn wrap(target: &Target, options: &WrapOptions) -> anyhow::Result<Outc
         o.until = Some(until);
         let url = ctx.base.with_stream(stream);
         let rtmp = o.clone();
-        watchers.spawn(async move { ("rtmp", viewer::rtmp(&url, rtmp).await) });
+        let label = format!("rtmp {stream}");
+        watchers.spawn(async move { (label, viewer::rtmp(&url, rtmp).await) });
         let (http, app, name) = (
             options.http.clone(),
             ctx.base.app.clone(),
             stream.to_owned(),
         );
-        watchers.spawn(async move { ("http-flv", viewer::flv(&http, &app, &name, o).await) });
+        let label = format!("http-flv {stream}");
+        watchers.spawn(async move { (label, viewer::flv(&http, &app, &name, o).await) });
         for flavour in ["v0", "ts"] {
             let path = format!("/{}/{stream}/{flavour}/index.m3u8", ctx.base.app);
             let http = options.http.clone();
             followers.spawn(async move { follow(&http, path, until).await });
         }
+    }
+    // Late joiners 300 ms after the wrap: their GOP snapshot straddles it.
+    tokio::time::sleep(Duration::from_millis(u64::from(lead_ms) - 700)).await;
+    for (stream, _) in streams {
+        let mut o = ctx.watch_options(&live);
+        o.until = Some(until);
+        let url = ctx.base.with_stream(stream);
+        let rtmp = o.clone();
+        let label = format!("rtmp {stream} joining after the wrap");
+        watchers.spawn(async move { (label, viewer::rtmp(&url, rtmp).await) });
+        let (http, app, name) = (
+            options.http.clone(),
+            ctx.base.app.clone(),
+            stream.to_owned(),
+        );
+        let label = format!("http-flv {stream} joining after the wrap");
+        watchers.spawn(async move { (label, viewer::flv(&http, &app, &name, o).await) });
     }
     let mut outputs = Vec::new();
     while let Some(joined) = watchers.join_next().await {
@@ -116,6 +136,22 @@ pub async fn wrap(target: &Target, options: &WrapOptions) -> anyhow::Result<Outc
         judge_segments(&mut log);
         hls.push(log);
     }
+    // DASH, over the same segments: one Period, each SegmentTimeline without a gap.
+    let mut dash = Vec::new();
+    for (stream, _) in streams {
+        let path = format!("/{}/{stream}/index.mpd", ctx.base.app);
+        let problem = match get(&options.http, &path).await {
+            Ok((200, body)) => judge_mpd(&String::from_utf8_lossy(&body)),
+            Ok((status, _)) => Some(format!("HTTP {status}")),
+            Err(err) => Some(err),
+        };
+        check(
+            &mut failures,
+            problem.is_none(),
+            format!("{path}: {}", problem.clone().unwrap_or_default()),
+        );
+        dash.push(json!({"path": path, "problem": problem}));
+    }
     ctx.stop();
     for publisher in publishers {
         let result = publisher.await?;
@@ -125,10 +161,16 @@ pub async fn wrap(target: &Target, options: &WrapOptions) -> anyhow::Result<Outc
             format!("publisher: {:?}", result.error),
         );
     }
-    let min_frames = ((options.secs as f64 - 5.0) * fps * 0.9) as u64;
+    let full = ((options.secs as f64 - 5.0) * fps * 0.9) as u64;
+    let late = ((options.secs as f64 - 4.0 - f64::from(options.lead_secs)) * fps * 0.9) as u64;
     let mut lines = Vec::new();
     for (protocol, watched) in &outputs {
         let v = Viewers::of(std::slice::from_ref(watched));
+        let min_frames = if protocol.contains("after the wrap") {
+            late
+        } else {
+            full
+        };
         let ok = v.discontinuous == 0
             && v.ended == 0
             && v.max_gap_ms <= 1000
@@ -164,16 +206,17 @@ pub async fn wrap(target: &Target, options: &WrapOptions) -> anyhow::Result<Outc
         lines.push(format!("{} {} segments", log.path, log.segments.len()));
     }
     check(&mut failures, ctx.alive(), "the server died");
+    lines.push(format!("{} DASH timelines", dash.len()));
     let measured = format!(
         "{} outputs through the 2^31 and 2^32 ms wraps: {}",
-        outputs.len() + hls.len(),
+        outputs.len() + hls.len() + dash.len(),
         lines.join(", ")
     );
     let viewers: Vec<_> = outputs
         .iter()
         .map(|(p, w)| json!({"protocol": p, "timeline": w.timeline, "max_gap_ms": w.max_gap_ms}))
         .collect();
-    let numbers = json!({ "viewers": viewers, "hls": hls });
+    let numbers = json!({ "viewers": viewers, "hls": hls, "dash": dash });
     Ok(outcome(
         "timestamp wrap",
         CRITERION,
@@ -277,6 +320,32 @@ pub fn judge_segments(log: &mut SegmentLog) {
     log.problems.extend(problems);
 }
 
+/// A problem with a live MPD of one publisher: more than one Period, or a SegmentTimeline
+/// whose segments do not follow each other (an `S@t` after the first).
+pub fn judge_mpd(mpd: &str) -> Option<String> {
+    let periods = mpd.matches("<Period").count();
+    if periods != 1 {
+        return Some(format!("{periods} Periods"));
+    }
+    let timelines: Vec<&str> = mpd.split("<SegmentTimeline>").skip(1).collect();
+    if timelines.is_empty() {
+        return Some("no SegmentTimeline".into());
+    }
+    for timeline in timelines {
+        let body = timeline
+            .split("</SegmentTimeline>")
+            .next()
+            .unwrap_or_default();
+        let explicit = body.matches("<S t=").count();
+        if explicit != 1 || !body.trim_start().starts_with("<S t=") {
+            return Some(format!(
+                "a SegmentTimeline with {explicit} explicit start times"
+            ));
+        }
+    }
+    None
+}
+
 fn target_duration(text: &str) -> Option<u64> {
     text.lines()
         .find_map(|l| l.strip_prefix("#EXT-X-TARGETDURATION:"))
@@ -334,6 +403,20 @@ mod tests {
                 (8, 1.5, "seg8.ts".to_owned(), true)
             ]
         );
+    }
+
+    #[test]
+    fn mpd_timelines_must_be_gapless() {
+        let good = "<MPD><Period id=\"0\"><SegmentTimeline>\n<S t=\"0\" d=\"90\" r=\"3\"/>\n\
+                    <S d=\"80\"/>\n</SegmentTimeline></Period></MPD>";
+        assert_eq!(judge_mpd(good), None);
+        let gap = good.replace("<S d=", "<S t=\"999\" d=");
+        assert_eq!(
+            judge_mpd(&gap).as_deref(),
+            Some("a SegmentTimeline with 2 explicit start times")
+        );
+        let two = good.replace("</Period>", "</Period><Period id=\"1\"></Period>");
+        assert_eq!(judge_mpd(&two).as_deref(), Some("2 Periods"));
     }
 
     #[test]
