@@ -3,6 +3,7 @@
 #
 #   scripts/soak.sh [--minutes N] [--publishers N] [--rtmp-viewers N] [--flv-viewers N]
 #                   [--hls-clients N] [--restart-min S] [--restart-max S]
+#                   [-- more weir-bench soak options, e.g. --stay-min-secs 1 --stay-max-secs 2]
 #
 # Defaults are the issue's: 60 minutes; 20 publishers that stop and restart every 1-5
 # minutes; 500 RTMP viewers, 20 HTTP-FLV and 20 HLS clients (fMP4 and MPEG-TS playlists)
@@ -36,7 +37,8 @@ while [ $# -gt 0 ]; do
     --hls-clients) hls_clients="${2:?}"; shift ;;
     --restart-min) restart_min="${2:?}"; shift ;;
     --restart-max) restart_max="${2:?}"; shift ;;
-    -h|--help) sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    --) shift; break ;;
+    -h|--help) sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "soak: unknown argument $1 (see --help)" >&2; exit 2 ;;
   esac
   shift
@@ -71,7 +73,7 @@ level = \"info\"" || { echo "soak: weir did not start" >&2; exit 1; }
 args=(soak --url "$rtmp_url" --http "$http_authority" --file "$stream" --minutes "$minutes"
   --publishers "$publishers" --restart-min-secs "$restart_min" --restart-max-secs "$restart_max"
   --rtmp-viewers "$rtmp_viewers" --flv-viewers "$flv_viewers" --hls-clients "$hls_clients"
-  --server-pid "$server_main" --out "$results/report.json")
+  --server-pid "$server_main" --out "$results/report.json" "$@")
 echo "weir-bench ${args[*]}" | sed "s#$repo/##g" >>"$results/commands.txt"
 echo "== soak: $minutes min, $publishers publishers, $rtmp_viewers RTMP + $flv_viewers HTTP-FLV + $hls_clients HLS clients"
 status=0
