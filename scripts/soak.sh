@@ -63,6 +63,7 @@ ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
   echo "nice:    $(nice)"
   echo "weir:    $(git rev-parse --short HEAD 2>/dev/null)$(git diff --quiet 2>/dev/null || echo ' (dirty)')"
   echo "open files limit: $(ulimit -n)"
+  echo "malloc:  MALLOC_MMAP_THRESHOLD_=${MALLOC_MMAP_THRESHOLD_:-unset} MALLOC_ARENA_MAX=${MALLOC_ARENA_MAX:-unset} (passed to weir)"
 } | tee "$results/machine.txt"
 
 build_tools
