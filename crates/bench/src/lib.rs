@@ -5,7 +5,10 @@
 //! * fan-out: `--publishers 1 --players N`: N players on one stream;
 //! * ingest: `--publishers M --players M`: M streams, one player each;
 //! * idle: `--idle N`: N players waiting on a stream nobody publishes, to measure memory;
-//! * ingest only: `--publishers M --players 0`: the server CPU of receiving M streams.
+//! * ingest only: `--publishers M --players 0`: the server CPU of receiving M streams;
+//! * endurance: [`soak`] (publishers restarting, viewers churning, RSS and open files
+//!   sampled) and [`faults`] (kill -9 of a publisher, mass resets, a connection flood,
+//!   stopped viewers, an overloading publisher), each with its pass/fail criterion.
 //!
 //! Its publishers use [`weir_client::Client`]; its players run the sans-IO
 //! [`weir_rtmp::session::ClientSession`] directly over their sockets, so one process holds
@@ -13,13 +16,21 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod faults;
+mod filler;
+pub mod hls_watch;
 mod http_player;
 mod llhls_player;
-mod player;
+pub mod player;
 pub mod procstat;
-mod publisher;
+pub mod publisher;
+pub mod sampler;
+pub mod segments;
+pub mod soak;
 mod stamp;
 pub mod stats;
+pub mod timeline;
+pub mod watch;
 
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
@@ -84,6 +95,10 @@ pub struct BenchOptions {
     /// Fraction of the source frame rate a player must keep to count as held.
     #[arg(long, default_value_t = 0.95)]
     pub held_fraction: f64,
+    /// First timestamp of each publish, ms; later ones wrap at 2^32 (e.g. 4294960000 crosses
+    /// the 49.7-day wrap 7.3 s in).
+    #[arg(long, default_value_t = 0)]
+    pub start_ms: u32,
 }
 
 /// The JSON report.
@@ -172,7 +187,16 @@ pub async fn run(options: BenchOptions) -> anyhow::Result<Report> {
     if options.players > 0 || options.idle == 0 {
         for i in 0..options.publishers.max(1) {
             let url = base.with_stream(&format!("bench-{i}"));
-            publishers.spawn(publisher::run(url, Arc::clone(&tags), Arc::clone(&shared)));
+            let publish = publisher::PublishOptions {
+                start_ms: options.start_ms,
+                ..publisher::PublishOptions::default()
+            };
+            publishers.spawn(publisher::run_with(
+                url,
+                Arc::clone(&tags),
+                Arc::clone(&shared),
+                publish,
+            ));
         }
         tokio::time::sleep(Duration::from_secs(options.lead)).await;
     }
@@ -337,7 +361,8 @@ fn summarise(report: &mut Report, results: &[PlayerResult], window: f64, options
     report.part_end_latency_ms = Summary::of(&mut part_end);
 }
 
-fn load(path: &std::path::Path) -> anyhow::Result<Vec<FlvTag>> {
+/// Reads every tag of an FLV file.
+pub fn load(path: &std::path::Path) -> anyhow::Result<Vec<FlvTag>> {
     let data = std::fs::read(path)
         .map_err(|err| anyhow::anyhow!("cannot read {}: {err}", path.display()))?;
     let reader = FlvReader::from_bytes(data.into())?;
@@ -346,7 +371,8 @@ fn load(path: &std::path::Path) -> anyhow::Result<Vec<FlvTag>> {
     Ok(tags)
 }
 
-fn video_fps(tags: &[FlvTag]) -> f64 {
+/// Video frames per second of a file's tags.
+pub fn video_fps(tags: &[FlvTag]) -> f64 {
     let video: Vec<u32> = tags
         .iter()
         .filter(|t| t.kind == MediaKind::Video)

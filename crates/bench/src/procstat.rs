@@ -36,6 +36,23 @@ pub fn peak_rss_bytes(pid: u32) -> Option<u64> {
     status_bytes(pid, "VmHWM:")
 }
 
+/// Open file descriptors now (entries of `/proc/PID/fd`).
+pub fn fd_count(pid: u32) -> Option<u64> {
+    let entries = fs::read_dir(format!("/proc/{pid}/fd")).ok()?;
+    Some(entries.count() as u64)
+}
+
+/// Whether the process exists and is not a zombie.
+pub fn alive(pid: u32) -> bool {
+    match fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => stat
+            .rfind(')')
+            .and_then(|at| stat.get(at + 2..at + 3))
+            .is_some_and(|state| state != "Z" && state != "X"),
+        Err(_) => false,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -46,5 +63,11 @@ mod tests {
         assert!(cpu_seconds(pid).is_some());
         assert!(rss_bytes(pid).unwrap() > 0);
         assert!(peak_rss_bytes(pid).unwrap() >= rss_bytes(pid).unwrap() / 2);
+        // stdin, stdout, stderr and this file at least.
+        let file = fs::File::open("/proc/self/status").unwrap();
+        assert!(fd_count(pid).unwrap() >= 4);
+        drop(file);
+        assert!(alive(pid));
+        assert!(!alive(u32::MAX));
     }
 }

@@ -15,6 +15,7 @@ mod http;
 pub mod hub;
 mod limits;
 mod listeners;
+mod log_throttle;
 pub mod metrics;
 pub mod policy;
 mod proxy;

@@ -28,6 +28,7 @@ use tokio::task::JoinSet;
 use tower::ServiceExt;
 use tracing::warn;
 
+use crate::log_throttle::Throttle;
 use crate::metrics::Metrics;
 use crate::policy::{Answer, Client, Decision, StreamRequest};
 use crate::registry::Protocol;
@@ -59,6 +60,8 @@ pub(crate) async fn serve(
     let app = router(Arc::clone(&context));
     let mut tasks = JoinSet::new();
     let mut listener = Some(listener);
+    // A flood is refused one connection at a time: one log line a second says how many.
+    let mut refusals = Throttle::new(Duration::from_secs(1));
     loop {
         // A retired listener (a reload moved it) serves its connections to their end.
         if listener.is_none() && tasks.is_empty() {
@@ -76,8 +79,10 @@ pub(crate) async fn serve(
                 };
                 let metrics = context.hub.metrics();
                 let Ok(permit) = Arc::clone(&context.permits).try_acquire_owned() else {
-                    warn!(%peer, limit = context.config.rtmp.max_connections,
-                        "refused http connection: connection limit reached (rtmp.max_connections)");
+                    if let Some(more) = refusals.allow(std::time::Instant::now()) {
+                        warn!(%peer, limit = context.config.rtmp.max_connections, more,
+                            "refused http connection: connection limit reached (rtmp.max_connections)");
+                    }
                     Metrics::count(&metrics.refused, &[("protocol", "http"), ("reason", "max_connections")]);
                     continue;
                 };
@@ -89,7 +94,9 @@ pub(crate) async fn serve(
                     match context.admit(peer.ip()) {
                         Ok(slot) => Some(slot),
                         Err(why) => {
-                            warn!(%peer, "refused http connection: {why}");
+                            if let Some(more) = refusals.allow(std::time::Instant::now()) {
+                                warn!(%peer, more, "refused http connection: {why}");
+                            }
                             Metrics::count(&metrics.refused, &[("protocol", "http"), ("reason", "per_ip")]);
                             continue;
                         }

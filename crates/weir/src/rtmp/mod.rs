@@ -27,6 +27,7 @@ use weir_rtmp::session::ServerConfig;
 
 use crate::config::Config;
 use crate::hub::Hub;
+use crate::log_throttle::Throttle;
 use crate::metrics::Metrics;
 use crate::policy::Policy;
 use crate::registry::{Drain, Protocol, Registry};
@@ -278,6 +279,8 @@ pub(crate) async fn serve<T: Transport>(
     mut retire: watch::Receiver<bool>,
 ) {
     let permits = Arc::clone(&context.permits);
+    // A flood is refused one connection at a time: one log line a second says how many.
+    let mut refusals = Throttle::new(Duration::from_secs(1));
     let protocol = transport.protocol();
     let mut transport = Some(transport);
     let mut tasks = JoinSet::new();
@@ -300,8 +303,10 @@ pub(crate) async fn serve<T: Transport>(
                 };
                 let metrics = context.hub.metrics();
                 let Ok(permit) = Arc::clone(&permits).try_acquire_owned() else {
-                    warn!(%peer, limit = context.config.rtmp.max_connections,
-                        "refused {protocol} connection: connection limit reached (rtmp.max_connections)");
+                    if let Some(more) = refusals.allow(std::time::Instant::now()) {
+                        warn!(%peer, limit = context.config.rtmp.max_connections, more,
+                            "refused {protocol} connection: connection limit reached (rtmp.max_connections)");
+                    }
                     Metrics::count(&metrics.refused, &[("protocol", protocol.as_str()), ("reason", "max_connections")]);
                     continue;
                 };
@@ -313,7 +318,9 @@ pub(crate) async fn serve<T: Transport>(
                     match context.admit(peer.ip()) {
                         Ok(slot) => Some(slot),
                         Err(why) => {
-                            warn!(%peer, "refused {protocol} connection: {why}");
+                            if let Some(more) = refusals.allow(std::time::Instant::now()) {
+                                warn!(%peer, more, "refused {protocol} connection: {why}");
+                            }
                             Metrics::count(&metrics.refused, &[("protocol", protocol.as_str()), ("reason", "per_ip")]);
                             continue;
                         }
