@@ -603,6 +603,8 @@ async fn run(admitted: Admitted, mut viewer: Viewer, mut sink: FlvSink, mut deli
     viewer.start(&mut sink);
     let reason = loop {
         if !sink.chunks.is_empty() {
+            // A drain that stopped at a full batch left frames in the ring: no quiet time then.
+            let full = sink.is_full();
             let batch = std::mem::take(&mut sink.chunks);
             let len = sink.bytes as u64;
             if let Err(reason) = delivery.deliver(batch, write_timeout).await {
@@ -611,7 +613,10 @@ async fn run(admitted: Admitted, mut viewer: Viewer, mut sink: FlvSink, mut deli
             bytes_out += len;
             unreported += len;
             if !merge.is_zero() {
-                let at = crate::viewer::merged_until(context.merge_epoch, now(), merge);
+                let at = match full {
+                    true => now(),
+                    false => crate::viewer::merged_until(context.merge_epoch, now(), merge),
+                };
                 quiet_until = Some(at.into());
             }
         }

@@ -257,13 +257,20 @@ where
         if from_player && !merge.is_zero() {
             // Merged writes: write what was taken, then stay quiet for the budget. A drain
             // that found nothing goes back to waiting for the next packet.
-            if session.pending_output() == 0 {
+            let queued = session.pending_output();
+            if queued == 0 {
                 continue;
             }
             if let Err(end) = flush(&mut session, &mut io, &mut conn, now).await {
                 break end;
             }
-            quiet_until = Some(crate::viewer::merged_until(context.merge_epoch, now, merge));
+            // A drain that stopped at a full write batch left frames in the ring: take them
+            // at once (a stream above a batch per budget must not fall behind).
+            quiet_until = Some(if queued >= super::player::WRITE_BATCH_BYTES {
+                now
+            } else {
+                crate::viewer::merged_until(context.merge_epoch, now, merge)
+            });
             continue;
         }
         let video_queued = conn.player.as_mut().is_some_and(Player::take_video_queued);

@@ -15,7 +15,7 @@ use crate::stream_key::StreamKey;
 use crate::viewer::{Accepts, LagPolicy, Lagging, Viewer, ViewerSink, WithheldReason};
 
 /// Bytes queued in the session before the driver stops draining the ring and writes.
-const WRITE_BATCH_BYTES: usize = 256 * 1024;
+pub(crate) const WRITE_BATCH_BYTES: usize = 256 * 1024;
 /// How often a player adds what it wrote to the stream's shared output counters.
 const REPORT_EVERY: Duration = Duration::from_secs(1);
 

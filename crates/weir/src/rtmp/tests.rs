@@ -574,6 +574,24 @@ async fn video_arrivals(player: &mut Client, until: Instant) -> Vec<(u32, Instan
 /// Publishes 30 pictures, one every 33 ms, to `name` and plays them; gives each live
 /// picture's delay (arrival minus sending) and how many distinct arrival times there were.
 async fn merged_delivery(budget_ms: u64, name: &str) -> (Vec<Duration>, usize) {
+    merged_delivery_sized(budget_ms, name, 0).await
+}
+
+/// An AVC inter frame of `size` bytes (one NAL unit padded with zeros); the small test frame
+/// when `size` is 0.
+fn sized_interframe(ts: u32, size: usize) -> Frame {
+    if size < 16 {
+        return interframe(ts);
+    }
+    let mut payload = vec![0x27, 0x01, 0, 0, 0];
+    payload.extend_from_slice(&((size - 9) as u32).to_be_bytes());
+    payload.push(0x41);
+    payload.resize(size, 0);
+    Frame::video(ts, Bytes::from(payload))
+}
+
+/// [`merged_delivery`] with pictures of `size` bytes.
+async fn merged_delivery_sized(budget_ms: u64, name: &str, size: usize) -> (Vec<Duration>, usize) {
     let mut config = config();
     config.streams.max_added_latency_ms = budget_ms;
     let server = TestServer::start(config, Arc::new(OpenPolicy));
@@ -587,7 +605,10 @@ async fn merged_delivery(budget_ms: u64, name: &str) -> (Vec<Duration>, usize) {
     let sender = tokio::spawn(async move {
         for i in 1..=30u32 {
             tokio::time::sleep_until(start + Duration::from_millis(u64::from(i) * 33)).await;
-            publisher.send_frame(&interframe(i * 33)).await.unwrap();
+            publisher
+                .send_frame(&sized_interframe(i * 33, size))
+                .await
+                .unwrap();
         }
         publisher
     });
@@ -626,4 +647,13 @@ async fn the_latency_budget_decides_between_a_write_per_picture_and_merged_write
         "nothing was held: {delays:?}"
     );
     assert!(writes <= 8, "{writes} writes for 30 pictures in 1 s");
+}
+
+#[tokio::test(start_paused = true)]
+async fn merged_writes_keep_up_with_a_stream_above_the_write_batch() {
+    // 100 KB pictures at 30 fps (24 Mbit/s): 200 ms of them is more than one write batch
+    // (256 KiB), and a viewer must still get every picture within the budget.
+    let (delays, _) = merged_delivery_sized(200, "heavy", 100_000).await;
+    let worst = delays.iter().max().copied().unwrap_or_default();
+    assert!(worst <= Duration::from_millis(210), "worst delay {worst:?}");
 }
