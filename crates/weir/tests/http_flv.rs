@@ -470,5 +470,20 @@ fn the_latency_budget_merges_http_flv_writes() {
         longest <= Duration::from_millis(400),
         "a pause of {longest:?} at a 250 ms budget"
     );
+    // FFmpeg plays the merged writes over RTMP and HTTP-FLV as it plays the others (a new
+    // publish: the fixture lasts a few seconds).
+    let _publisher = server.publish_fixture("budget2", dir.path());
+    let rtmp_url = server.url("budget2");
+    let (rtmp, flv) = thread::scope(|s| {
+        let rtmp = s.spawn(|| ffmpeg_play_to_flv(Ffmpeg::Debian, &rtmp_url, 3.0, &logs[1]));
+        let flv = ffmpeg_play_to_flv(Ffmpeg::Debian, &server.flv_url("budget2"), 3.0, &logs[1]);
+        (rtmp.join().unwrap(), flv)
+    });
+    let expect = Expect::h264_aac(WIDTH, HEIGHT).min_seconds(2.8);
+    for (played, what) in [(rtmp, "rtmp"), (flv, "http-flv")] {
+        played.assert_matches(&expect, &format!("ffmpeg 5.1 {what} at a 250 ms budget"));
+        let v = played.video_frames();
+        assert!((84..=96).contains(&v), "{what}: {v} video frames in 3 s");
+    }
     server.shutdown();
 }
