@@ -497,7 +497,7 @@ impl Delivery {
             Delivery::Channel(tx) => match tokio::time::timeout(timeout, tx.send(batch)).await {
                 Ok(Ok(())) => Ok(()),
                 Ok(Err(_)) => Err("client closed the connection".to_owned()),
-                Err(_) => Err("write timed out (rtmp.write_timeout_secs)".to_owned()),
+                Err(_) => Err("write timed out (rtmp.write_timeout_secs, or streams.max_viewer_lag_secs if shorter)".to_owned()),
             },
             Delivery::Socket(socket) => write_chunks(socket, &batch, timeout).await,
         }
@@ -556,7 +556,7 @@ async fn write_chunks(
             Poll::Pending => {
                 match tokio::time::timeout(timeout, socket.write_vectored(&slices)).await {
                     Ok(result) => result,
-                    Err(_) => return Err("write timed out (rtmp.write_timeout_secs)".to_owned()),
+                    Err(_) => return Err("write timed out (rtmp.write_timeout_secs, or streams.max_viewer_lag_secs if shorter)".to_owned()),
                 }
             }
         };
@@ -591,7 +591,7 @@ async fn run(admitted: Admitted, mut viewer: Viewer, mut sink: FlvSink, mut deli
         ..
     } = admitted;
     let started = now();
-    let write_timeout = context.config.rtmp.write_timeout();
+    let write_timeout = crate::rtmp::connection::write_timeout(&context.config, true);
     let closed = handle.closed();
     tokio::pin!(closed);
     let (mut bytes_out, mut unreported, mut reported_frames) = (0u64, 0u64, 0u64);

@@ -124,7 +124,11 @@ impl std::fmt::Display for End {
             Self::PeerClosed => write!(f, "peer closed the connection"),
             Self::Session(err) => write!(f, "{err}"),
             Self::Io(err) => write!(f, "socket error: {err}"),
-            Self::WriteTimeout => write!(f, "write timed out (rtmp.write_timeout_secs)"),
+            Self::WriteTimeout => write!(
+                f,
+                "write timed out (rtmp.write_timeout_secs; for a player \
+                 streams.max_viewer_lag_secs if shorter)"
+            ),
             Self::Lagging(lagging) => write!(f, "{lagging}"),
             Self::Rejected => write!(f, "connection rejected"),
             Self::Closed(reason) => write!(f, "{reason}"),
@@ -423,7 +427,7 @@ async fn flush<S: AsyncWrite + Unpin>(
     if queue.is_empty() {
         return Ok(());
     }
-    let timeout = conn.context.config.rtmp.write_timeout();
+    let timeout = write_timeout(&conn.context.config, conn.player.is_some());
     let mut total = 0;
     while !queue.is_empty() {
         let mut slices = Vec::with_capacity(16);
@@ -444,6 +448,20 @@ async fn flush<S: AsyncWrite + Unpin>(
         player.wrote(total, now);
     }
     Ok(())
+}
+
+/// How long one write may make no progress: `rtmp.write_timeout_secs`, and for a player at
+/// most `streams.max_viewer_lag_secs` too: a player whose socket takes nothing for that long
+/// is at least that far behind the live edge, so the lag policy cuts it then (it could not
+/// see the lag otherwise: nothing is taken from its queue while the write waits).
+pub(crate) fn write_timeout(config: &crate::config::Config, playing: bool) -> Duration {
+    let timeout = config.rtmp.write_timeout();
+    match playing {
+        true => timeout.min(Duration::from_secs(
+            config.streams.max_viewer_lag_secs.max(1),
+        )),
+        false => timeout,
+    }
 }
 
 /// Flushes the stream: a TLS stream keeps written bytes in its own buffer until then. TCP's

@@ -2,7 +2,7 @@
 //! connection, whatever the byte stream underneath (TCP today, TLS next, in-memory pipes in
 //! tests).
 
-mod connection;
+pub(crate) mod connection;
 pub(crate) use connection::over_viewer_limit;
 mod player;
 #[cfg(test)]

@@ -260,6 +260,34 @@ async fn a_decision_after_two_seconds_holds_media_back_until_then() {
     assert_eq!(stamps, vec![0, 0, 33]);
 }
 
+/// A raw player behind a 16 KiB pipe that has sent `play` for `name` and then reads nothing
+/// more: the server's writes to it stop making progress once the pipe is full.
+async fn stalled_player(server: &TestServer, name: &str) -> DuplexStream {
+    let mut io = server.pipe(16 * 1024).await;
+    let start = Instant::now().into_std();
+    let config = ClientConfig::new("127.0.0.1:1935", "live");
+    let mut session = ClientSession::new(config, start, [9; 1528]);
+    session.play(start, name);
+    let mut buf = vec![0; 64 * 1024];
+    loop {
+        while let Some(bytes) = session.poll_transmit() {
+            io.write_all(&bytes).await.unwrap();
+        }
+        if session.stream_id().is_some() {
+            break;
+        }
+        let n = io.read(&mut buf).await.unwrap();
+        assert!(n > 0, "server closed during setup");
+        session
+            .handle_input(Instant::now().into_std(), &buf[..n])
+            .unwrap();
+    }
+    while let Some(bytes) = session.poll_transmit() {
+        io.write_all(&bytes).await.unwrap();
+    }
+    io
+}
+
 /// A raw publisher that has sent `publish` for `name` and got no answer yet: the pipe and the
 /// message stream id. It speaks through a sans-IO client session, so it can write media the
 /// moment `publish` is out, as eager encoders do.
@@ -656,4 +684,44 @@ async fn merged_writes_keep_up_with_a_stream_above_the_write_batch() {
     let (delays, _) = merged_delivery_sized(200, "heavy", 100_000).await;
     let worst = delays.iter().max().copied().unwrap_or_default();
     assert!(worst <= Duration::from_millis(210), "worst delay {worst:?}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_player_whose_socket_takes_nothing_is_cut_at_the_lag_limit() {
+    let mut config = config();
+    config.streams.max_viewer_lag_secs = 2;
+    config.rtmp.write_timeout_secs = 30;
+    let server = TestServer::start(config, Arc::new(OpenPolicy));
+    let mut publisher = server.connect().await.unwrap();
+    publisher.publish("stall").await.unwrap();
+    publisher.send_frame(&avc_header()).await.unwrap();
+    publisher.send_frame(&keyframe(0)).await.unwrap();
+    // A player behind a 16 KiB pipe that stops reading once its play went out.
+    let stalled = stalled_player(&server, "stall").await;
+    let start = Instant::now();
+    let mut cut_after = None;
+    for i in 1..=300u32 {
+        publisher
+            .send_frame(&sized_interframe(i * 33, 20_000))
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(33)).await;
+        let players = server
+            .hub
+            .stream_stats("live/stall")
+            .unwrap()
+            .viewer_count();
+        if players == 0 {
+            cut_after = Some(start.elapsed());
+            break;
+        }
+    }
+    let cut_after = cut_after.expect("the stalled player was never cut");
+    // Its socket is full within a frame or two; then 2 s without progress (not the 30 s write
+    // timeout).
+    assert!(
+        cut_after < Duration::from_secs(4),
+        "cut after {cut_after:?}"
+    );
+    drop(stalled);
 }
