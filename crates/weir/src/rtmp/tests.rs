@@ -260,44 +260,20 @@ async fn a_decision_after_two_seconds_holds_media_back_until_then() {
     assert_eq!(stamps, vec![0, 0, 33]);
 }
 
-/// A raw player behind a 16 KiB pipe that has sent `play` for `name` and then reads nothing
-/// more: the server's writes to it stop making progress once the pipe is full.
-async fn stalled_player(server: &TestServer, name: &str) -> DuplexStream {
-    let mut io = server.pipe(16 * 1024).await;
-    let start = Instant::now().into_std();
+/// A raw client over a pipe of `buffer` bytes, driven through a sans-IO client session by
+/// `start` (a `play` or a `publish`) until that request has gone out: the pipe and the
+/// message stream id. It reads nothing more, so the caller decides what happens next.
+async fn raw_client(
+    server: &TestServer,
+    buffer: usize,
+    start: impl FnOnce(&mut ClientSession, std::time::Instant),
+) -> (DuplexStream, u32) {
+    let mut io = server.pipe(buffer).await;
+    let now = Instant::now().into_std();
     let config = ClientConfig::new("127.0.0.1:1935", "live");
-    let mut session = ClientSession::new(config, start, [9; 1528]);
-    session.play(start, name);
-    let mut buf = vec![0; 64 * 1024];
-    loop {
-        while let Some(bytes) = session.poll_transmit() {
-            io.write_all(&bytes).await.unwrap();
-        }
-        if session.stream_id().is_some() {
-            break;
-        }
-        let n = io.read(&mut buf).await.unwrap();
-        assert!(n > 0, "server closed during setup");
-        session
-            .handle_input(Instant::now().into_std(), &buf[..n])
-            .unwrap();
-    }
-    while let Some(bytes) = session.poll_transmit() {
-        io.write_all(&bytes).await.unwrap();
-    }
-    io
-}
-
-/// A raw publisher that has sent `publish` for `name` and got no answer yet: the pipe and the
-/// message stream id. It speaks through a sans-IO client session, so it can write media the
-/// moment `publish` is out, as eager encoders do.
-async fn eager_publisher(server: &TestServer, name: &str) -> (DuplexStream, u32) {
-    let mut io = server.pipe(1 << 20).await;
-    let start = Instant::now().into_std();
-    let config = ClientConfig::new("127.0.0.1:1935", "live");
-    let mut session = ClientSession::new(config, start, [7; 1528]);
-    session.publish(start, name);
-    // Handshake, connect and createStream, until the publish command has gone out.
+    let mut session = ClientSession::new(config, now, [7; 1528]);
+    start(&mut session, now);
+    // Handshake, connect and createStream, until the request has gone out.
     let mut buf = vec![0; 64 * 1024];
     loop {
         while let Some(bytes) = session.poll_transmit() {
@@ -316,6 +292,20 @@ async fn eager_publisher(server: &TestServer, name: &str) -> (DuplexStream, u32)
         io.write_all(&bytes).await.unwrap();
     }
     (io, session.stream_id().unwrap())
+}
+
+/// A raw player behind a 16 KiB pipe that has sent `play` for `name` and then reads nothing
+/// more: the server's writes to it stop making progress once the pipe is full.
+async fn stalled_player(server: &TestServer, name: &str) -> DuplexStream {
+    raw_client(server, 16 * 1024, |session, now| session.play(now, name))
+        .await
+        .0
+}
+
+/// A raw publisher that has sent `publish` for `name` and got no answer yet: the pipe and the
+/// message stream id. It can write media the moment `publish` is out, as eager encoders do.
+async fn eager_publisher(server: &TestServer, name: &str) -> (DuplexStream, u32) {
+    raw_client(server, 1 << 20, |session, now| session.publish(now, name)).await
 }
 
 /// One video message as a single format-0 chunk on chunk stream 7 (payload under the
