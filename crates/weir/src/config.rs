@@ -38,6 +38,8 @@ pub struct Config {
     pub api: ApiConfig,
     /// How the server stops.
     pub shutdown: ShutdownConfig,
+    /// The origin/edge cluster (off while `redis_url` is empty).
+    pub cluster: ClusterConfig,
     /// The file this configuration was read from (`None`: built-in defaults). Not a key:
     /// set by whoever loads the file; `POST /api/v1/reload` and SIGHUP read it again.
     #[serde(skip)]
@@ -741,6 +743,45 @@ impl Default for ShutdownConfig {
     }
 }
 
+/// `[cluster]`: several weir nodes sharing streams through Redis (docs/CLUSTER.md). Off
+/// while `redis_url` is empty: a single node, as without the section.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct ClusterConfig {
+    /// `redis://[user:password@]host:port[/db]` (or `unix:///path/redis.sock`) of the Redis
+    /// that holds the nodes' heartbeats and the streams' leases; empty: no cluster.
+    pub redis_url: String,
+    /// This node's name in the cluster (unique); empty: the machine's hostname.
+    pub node_id: String,
+    /// How the other nodes reach this node's RTMP listener (`rtmp://host:port`); empty: the
+    /// listener's address (the hostname when it listens on every interface).
+    pub advertise_rtmp: String,
+    /// How the other nodes reach this node's HTTP listener (`http://host:port`); empty: the
+    /// listener's address (the hostname when it listens on every interface).
+    pub advertise_http: String,
+    /// Prefix of every Redis key weir writes, so several clusters can share one Redis.
+    pub key_prefix: String,
+}
+
+impl Default for ClusterConfig {
+    fn default() -> Self {
+        Self {
+            redis_url: String::new(),
+            node_id: String::new(),
+            advertise_rtmp: String::new(),
+            advertise_http: String::new(),
+            key_prefix: "weir".to_owned(),
+        }
+    }
+}
+
+impl ClusterConfig {
+    /// Whether the cluster is on.
+    pub fn enabled(&self) -> bool {
+        !self.redis_url.is_empty()
+    }
+}
+
 /// `[api]`: the admin listener (HTTP API under `/api/v1`, Prometheus `/metrics`).
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
@@ -1091,6 +1132,52 @@ impl Config {
                 "must be between 1 and 86400 (one day)",
             );
         }
+        let cluster = &self.cluster;
+        if cluster.enabled()
+            && !(cluster.redis_url.starts_with("redis://")
+                || cluster.redis_url.starts_with("redis+unix://")
+                || cluster.redis_url.starts_with("unix://"))
+        {
+            return invalid(
+                "cluster.redis_url",
+                "must be a redis:// (or unix://) URL, e.g. redis://127.0.0.1:6379 (TLS to Redis is not built in)",
+            );
+        }
+        if !cluster.node_id.is_empty()
+            && !cluster
+                .node_id
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+        {
+            return invalid(
+                "cluster.node_id",
+                "may hold only letters, digits, '-', '_' and '.'",
+            );
+        }
+        let advertised = |url: &str, schemes: [&str; 2]| {
+            url.is_empty() || schemes.iter().any(|s| url.starts_with(s))
+        };
+        if !advertised(&cluster.advertise_rtmp, ["rtmp://", "rtmps://"]) {
+            return invalid(
+                "cluster.advertise_rtmp",
+                "must be rtmp://host:port (how the other nodes reach this one)",
+            );
+        }
+        if !advertised(&cluster.advertise_http, ["http://", "https://"]) {
+            return invalid(
+                "cluster.advertise_http",
+                "must be http://host:port (how the other nodes reach this one)",
+            );
+        }
+        if cluster.key_prefix.is_empty()
+            || cluster.key_prefix.len() > 64
+            || cluster.key_prefix.contains(char::is_whitespace)
+        {
+            return invalid(
+                "cluster.key_prefix",
+                "must be 1 to 64 characters without spaces",
+            );
+        }
         if rtmp.drain_timeout_secs > MAX_SECS {
             return invalid("rtmp.drain_timeout_secs", "must be at most 86400 (one day)");
         }
@@ -1342,6 +1429,21 @@ pub const KEYS: &[(&str, &str)] = &[
         "shutdown.drain_secs",
         "The longest a drain waits for clients to leave before the rest are closed and weir exits.",
     ),
+    ("cluster", "The origin/edge cluster: nodes share streams through Redis (docs/CLUSTER.md); off while redis_url is empty."),
+    (
+        "cluster.redis_url",
+        "redis://host:port of the Redis holding heartbeats and stream leases; empty: a single node.",
+    ),
+    ("cluster.node_id", "This node's unique name in the cluster; empty: the hostname."),
+    (
+        "cluster.advertise_rtmp",
+        "rtmp://host:port the other nodes pull from; empty: the RTMP listener's address.",
+    ),
+    (
+        "cluster.advertise_http",
+        "http://host:port the other nodes reach this node's HTTP on; empty: the HTTP listener's address.",
+    ),
+    ("cluster.key_prefix", "Prefix of every Redis key (several clusters may share a Redis)."),
     ("api", "The admin listener: HTTP API under /api/v1 (OpenAPI at /api/v1/openapi.json) and Prometheus /metrics."),
     (
         "api.addr",

@@ -9,6 +9,7 @@
 
 pub mod api;
 pub mod auth;
+mod cluster;
 pub mod config;
 mod health_log;
 mod http;

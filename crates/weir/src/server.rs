@@ -150,7 +150,16 @@ impl Server {
         context.https = https;
         context.certificates = rtmps_listener.as_ref().map(|(_, c)| Arc::clone(c));
         context.policy_from_config = policy_from_config;
+        if context.config.cluster.enabled() {
+            let cluster =
+                crate::cluster::Cluster::new(&context.config.cluster, rtmp_addr, http_addr)
+                    .map_err(|err| anyhow::anyhow!("cluster: {err}"))?;
+            context.cluster = Some(Arc::new(cluster));
+        }
         let context = Arc::new(context);
+        if let Some(cluster) = &context.cluster {
+            tokio::spawn(Arc::clone(cluster).run(Arc::clone(&context), watcher.clone()));
+        }
         let rtmp_config = context.config.rtmp.addr;
         crate::listeners::start(&context, Kind::Rtmp, rtmp_config, listener)?;
         crate::listeners::start(
@@ -193,8 +202,13 @@ impl Server {
         // clients, the open ones asked to leave (the admin listener stays until the end).
         let mut draining = context.draining.subscribe();
         let stop = Arc::downgrade(&shutdown);
+        let cluster = context.cluster.clone();
         tokio::spawn(async move {
             if draining.wait_for(|d| *d).await.is_ok() {
+                // The leases go first: encoders reconnecting elsewhere are accepted at once.
+                if let Some(cluster) = cluster {
+                    cluster.release_all().await;
+                }
                 if let Some(stop) = stop.upgrade() {
                     stop.send_replace(true);
                 }
@@ -299,6 +313,10 @@ impl Server {
     /// ReconnectRequest are asked to reconnect and served until they leave (at most
     /// `rtmp.drain_timeout_secs`), the others are closed at once. Waits for them all.
     pub async fn shutdown(self) {
+        // The leases go first: encoders reconnecting elsewhere are accepted at once.
+        if let Some(cluster) = &self.context.cluster {
+            cluster.release_all().await;
+        }
         let _ = self.shutdown.send(true);
         let api_stop = self.api_stop;
         // Clients asked to reconnect are served up to rtmp.drain_timeout_secs; the whole

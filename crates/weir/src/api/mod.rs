@@ -73,6 +73,7 @@ impl Admin {
         close_client,
         drain,
         reload,
+        cluster,
         openapi_json
     ),
     components(schemas(
@@ -91,7 +92,11 @@ impl Admin {
         DrainRequest,
         ClosedView,
         ErrorView,
-        crate::reload::Report
+        crate::reload::Report,
+        views::ClusterView,
+        views::ClusterNodeView,
+        views::ClusterLeaseView,
+        views::ClusterPullView
     )),
     modifiers(&BearerAuth)
 )]
@@ -141,6 +146,7 @@ fn router(admin: Arc<Admin>) -> Router {
         .route("/api/v1/clients/{id}", delete(close_client))
         .route("/api/v1/drain", post(drain))
         .route("/api/v1/reload", post(reload))
+        .route("/api/v1/cluster", get(cluster))
         .route("/api/v1/openapi.json", get(openapi_json))
         .route("/metrics", get(crate::metrics::scrape))
         .fallback(|| async {
@@ -219,6 +225,96 @@ fn authorized(tokens: &[[u8; 32]], headers: &HeaderMap) -> bool {
         found |= same;
     }
     found
+}
+
+/// The origin/edge cluster: its nodes, the stream leases with their epochs, this node's
+/// leases and pulls, Redis's health and latency.
+#[utoipa::path(get, path = "/api/v1/cluster", security(("bearer" = [])),
+    responses((status = 200, body = views::ClusterView), (status = 401, body = ErrorView)))]
+async fn cluster(State(admin): State<Arc<Admin>>) -> Json<views::ClusterView> {
+    use views::{ClusterLeaseView, ClusterNodeView, ClusterPullView, ClusterView};
+    let context = &admin.context;
+    let Some(cluster) = &context.cluster else {
+        return Json(ClusterView {
+            enabled: false,
+            node_id: String::new(),
+            redis_up: false,
+            redis_latency_ms: 0.0,
+            redis_error: None,
+            nodes: Vec::new(),
+            leases: Vec::new(),
+            held: Vec::new(),
+            pulls: Vec::new(),
+        });
+    };
+    let now_ms = crate::cluster::unix_ms();
+    let (nodes, leases, redis_error) = match cluster.view().await {
+        Ok(view) => (
+            view.nodes
+                .into_iter()
+                .map(|n| ClusterNodeView {
+                    this_node: n.id == cluster.node_id(),
+                    id: n.id,
+                    rtmp: n.rtmp,
+                    http: n.http,
+                    beats: n.beat,
+                    started_unix: n.started_ms as f64 / 1000.0,
+                    seen_unix: n.seen_ms as f64 / 1000.0,
+                })
+                .collect(),
+            view.leases
+                .into_iter()
+                .map(|l| ClusterLeaseView {
+                    stream: l.stream,
+                    node: l.node,
+                    epoch: l.epoch,
+                    held_secs: now_ms.saturating_sub(l.since_ms) as f64 / 1000.0,
+                    alive: l.alive,
+                })
+                .collect(),
+            None,
+        ),
+        Err(err) => (Vec::new(), Vec::new(), Some(err)),
+    };
+    let held = cluster
+        .held()
+        .into_iter()
+        .map(|(stream, epoch, held)| ClusterLeaseView {
+            stream,
+            node: cluster.node_id().to_owned(),
+            epoch,
+            held_secs: held.as_secs_f64(),
+            alive: true,
+        })
+        .collect();
+    let pulls = cluster
+        .pulled()
+        .into_iter()
+        .map(|stream| {
+            let owner = cluster.known_owner(&stream).flatten();
+            let viewers = context
+                .hub
+                .stream_stats(&stream)
+                .map_or(0, |s| s.viewer_count() as u64);
+            ClusterPullView {
+                origin: owner.as_ref().map_or_else(String::new, |o| o.node.clone()),
+                epoch: owner.map_or(0, |o| o.epoch),
+                viewers,
+                stream,
+            }
+        })
+        .collect();
+    Json(ClusterView {
+        enabled: true,
+        node_id: cluster.node_id().to_owned(),
+        redis_up: cluster.store_up(),
+        redis_latency_ms: cluster.store_latency().as_secs_f64() * 1000.0,
+        redis_error,
+        nodes,
+        leases,
+        held,
+        pulls,
+    })
 }
 
 /// Version, uptime, configuration source, listeners.

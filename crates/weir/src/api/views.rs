@@ -411,3 +411,74 @@ impl StreamView {
         }
     }
 }
+
+/// `GET /api/v1/cluster`: the origin/edge cluster as this node sees it.
+#[derive(Serialize, Deserialize, ToSchema)]
+pub struct ClusterView {
+    /// Whether `[cluster]` is on (`redis_url` set); every other field is empty when not.
+    pub enabled: bool,
+    /// This node's id.
+    pub node_id: String,
+    /// Whether the last call to Redis succeeded.
+    pub redis_up: bool,
+    /// The last heartbeat's round trip to Redis, in milliseconds.
+    pub redis_latency_ms: f64,
+    /// Why Redis could not be read now, when it could not (the rest is this node's own
+    /// view then).
+    pub redis_error: Option<String>,
+    /// The nodes whose heartbeat lives.
+    pub nodes: Vec<ClusterNodeView>,
+    /// Every stream lease in Redis.
+    pub leases: Vec<ClusterLeaseView>,
+    /// The leases this node holds (its view, also while Redis is unreachable).
+    pub held: Vec<ClusterLeaseView>,
+    /// The streams this node pulls from other nodes.
+    pub pulls: Vec<ClusterPullView>,
+}
+
+/// A node of the cluster.
+#[derive(Serialize, Deserialize, ToSchema)]
+pub struct ClusterNodeView {
+    /// Its `cluster.node_id`.
+    pub id: String,
+    /// How the other nodes reach its RTMP listener.
+    pub rtmp: String,
+    /// How the other nodes reach its HTTP listener.
+    pub http: String,
+    /// Its heartbeat counter.
+    pub beats: u64,
+    /// When its process started (Unix seconds).
+    pub started_unix: f64,
+    /// Its last heartbeat (Unix seconds).
+    pub seen_unix: f64,
+    /// This is the node answering.
+    pub this_node: bool,
+}
+
+/// A stream's lease: which node is its origin.
+#[derive(Serialize, Deserialize, ToSchema)]
+pub struct ClusterLeaseView {
+    /// The stream (`app/name`).
+    pub stream: String,
+    /// The node holding it: the stream's origin.
+    pub node: String,
+    /// The fencing token: grows with every new owner.
+    pub epoch: u64,
+    /// Held for, in seconds.
+    pub held_secs: f64,
+    /// Whether its node's heartbeat lives (a dead node's lease is free to take).
+    pub alive: bool,
+}
+
+/// A stream this node pulls from its origin.
+#[derive(Serialize, Deserialize, ToSchema)]
+pub struct ClusterPullView {
+    /// The stream (`app/name`).
+    pub stream: String,
+    /// The node pulled from (empty while looking for one).
+    pub origin: String,
+    /// Its lease's epoch.
+    pub epoch: u64,
+    /// Viewers and outputs reading the stream here.
+    pub viewers: u64,
+}

@@ -34,7 +34,7 @@ use futures_util::SinkExt;
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
-use tracing::info;
+use tracing::{info, warn};
 use weir_media::flv_stream::FlvStreamWriter;
 use weir_media::{track_form, Frame, MediaKind, SingleTrack, TrackKind};
 
@@ -118,6 +118,10 @@ pub(super) async fn admit(
             &[("action", "play"), ("protocol", "http-flv")],
         );
         return Err((StatusCode::FORBIDDEN, format!("{reason}\n")));
+    }
+    if let Err(why) = crate::cluster::cold_play(&context, &key).await {
+        warn!(id = handle.id(), peer = %peer, stream = %key, "http-flv play refused: {why}");
+        return Err((StatusCode::SERVICE_UNAVAILABLE, format!("{why}\n")));
     }
     let pulled = crate::pull::wanted(&context, &key);
     if !wait_for_publisher(&context, key.path(), pulled).await {

@@ -52,6 +52,8 @@ struct Publication {
     tracks_check_at: Instant,
     /// A tag header weir could not parse was logged.
     warned_header: bool,
+    /// The stream's cluster lease, given back when the publication ends.
+    _lease: Option<crate::cluster::LeaseGuard>,
 }
 
 /// Time a publication has been live before its tracks are described in the log (then as
@@ -99,6 +101,14 @@ struct Connection {
     /// Boxed: most connections never wait for a decision, and every byte of the connection's
     /// state is paid once per viewer.
     pending: Option<Box<PendingRequest>>,
+    /// Cluster: a publish's lease claim while it is decided, then the lease until the
+    /// publication takes it.
+    claim: Option<Arc<crate::cluster::ClaimSlot>>,
+    lease: Option<crate::cluster::LeaseGuard>,
+    /// Cluster: the play's stream was looked up in Redis (a stream this node has not).
+    looked_up: bool,
+    /// This connection is another cluster node pulling a stream this node is the origin of.
+    cluster_pull: bool,
 }
 
 /// A connection asked to reconnect by a drain, served until `until`.
@@ -154,6 +164,10 @@ where
         publications: HashMap::new(),
         player: None,
         pending: None,
+        claim: None,
+        lease: None,
+        looked_up: false,
+        cluster_pull: false,
     };
     let mut session = ServerSession::new(context.session.clone(), started, random_block());
     let mut buf = BytesMut::new();
@@ -552,10 +566,13 @@ impl Connection {
                             .map_err(End::Session)?;
                         continue;
                     }
-                    let answer = self.context.policy().play(&StreamRequest {
-                        client: self.client(),
-                        key: key.clone(),
-                    });
+                    let answer = match self.cluster_pull_answer(&key) {
+                        Some(answer) => answer,
+                        None => self.context.policy().play(&StreamRequest {
+                            client: self.client(),
+                            key: key.clone(),
+                        }),
+                    };
                     let request = Request::Play {
                         stream_id: request.stream_id,
                         key,
@@ -746,6 +763,8 @@ impl Connection {
                 self.start_publish(session, stream_id, public, &publish_type, taking_over)
             }
             (Request::Publish { stream_id, key, .. }, Decision::Deny(why)) => {
+                self.claim = None;
+                self.lease = None;
                 // In an app whose publishers use secret keys, what was tried stays out of
                 // the log (it may be a mistyped real key).
                 let shown = if self.context.live().publish_uses_keys(key.app()) {
@@ -793,6 +812,35 @@ impl Connection {
                 .map_err(End::Session)?;
             return Err(End::Rejected);
         }
+        if let Some(cluster) = self.context.cluster.clone() {
+            if let Some(slot) = self.claim.take() {
+                self.lease = slot.take();
+            }
+            if self.lease.is_none() {
+                // The stream's lease first: refused while another live node holds it,
+                // granted at once when that node's heartbeat has expired.
+                let slot = crate::cluster::ClaimSlot::new(&cluster, key.path());
+                self.claim = Some(Arc::clone(&slot));
+                let takeover = self.takeover_configured(&key).is_some();
+                let answer = async move {
+                    match slot.claim(takeover).await {
+                        Ok(()) => Decision::Allow,
+                        Err(why) => Decision::Deny(why),
+                    }
+                };
+                self.pending = Some(Box::new(PendingRequest {
+                    request: Request::Publish {
+                        stream_id,
+                        key,
+                        publish_type: publish_type.to_owned(),
+                        taking_over,
+                    },
+                    answer: Box::pin(answer),
+                    since: now(),
+                }));
+                return Ok(());
+            }
+        }
         match self.context.hub.publish(key.path()) {
             Ok(publisher) => {
                 info!(
@@ -815,12 +863,24 @@ impl Connection {
                         tracks_logged: false,
                         tracks_check_at: now() + DESCRIBE_TRACKS_AFTER,
                         warned_header: false,
+                        _lease: self.lease.take(),
                     },
                 );
                 session.accept_publish(stream_id).map_err(End::Session)
             }
             Err(PublishError::AlreadyPublishing(_)) if !taking_over => {
-                let Some(reason) = self.takeover_reason(&key) else {
+                // In a cluster, a node that pulled the stream gives way to the publisher that
+                // now holds its lease.
+                let pulled = self.context.cluster.is_some() && self.context.pulls.stop(key.path());
+                let reason = if pulled {
+                    Some(
+                        "this node holds the stream's lease now; its pull from the cluster ends"
+                            .to_owned(),
+                    )
+                } else {
+                    self.takeover_reason(&key)
+                };
+                let Some(reason) = reason else {
                     return self.refuse_busy(session, stream_id, &key);
                 };
                 // The current publisher is closed; this request waits for it to leave (up to
@@ -864,7 +924,10 @@ impl Connection {
                 }));
                 Ok(())
             }
-            Err(PublishError::AlreadyPublishing(_)) => self.refuse_busy(session, stream_id, &key),
+            Err(PublishError::AlreadyPublishing(_)) => {
+                self.lease = None;
+                self.refuse_busy(session, stream_id, &key)
+            }
         }
     }
 
@@ -872,14 +935,12 @@ impl Connection {
     /// `takeover` (else `publish.takeover`), or a current publisher silent for
     /// `publish.stale_secs`.
     fn takeover_reason(&self, key: &StreamKey) -> Option<String> {
+        if let Some(reason) = self.takeover_configured(key) {
+            return Some(reason);
+        }
         let config = self.context.live();
         let publish = &config.publish;
-        let (app, path) = (key.app(), key.path());
-        match config.app_rules(app).and_then(|rules| rules.takeover) {
-            Some(true) => return Some(format!("apps.{app}.takeover = true")),
-            None if publish.takeover => return Some("publish.takeover = true".to_owned()),
-            _ => {}
-        }
+        let path = key.path();
         let idle = self.context.hub.stream_stats(path)?.idle_for?;
         (publish.stale_secs > 0 && idle >= Duration::from_secs(publish.stale_secs)).then(|| {
             format!(
@@ -888,6 +949,48 @@ impl Connection {
                 publish.stale_secs
             )
         })
+    }
+
+    /// Why a new publisher replaces the current one whatever it does, if the configuration
+    /// says so: the app's `takeover`, else `publish.takeover`.
+    fn takeover_configured(&self, key: &StreamKey) -> Option<String> {
+        let config = self.context.live();
+        let app = key.app();
+        match config.app_rules(app).and_then(|rules| rules.takeover) {
+            Some(true) => Some(format!("apps.{app}.takeover = true")),
+            None if config.publish.takeover => Some("publish.takeover = true".to_owned()),
+            _ => None,
+        }
+    }
+
+    /// The answer to a play by another node of the cluster (its query carries the cluster's
+    /// token): allowed without the play policy (the node that serves the viewers applied it)
+    /// while this node is the stream's origin, refused otherwise (the node asks Redis
+    /// again). `None` for every other play.
+    fn cluster_pull_answer(&mut self, key: &StreamKey) -> Option<Answer> {
+        let cluster = self.context.cluster.as_ref()?;
+        let token = key.query_param(crate::cluster::PULL_PARAM)?;
+        if !cluster.token_ok(token) {
+            return Some(Answer::Ready(Decision::Deny(
+                "not a pull by a node of this cluster (the cluster token does not match)"
+                    .to_owned(),
+            )));
+        }
+        let path = key.path();
+        let here = cluster.holds(path)
+            || self
+                .context
+                .hub
+                .stream_stats(path)
+                .is_some_and(|s| s.published && self.context.pulls.upstream(path).is_none());
+        if !here {
+            return Some(Answer::Ready(Decision::Deny(format!(
+                "node {} is not the origin of {path} (its lease is elsewhere)",
+                cluster.node_id()
+            ))));
+        }
+        self.cluster_pull = true;
+        Some(Answer::Ready(Decision::Allow))
     }
 
     /// Refuses a publish of a stream someone else publishes.
@@ -924,7 +1027,29 @@ impl Connection {
             warn!(id = self.id(), peer = %self.peer, stream = %key, "play rejected: {why}");
             return session.deny_play(stream_id, &why).map_err(End::Session);
         }
-        crate::pull::wanted(&self.context, &key);
+        if !self.looked_up && crate::cluster::needs_lookup(&self.context, &key) {
+            // A stream this node has not: where it is is asked of Redis first (an
+            // unreachable Redis refuses the play with a retryable error within a second).
+            self.looked_up = true;
+            let context = Arc::clone(&self.context);
+            let lookup_key = key.clone();
+            let answer = async move {
+                match crate::cluster::cold_play(&context, &lookup_key).await {
+                    Ok(()) => Decision::Allow,
+                    Err(why) => Decision::Deny(why),
+                }
+            };
+            self.pending = Some(Box::new(PendingRequest {
+                request: Request::Play { stream_id, key },
+                answer: Box::pin(answer),
+                since: now(),
+            }));
+            return Ok(());
+        }
+        self.looked_up = false;
+        if !self.cluster_pull {
+            crate::pull::wanted(&self.context, &key);
+        }
         let subscription = self.context.hub.subscribe_viewer(key.path(), self.protocol);
         info!(
             id = self.id(),

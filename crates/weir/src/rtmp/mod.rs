@@ -77,6 +77,8 @@ pub(crate) struct Context {
     pub(crate) listeners: std::sync::Mutex<crate::listeners::Listeners>,
     /// Set when a drain was asked for (`POST /api/v1/drain`); the process waits on it.
     pub(crate) draining: watch::Sender<bool>,
+    /// This node in the origin/edge cluster (`[cluster]`), when on.
+    pub(crate) cluster: Option<Arc<crate::cluster::Cluster>>,
 }
 
 impl Context {
@@ -132,6 +134,7 @@ impl Context {
                 watch::channel(false).1,
             )),
             draining: watch::channel(false).0,
+            cluster: None,
         }
     }
 

@@ -1,0 +1,290 @@
+//! The cluster store on Redis: every operation is one Lua script (atomic on the server;
+//! `EVALSHA`, loaded again after a Redis restart), so no lease is ever written blindly.
+//!
+//! Keys, under `cluster.key_prefix` (`P`): `P:node:ID` (hash: incarnation, addresses, beat
+//! counter; expires after the heartbeat's time to live), `P:nodes` (set of node ids),
+//! `P:lease:STREAM` (hash: node, incarnation, epoch, since), `P:leases` (set of streams),
+//! `P:epoch:STREAM` (the epoch counter, never decreasing, kept when a lease is released),
+//! `P:token` (the cluster pull token). A single Redis (with replicas or Sentinel for
+//! failover) — not Redis Cluster: a script touches keys of several streams and nodes.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use redis::aio::MultiplexedConnection;
+use redis::{AsyncConnectionConfig, Client, Script, Value};
+use tokio::sync::Mutex;
+
+use super::store::{
+    Acquire, Beat, BeatReply, LeaseView, Member, NodeView, Owner, Store, StoreError, StoreResult,
+    View,
+};
+
+/// The longest a connection attempt or a command waits (a cold play must hear of an
+/// outage within a second).
+const TIMEOUT: Duration = Duration::from_millis(700);
+
+/// The Redis store.
+pub(crate) struct RedisStore {
+    client: Client,
+    prefix: String,
+    /// The connection, opened on first use and again after an error.
+    connection: Mutex<Option<MultiplexedConnection>>,
+    heartbeat: Script,
+    acquire: Script,
+    release: Script,
+    resolve: Script,
+    view: Script,
+    leave: Script,
+}
+
+impl RedisStore {
+    /// A store on `url` (not connected yet: the first call connects).
+    pub(crate) fn new(url: &str, prefix: &str) -> Result<RedisStore, StoreError> {
+        let client =
+            Client::open(url).map_err(|e| StoreError(format!("cluster.redis_url: {e}")))?;
+        Ok(RedisStore {
+            client,
+            prefix: prefix.to_owned(),
+            connection: Mutex::new(None),
+            heartbeat: Script::new(include_str!("lua/heartbeat.lua")),
+            acquire: Script::new(include_str!("lua/acquire.lua")),
+            release: Script::new(include_str!("lua/release.lua")),
+            resolve: Script::new(include_str!("lua/resolve.lua")),
+            view: Script::new(include_str!("lua/view.lua")),
+            leave: Script::new(include_str!("lua/leave.lua")),
+        })
+    }
+
+    /// The open connection, or a new one.
+    async fn connection(&self) -> Result<MultiplexedConnection, StoreError> {
+        let mut slot = self.connection.lock().await;
+        if let Some(connection) = slot.as_ref() {
+            return Ok(connection.clone());
+        }
+        let config = AsyncConnectionConfig::new()
+            .set_connection_timeout(Some(TIMEOUT))
+            .set_response_timeout(Some(TIMEOUT));
+        let connection = tokio::time::timeout(
+            TIMEOUT,
+            self.client
+                .get_multiplexed_async_connection_with_config(&config),
+        )
+        .await
+        .map_err(|_| StoreError("connecting to Redis timed out".to_owned()))?
+        .map_err(|e| StoreError(format!("cannot connect to Redis: {e}")))?;
+        *slot = Some(connection.clone());
+        Ok(connection)
+    }
+
+    /// Runs `script` with `args` (the prefix first); a failed call drops the connection so
+    /// the next one reconnects.
+    async fn run(&self, script: &Script, args: &[String]) -> Result<Value, StoreError> {
+        let mut connection = self.connection().await?;
+        let mut invocation = script.prepare_invoke();
+        invocation.arg(&self.prefix);
+        for arg in args {
+            invocation.arg(arg);
+        }
+        let result =
+            tokio::time::timeout(TIMEOUT, invocation.invoke_async::<Value>(&mut connection))
+                .await
+                .map_err(|_| StoreError("Redis did not answer in time".to_owned()))
+                .and_then(|r| r.map_err(|e| StoreError(format!("Redis: {e}"))));
+        if result.is_err() {
+            *self.connection.lock().await = None;
+        }
+        result
+    }
+}
+
+/// Unix time in milliseconds.
+pub(crate) fn unix_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+fn text(value: &Value) -> String {
+    match value {
+        Value::BulkString(bytes) => String::from_utf8_lossy(bytes).into_owned(),
+        Value::SimpleString(s) => s.clone(),
+        Value::Int(n) => n.to_string(),
+        _ => String::new(),
+    }
+}
+
+fn number(value: &Value) -> u64 {
+    match value {
+        Value::Int(n) => u64::try_from(*n).unwrap_or(0),
+        other => text(other).parse().unwrap_or(0),
+    }
+}
+
+fn items(value: Value) -> Result<Vec<Value>, StoreError> {
+    match value {
+        Value::Array(items) | Value::Set(items) => Ok(items),
+        Value::Nil => Ok(Vec::new()),
+        other => Err(StoreError(format!(
+            "unexpected answer from Redis: {other:?}"
+        ))),
+    }
+}
+
+fn signed(value: &Value) -> i64 {
+    match value {
+        Value::Int(n) => *n,
+        other => text(other).parse().unwrap_or(0),
+    }
+}
+
+impl Store for RedisStore {
+    fn heartbeat<'a>(&'a self, member: &'a Member, beat: &'a Beat) -> StoreResult<'a, BeatReply> {
+        Box::pin(async move {
+            let mut args = vec![
+                member.id.clone(),
+                member.incarnation.clone(),
+                member.rtmp.clone(),
+                member.http.clone(),
+                beat.ttl_ms.to_string(),
+                unix_ms().to_string(),
+                member.started_ms.to_string(),
+                beat.token.clone(),
+            ];
+            for (stream, epoch) in &beat.leases {
+                args.push(stream.clone());
+                args.push(epoch.to_string());
+            }
+            let reply = items(self.run(&self.heartbeat, &args).await?)?;
+            if reply.first().map(signed) == Some(-1) {
+                return Ok(BeatReply::Replaced(
+                    reply.get(1).map(text).unwrap_or_default(),
+                ));
+            }
+            if reply.len() < 3 {
+                return Err(StoreError("short heartbeat answer from Redis".to_owned()));
+            }
+            let lost = reply[3..]
+                .chunks(3)
+                .filter(|c| c.len() == 3)
+                .map(|c| (text(&c[0]), text(&c[1]), number(&c[2])))
+                .collect();
+            Ok(BeatReply::Alive {
+                beat: number(&reply[0]),
+                restored: number(&reply[1]),
+                token: text(&reply[2]),
+                lost,
+            })
+        })
+    }
+
+    fn acquire<'a>(
+        &'a self,
+        member: &'a Member,
+        stream: &'a str,
+        takeover: bool,
+    ) -> StoreResult<'a, Acquire> {
+        Box::pin(async move {
+            let args = [
+                stream.to_owned(),
+                member.id.clone(),
+                member.incarnation.clone(),
+                if takeover { "1" } else { "0" }.to_owned(),
+                unix_ms().to_string(),
+            ];
+            let reply = items(self.run(&self.acquire, &args).await?)?;
+            match reply.first().map(number) {
+                Some(1) if reply.len() >= 3 => Ok(Acquire::Granted {
+                    epoch: number(&reply[1]),
+                    previous: text(&reply[2]),
+                }),
+                Some(0) if reply.len() >= 4 => Ok(Acquire::Held {
+                    owner: text(&reply[1]),
+                    epoch: number(&reply[2]),
+                    beat: number(&reply[3]),
+                }),
+                _ => Err(StoreError(format!(
+                    "unexpected lease answer from Redis: {reply:?}"
+                ))),
+            }
+        })
+    }
+
+    fn release<'a>(
+        &'a self,
+        member: &'a Member,
+        leases: &'a [(String, u64)],
+    ) -> StoreResult<'a, u64> {
+        Box::pin(async move {
+            if leases.is_empty() {
+                return Ok(0);
+            }
+            let mut args = vec![member.id.clone(), member.incarnation.clone()];
+            for (stream, epoch) in leases {
+                args.push(stream.clone());
+                args.push(epoch.to_string());
+            }
+            Ok(number(&self.run(&self.release, &args).await?))
+        })
+    }
+
+    fn resolve<'a>(&'a self, streams: &'a [String]) -> StoreResult<'a, Vec<Option<Owner>>> {
+        Box::pin(async move {
+            if streams.is_empty() {
+                return Ok(Vec::new());
+            }
+            let reply = items(self.run(&self.resolve, streams).await?)?;
+            reply
+                .into_iter()
+                .map(|entry| {
+                    let fields = items(entry)?;
+                    Ok((fields.len() >= 4).then(|| Owner {
+                        node: text(&fields[0]),
+                        epoch: number(&fields[1]),
+                        rtmp: text(&fields[2]),
+                        http: text(&fields[3]),
+                    }))
+                })
+                .collect()
+        })
+    }
+
+    fn view(&self) -> StoreResult<'_, View> {
+        Box::pin(async move {
+            let mut reply = items(self.run(&self.view, &[]).await?)?.into_iter();
+            let nodes = items(reply.next().unwrap_or(Value::Nil))?
+                .into_iter()
+                .filter_map(|n| items(n).ok())
+                .filter(|f| f.len() >= 7)
+                .map(|f| NodeView {
+                    id: text(&f[0]),
+                    incarnation: text(&f[1]),
+                    rtmp: text(&f[2]),
+                    http: text(&f[3]),
+                    beat: number(&f[4]),
+                    started_ms: number(&f[5]),
+                    seen_ms: number(&f[6]),
+                })
+                .collect();
+            let leases = items(reply.next().unwrap_or(Value::Nil))?
+                .into_iter()
+                .filter_map(|l| items(l).ok())
+                .filter(|f| f.len() >= 5)
+                .map(|f| LeaseView {
+                    stream: text(&f[0]),
+                    node: text(&f[1]),
+                    epoch: number(&f[2]),
+                    since_ms: number(&f[3]),
+                    alive: number(&f[4]) == 1,
+                })
+                .collect();
+            Ok(View { nodes, leases })
+        })
+    }
+
+    fn leave<'a>(&'a self, member: &'a Member) -> StoreResult<'a, bool> {
+        Box::pin(async move {
+            let args = [member.id.clone(), member.incarnation.clone()];
+            Ok(number(&self.run(&self.leave, &args).await?) == 1)
+        })
+    }
+}
