@@ -342,6 +342,9 @@ impl Server {
             registry.close_all("drain time is up (shutdown.drain_secs)");
             let _ = tokio::time::timeout(SHUTDOWN_GRACE, both).await;
         }
+        if let Some(cluster) = &self.context.cluster {
+            cluster.leave().await;
+        }
     }
 }
 

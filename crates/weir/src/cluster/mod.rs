@@ -88,6 +88,9 @@ pub(crate) struct Cluster {
     pub(crate) store_errors: AtomicU64,
     /// Store calls made.
     pub(crate) store_calls: AtomicU64,
+    /// Held while leases are given back at a drain, so a second caller returns only once
+    /// they are.
+    releasing: tokio::sync::Mutex<()>,
 }
 
 /// A publish's hold on its stream's lease: given back when dropped (the publisher left).
@@ -156,6 +159,7 @@ impl Cluster {
             fenced: AtomicU64::new(0),
             store_errors: AtomicU64::new(0),
             store_calls: AtomicU64::new(0),
+            releasing: tokio::sync::Mutex::new(()),
         })
     }
 
@@ -362,6 +366,7 @@ impl Cluster {
     /// Gives every lease back at once (a drain or shutdown: encoders may reconnect to
     /// another node right away).
     pub(crate) async fn release_all(&self) {
+        let _releasing = self.releasing.lock().await;
         let leases: Vec<(String, u64)> = {
             let mut leases = self.leases.lock().unwrap_or_else(|p| p.into_inner());
             leases

@@ -145,3 +145,26 @@ pub fn http_get(addr: SocketAddr, path: &str) -> (String, Vec<u8>) {
         data[split..].to_vec(),
     )
 }
+
+/// Status line and body of an HTTP/1.0 POST of `body` (JSON).
+pub fn http_post(addr: SocketAddr, path: &str, body: &str) -> (String, Vec<u8>) {
+    use std::io::{Read, Write};
+    let mut socket = std::net::TcpStream::connect(addr).unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_millis(1500)))
+        .unwrap();
+    write!(
+        socket,
+        "POST {path} HTTP/1.0\r\nHost: t\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut data = Vec::new();
+    let _ = socket.read_to_end(&mut data);
+    let text = String::from_utf8_lossy(&data).to_string();
+    let (head, rest) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    (
+        head.lines().next().unwrap_or_default().to_owned(),
+        rest.as_bytes().to_vec(),
+    )
+}

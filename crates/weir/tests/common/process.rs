@@ -124,7 +124,8 @@ impl ChildGuard {
         self.signal(libc::SIGTERM);
     }
 
-    fn signal(&mut self, signal: libc::c_int) {
+    /// Sends `signal` (SIGSTOP, SIGCONT, …) if the process still runs.
+    pub fn signal(&mut self, signal: libc::c_int) {
         if self.is_running() {
             let pid = libc::pid_t::try_from(self.pid()).expect("pid fits pid_t");
             // SAFETY: kill(2) has no memory-safety preconditions; the pid is our own child,

@@ -1,0 +1,602 @@
+//! The origin/edge cluster on Redis, with three weir processes and a test-owned redis-server
+//! on loopback: edges pull once and add little latency, 500 cold plays make one pull, a
+//! killed origin fails over to the node the encoder reconnects to without dropping the edges'
+//! viewers, a paused origin is fenced when it comes back, racing publishers of one stream on
+//! two nodes leave exactly one winner, a Redis outage (and an empty restart) drops nothing,
+//! a drain gives the leases back at once.
+//!
+//! The outage lasts `WEIR_CLUSTER_OUTAGE_SECS` (8 s here; BENCHMARKS.md has the 60 s run).
+
+#[allow(unused_imports)] // the harness re-exports more than this file uses
+mod common;
+
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use common::cluster::{percentile, play, publish, tail, Node, PlayerLog, PublisherLog, Seen};
+use common::fixtures::small_fixture;
+use common::redis::RedisServer;
+use common::TestDir;
+use tokio::sync::watch;
+use weir_media::flv_file::FlvTag;
+
+/// The tests of this file run one at a time (timings are asserted; the machine has 2 cores).
+static SERIAL: Mutex<()> = Mutex::new(());
+
+fn serial() -> MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn tags() -> Arc<Vec<FlvTag>> {
+    Arc::new(weir_bench::load(&small_fixture().path).expect("fixture tags"))
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+fn lock<T>(m: &Arc<Mutex<T>>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Three nodes on one Redis.
+struct Cluster {
+    dir: TestDir,
+    redis: RedisServer,
+    a: Node,
+    b: Node,
+    c: Node,
+}
+
+fn cluster(name: &str) -> Cluster {
+    let dir = TestDir::new(name);
+    let redis = RedisServer::start(dir.path());
+    let a = Node::start(dir.path(), "a", &redis.url(), "");
+    let b = Node::start(dir.path(), "b", &redis.url(), "");
+    let c = Node::start(dir.path(), "c", &redis.url(), "");
+    // Every node has beaten once.
+    a.wait_for("three nodes in Redis", Duration::from_secs(5), || {
+        redis.cmd(&["SCARD", "weir:nodes"]) == "3"
+    });
+    Cluster {
+        dir,
+        redis,
+        a,
+        b,
+        c,
+    }
+}
+
+/// Starts `n` players of `stream` on `node`.
+fn players(
+    rt: &tokio::runtime::Runtime,
+    node: &Node,
+    stream: &str,
+    n: usize,
+    stop: &watch::Receiver<bool>,
+) -> Vec<Arc<Mutex<PlayerLog>>> {
+    (0..n)
+        .map(|_| {
+            let log = Arc::new(Mutex::new(PlayerLog::default()));
+            rt.spawn(play(node.url(stream), Arc::clone(&log), stop.clone()));
+            log
+        })
+        .collect()
+}
+
+/// Starts a publisher of `stream` on `node`.
+fn publisher(
+    rt: &tokio::runtime::Runtime,
+    node: &Node,
+    stream: &str,
+    stop: &watch::Receiver<bool>,
+) -> Arc<Mutex<PublisherLog>> {
+    let log = Arc::new(Mutex::new(PublisherLog::default()));
+    rt.spawn(publish(
+        node.url(stream),
+        tags(),
+        Arc::clone(&log),
+        stop.clone(),
+    ));
+    log
+}
+
+/// Whether a player's timestamps never go back, per kind (audio and video interleave).
+fn monotonic(frames: &[Seen]) -> Result<(), String> {
+    for video in [true, false] {
+        let mut last = 0u32;
+        for f in frames.iter().filter(|f| f.video == video) {
+            if f.timestamp < last {
+                return Err(format!(
+                    "{} timestamp went back from {last} to {}",
+                    if video { "video" } else { "audio" },
+                    f.timestamp
+                ));
+            }
+            last = f.timestamp;
+        }
+    }
+    Ok(())
+}
+
+/// The longest pause between two frames a player got after `from`.
+fn longest_gap(frames: &[Seen], from: Instant) -> Duration {
+    frames
+        .windows(2)
+        .filter(|w| w[0].at >= from)
+        .map(|w| w[1].at.duration_since(w[0].at))
+        .max()
+        .unwrap_or_default()
+}
+
+#[test]
+fn edges_pull_once_from_the_origin_start_at_once_and_add_little_latency() {
+    let _serial = serial();
+    let cl = cluster("cluster-edges");
+    let rt = runtime();
+    let (stop, stopped) = watch::channel(false);
+    let publisher = publisher(&rt, &cl.a, "cam", &stopped);
+    cl.a.wait_for("the stream published", Duration::from_secs(10), || {
+        cl.a.published("live/cam")
+    });
+    std::thread::sleep(Duration::from_millis(1500));
+    let reference = players(&rt, &cl.a, "cam", 1, &stopped);
+    std::thread::sleep(Duration::from_millis(300));
+    let on_b = players(&rt, &cl.b, "cam", 10, &stopped);
+    let on_c = players(&rt, &cl.c, "cam", 10, &stopped);
+    std::thread::sleep(Duration::from_secs(5));
+
+    // One upstream per edge: the origin has three players (the reference and two pulls).
+    let origin_players = cl.a.rtmp_viewers("live/cam");
+    let a_log = cl.a.log();
+    let pulls_seen = a_log
+        .lines()
+        .filter(|l| l.contains("play started") && l.contains("live/cam"))
+        .count();
+    assert_eq!(
+        (origin_players, pulls_seen),
+        (3, 3),
+        "the origin has the reference player and one pull per edge\n{}",
+        tail(&a_log, 30)
+    );
+    for edge in [&cl.b, &cl.c] {
+        let view = edge.api("/api/v1/cluster");
+        assert_eq!(view["pulls"][0]["stream"], "live/cam", "{view}");
+        assert_eq!(view["pulls"][0]["origin"], "a", "{view}");
+    }
+    let view = cl.a.api("/api/v1/cluster");
+    assert_eq!(view["leases"][0]["node"], "a", "{view}");
+    assert_eq!(view["nodes"].as_array().unwrap().len(), 3, "{view}");
+
+    // First media within 300 ms of the play's answer, on every edge viewer.
+    let mut first_ms = Vec::new();
+    for log in on_b.iter().chain(&on_c) {
+        let log = lock(log);
+        assert!(log.ended.is_none(), "an edge viewer ended: {:?}", log.ended);
+        let asked = log.asked_at.expect("played");
+        let first = log.frames.first().expect("media on the edge").at;
+        first_ms.push(first.duration_since(asked).as_secs_f64() * 1000.0);
+    }
+    let worst_first = first_ms.iter().cloned().fold(0.0, f64::max);
+    assert!(
+        worst_first <= 300.0,
+        "first media after play: {first_ms:?} ms"
+    );
+
+    // Latency per hop: the same frame (by payload) at an edge viewer vs at the origin's.
+    let reference = lock(&reference[0]);
+    let at_origin: std::collections::HashMap<u64, Instant> =
+        reference.frames.iter().map(|f| (f.hash, f.at)).collect();
+    let mut hop_ms = Vec::new();
+    for log in on_b.iter().chain(&on_c) {
+        let log = lock(log);
+        // Live frames only: those of the GOP cache reached the origin's viewer earlier.
+        let live_from = log.played_at.unwrap() + Duration::from_millis(500);
+        for f in log.frames.iter().filter(|f| f.at >= live_from) {
+            if let Some(origin_at) = at_origin.get(&f.hash) {
+                hop_ms.push(f.at.saturating_duration_since(*origin_at).as_secs_f64() * 1000.0);
+            }
+        }
+    }
+    assert!(hop_ms.len() > 1000, "{} frames compared", hop_ms.len());
+    let p50 = percentile(&mut hop_ms, 50.0);
+    let p99 = percentile(&mut hop_ms, 99.0);
+    eprintln!(
+        "cluster edges: first media after play worst {worst_first:.1} ms; added latency per hop p50 {p50:.2} ms p99 {p99:.2} ms over {} frames",
+        hop_ms.len()
+    );
+    assert!(
+        p99 <= 5.0,
+        "added latency per hop p99 {p99:.2} ms (p50 {p50:.2})"
+    );
+    drop(reference);
+    stop.send_replace(true);
+    assert!(lock(&publisher).ended.is_none());
+}
+
+#[test]
+fn five_hundred_cold_plays_on_one_edge_make_one_pull() {
+    let _serial = serial();
+    let cl = cluster("cluster-cold");
+    let rt = runtime();
+    let (stop, stopped) = watch::channel(false);
+    let _publisher = publisher(&rt, &cl.a, "cam", &stopped);
+    cl.a.wait_for("the stream published", Duration::from_secs(10), || {
+        cl.a.published("live/cam")
+    });
+    std::thread::sleep(Duration::from_millis(1000));
+    let viewers = players(&rt, &cl.b, "cam", 500, &stopped);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let with_media = viewers
+            .iter()
+            .filter(|l| !lock(l).frames.is_empty())
+            .count();
+        if with_media == viewers.len() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{with_media} of 500 viewers got media; ended: {:?}\n{}",
+            viewers.iter().filter_map(|l| lock(l).ended.clone()).next(),
+            tail(&cl.b.log(), 30)
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let pulls =
+        cl.a.log()
+            .lines()
+            .filter(|l| l.contains("play started") && l.contains("live/cam"))
+            .count();
+    assert_eq!(
+        pulls,
+        1,
+        "one upstream pull for 500 viewers\n{}",
+        tail(&cl.a.log(), 20)
+    );
+    assert_eq!(cl.a.rtmp_viewers("live/cam"), 1);
+    stop.send_replace(true);
+}
+
+#[test]
+fn a_killed_origin_fails_over_to_the_node_the_encoder_reconnects_to() {
+    let _serial = serial();
+    let mut cl = cluster("cluster-kill");
+    let rt = runtime();
+    let (stop, stopped) = watch::channel(false);
+    let (stop_first, first_stopped) = watch::channel(false);
+    let _first = publisher(&rt, &cl.a, "cam", &first_stopped);
+    cl.a.wait_for("the stream published", Duration::from_secs(10), || {
+        cl.a.published("live/cam")
+    });
+    let on_b = players(&rt, &cl.b, "cam", 10, &stopped);
+    std::thread::sleep(Duration::from_secs(3));
+    assert!(
+        on_b.iter().all(|l| !lock(l).frames.is_empty()),
+        "media on B"
+    );
+
+    let killed = Instant::now();
+    cl.a.child.kill();
+    stop_first.send_replace(true);
+    let ttl_ms: u64 = cl.redis.cmd(&["PTTL", "weir:node:a"]).parse().unwrap();
+    let expires = Instant::now() + Duration::from_millis(ttl_ms);
+    // The encoder reconnects to C at once; C waits for A's heartbeat to expire.
+    let second = publisher(&rt, &cl.c, "cam", &stopped);
+    cl.c.wait_for("the publish on C accepted", Duration::from_secs(6), || {
+        let log = lock(&second);
+        log.accepted_at.is_some() || log.ended.is_some()
+    });
+    let (accepted, refusal) = {
+        let log = lock(&second);
+        (log.accepted_at, log.ended.clone())
+    };
+    let accepted =
+        accepted.unwrap_or_else(|| panic!("refused: {refusal:?}\n{}", tail(&cl.c.log(), 20)));
+    let detected = expires.duration_since(killed);
+    let after_expiry = accepted.saturating_duration_since(expires);
+    assert!(
+        accepted + Duration::from_millis(30) >= expires,
+        "C took the lease {:?} before A's heartbeat expired",
+        expires.duration_since(accepted)
+    );
+    assert!(
+        detected <= Duration::from_secs(3),
+        "dead origin found after {detected:?}"
+    );
+    assert!(
+        after_expiry <= Duration::from_millis(200),
+        "accepted {after_expiry:?} after A's heartbeat expired"
+    );
+    std::thread::sleep(Duration::from_secs(3));
+    let first_key = lock(&second)
+        .first_key_at
+        .expect("C's first key frame sent");
+    let mut resumed_ms = Vec::new();
+    for log in &on_b {
+        let log = lock(log);
+        assert!(
+            log.ended.is_none(),
+            "a viewer on B was disconnected: {:?}",
+            log.ended
+        );
+        monotonic(&log.frames).unwrap_or_else(|e| panic!("a viewer on B: {e}"));
+        let resumed = log
+            .frames
+            .iter()
+            .find(|f| f.at > accepted)
+            .expect("media from C on B")
+            .at;
+        resumed_ms.push(resumed.saturating_duration_since(first_key).as_secs_f64() * 1000.0);
+    }
+    let worst = resumed_ms.iter().cloned().fold(0.0, f64::max);
+    eprintln!(
+        "cluster failover: A's heartbeat expired {:.0} ms after kill -9; C accepted {:.0} ms after expiry; B's viewers resumed {worst:.0} ms after C's first key frame (0 of 10 disconnected)",
+        detected.as_secs_f64() * 1000.0,
+        after_expiry.as_secs_f64() * 1000.0
+    );
+    assert!(
+        worst <= 1000.0,
+        "media resumed on B {resumed_ms:?} ms after C's first key frame"
+    );
+    let view = cl.b.api("/api/v1/cluster");
+    assert_eq!(view["pulls"][0]["origin"], "c", "{view}");
+    assert_eq!(cl.redis.cmd(&["HGET", "weir:lease:live/cam", "epoch"]), "2");
+    stop.send_replace(true);
+}
+
+#[test]
+fn a_paused_origin_is_fenced_when_it_returns_and_never_pulled_from_again() {
+    let _serial = serial();
+    let mut cl = cluster("cluster-pause");
+    let rt = runtime();
+    let (stop, stopped) = watch::channel(false);
+    let first = publisher(&rt, &cl.a, "cam", &stopped);
+    cl.a.wait_for("the stream published", Duration::from_secs(10), || {
+        cl.a.published("live/cam")
+    });
+    let on_b = players(&rt, &cl.b, "cam", 3, &stopped);
+    std::thread::sleep(Duration::from_secs(2));
+
+    cl.a.child.signal(libc::SIGSTOP);
+    let paused = Instant::now();
+    let second = publisher(&rt, &cl.c, "cam", &stopped);
+    cl.c.wait_for("the publish on C accepted", Duration::from_secs(6), || {
+        lock(&second).accepted_at.is_some()
+    });
+    std::thread::sleep(Duration::from_secs(8).saturating_sub(paused.elapsed()));
+    cl.a.child.signal(libc::SIGCONT);
+    let resumed = Instant::now();
+    cl.a.wait_for("A fenced", Duration::from_secs(2), || {
+        cl.a.log().contains("cluster: fenced")
+    });
+    cl.a.wait_for("A stops serving the stream", Duration::from_secs(2), || {
+        !cl.a.published("live/cam")
+    });
+    let fenced_after = resumed.elapsed();
+    // The encoder that was on A is closed; the edges pull from C only.
+    std::thread::sleep(Duration::from_secs(3));
+    assert!(
+        lock(&first).ended.is_some(),
+        "the paused origin's publisher was closed"
+    );
+    assert_eq!(
+        cl.a.rtmp_viewers("live/cam"),
+        0,
+        "an edge pulls from the fenced node"
+    );
+    let plays_on_a =
+        cl.a.log()
+            .lines()
+            .filter(|l| l.contains("play started") && l.contains("live/cam"))
+            .count();
+    assert_eq!(
+        plays_on_a, 1,
+        "the edge pulled from A once, before the pause"
+    );
+    assert_eq!(cl.b.api("/api/v1/cluster")["pulls"][0]["origin"], "c");
+    for log in &on_b {
+        let log = lock(log);
+        assert!(
+            log.ended.is_none(),
+            "a viewer on B was disconnected: {:?}",
+            log.ended
+        );
+        monotonic(&log.frames).unwrap();
+        assert!(
+            log.frames.iter().any(|f| f.at > resumed),
+            "media from C on B"
+        );
+    }
+    eprintln!("cluster fencing: A fenced and stopped serving {fenced_after:?} after SIGCONT");
+    stop.send_replace(true);
+}
+
+#[test]
+fn racing_publishers_of_one_stream_on_two_nodes_leave_one_winner_every_time() {
+    let _serial = serial();
+    let cl = cluster("cluster-race");
+    let rt = runtime();
+    const RUNS: usize = 100;
+    let outcomes = rt.block_on(async {
+        let mut tasks = Vec::new();
+        for run in 0..RUNS {
+            let stream = format!("race{run}");
+            for node in [&cl.a, &cl.b] {
+                let url = node.url(&stream);
+                tasks.push(tokio::spawn(async move {
+                    let client = weir_client::Client::connect(&url).await;
+                    (url, client)
+                }));
+            }
+        }
+        let mut clients = Vec::new();
+        for task in tasks {
+            let (url, client) = task.await.unwrap();
+            clients.push((url, client.expect("connect")));
+        }
+        // Both publishes of a pair are sent in one go, well under a millisecond apart; every
+        // pair at once.
+        let start = tokio::time::Instant::now() + Duration::from_millis(200);
+        let mut tasks = Vec::new();
+        let mut clients = clients.into_iter();
+        while let (Some((url_a, mut on_a)), Some((url_b, mut on_b))) =
+            (clients.next(), clients.next())
+        {
+            tasks.push(tokio::spawn(async move {
+                tokio::time::sleep_until(start).await;
+                let sent = Instant::now();
+                let (ra, rb) =
+                    tokio::join!(on_a.publish(&url_a.stream), on_b.publish(&url_b.stream));
+                vec![
+                    (url_a, sent, ra.is_ok(), on_a),
+                    (url_b, sent, rb.is_ok(), on_b),
+                ]
+            }));
+        }
+        let mut outcomes = Vec::new();
+        for task in tasks {
+            outcomes.extend(task.await.unwrap());
+        }
+        outcomes
+    });
+    for run in 0..RUNS {
+        let pair: Vec<_> = outcomes
+            .iter()
+            .filter(|(url, ..)| url.stream == format!("race{run}"))
+            .collect();
+        assert_eq!(pair.len(), 2);
+        let winners: Vec<_> = pair.iter().filter(|(_, _, won, _)| *won).collect();
+        assert_eq!(winners.len(), 1, "run {run}: {} winners", winners.len());
+        let owner = cl
+            .redis
+            .cmd(&["HGET", &format!("weir:lease:live/race{run}"), "node"]);
+        let winner_node = if winners[0].0.port == cl.a.rtmp.port() {
+            "a"
+        } else {
+            "b"
+        };
+        assert_eq!(owner, winner_node, "run {run}: the lease names the winner");
+    }
+    eprintln!("cluster races: {RUNS} of {RUNS} had one winner (both publishes of a pair sent in one poll)");
+    rt.block_on(async {
+        for (.., client) in outcomes {
+            let _ = client.close().await;
+        }
+    });
+}
+
+#[test]
+fn a_redis_outage_drops_nothing_and_an_empty_redis_gets_the_leases_back() {
+    let _serial = serial();
+    let outage: u64 = std::env::var("WEIR_CLUSTER_OUTAGE_SECS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(8);
+    let mut cl = cluster("cluster-outage");
+    let rt = runtime();
+    let (stop, stopped) = watch::channel(false);
+    let first = publisher(&rt, &cl.a, "cam", &stopped);
+    cl.a.wait_for("the stream published", Duration::from_secs(10), || {
+        cl.a.published("live/cam")
+    });
+    let on_b = players(&rt, &cl.b, "cam", 5, &stopped);
+    let on_a = players(&rt, &cl.a, "cam", 5, &stopped);
+    std::thread::sleep(Duration::from_secs(2));
+    let epoch = cl.redis.cmd(&["HGET", "weir:lease:live/cam", "epoch"]);
+    assert_eq!(epoch, "1");
+
+    cl.redis.stop();
+    let down = Instant::now();
+    std::thread::sleep(Duration::from_secs(2));
+    // A cold play elsewhere is refused at once, with a reason to retry.
+    let cold = players(&rt, &cl.c, "cam", 1, &stopped);
+    std::thread::sleep(Duration::from_millis(1200));
+    {
+        let cold = lock(&cold[0]);
+        let asked = cold.asked_at.expect("the cold play was sent");
+        assert!(
+            cold.ended.as_deref().is_some_and(|e| e.contains("Redis")),
+            "a cold play during the outage: {:?}\n{}",
+            cold.ended,
+            tail(&cl.c.log(), 10)
+        );
+        assert!(asked.elapsed() <= Duration::from_millis(1200));
+    }
+    // A new publish is taken without a lease.
+    let other = publisher(&rt, &cl.c, "other", &stopped);
+    cl.c.wait_for(
+        "a publish during the outage",
+        Duration::from_secs(3),
+        || lock(&other).accepted_at.is_some(),
+    );
+    std::thread::sleep(Duration::from_secs(outage).saturating_sub(down.elapsed()));
+
+    cl.redis.restart();
+    let back = Instant::now();
+    cl.a.wait_for(
+        "the leases back in the empty Redis",
+        Duration::from_secs(2),
+        || {
+            cl.redis.cmd(&["HGET", "weir:lease:live/cam", "node"]) == "a"
+                && cl.redis.cmd(&["HGET", "weir:lease:live/other", "node"]) == "c"
+        },
+    );
+    let restored_after = back.elapsed();
+    assert_eq!(cl.redis.cmd(&["HGET", "weir:lease:live/cam", "epoch"]), "1");
+    std::thread::sleep(Duration::from_secs(1));
+    for log in on_b.iter().chain(&on_a) {
+        let log = lock(log);
+        assert!(log.ended.is_none(), "a viewer was dropped: {:?}", log.ended);
+        let gap = longest_gap(&log.frames, down);
+        assert!(
+            gap <= Duration::from_millis(700),
+            "a viewer's media paused {gap:?}"
+        );
+    }
+    assert!(lock(&first).ended.is_none(), "the publisher was dropped");
+    assert!(
+        lock(&other).ended.is_none(),
+        "the outage's publisher was dropped"
+    );
+    eprintln!(
+        "cluster outage: Redis down {:.1} s, 0 of 10 viewers and 0 of 2 publishers dropped; leases back {restored_after:?} after an empty restart",
+        back.duration_since(down).as_secs_f64()
+    );
+    stop.send_replace(true);
+}
+
+#[test]
+fn a_drain_gives_the_leases_back_at_once() {
+    let _serial = serial();
+    let cl = cluster("cluster-drain");
+    let rt = runtime();
+    let (stop, stopped) = watch::channel(false);
+    let _first = publisher(&rt, &cl.a, "cam", &stopped);
+    cl.a.wait_for("the stream published", Duration::from_secs(10), || {
+        cl.a.published("live/cam")
+    });
+    let (status, _) = common::access::http_post(cl.a.api, "/api/v1/drain", "");
+    assert!(status.contains("20"), "{status}");
+    cl.a.wait_for("the lease released", Duration::from_millis(500), || {
+        cl.redis.cmd(&["EXISTS", "weir:lease:live/cam"]) == "0"
+    });
+    // The encoder reconnects to C and is taken at once (no wait for A's heartbeat).
+    let second = publisher(&rt, &cl.c, "cam", &stopped);
+    cl.c.wait_for("the publish on C accepted", Duration::from_secs(3), || {
+        lock(&second).accepted_at.is_some()
+    });
+    let waited = {
+        let log = lock(&second);
+        log.accepted_at
+            .unwrap()
+            .duration_since(log.asked_at.unwrap())
+    };
+    assert!(waited <= Duration::from_millis(200), "C waited {waited:?}");
+    stop.send_replace(true);
+    drop(cl.dir);
+}
