@@ -417,10 +417,81 @@ impl Collector for Snapshot {
     }
 }
 
+/// The cluster's gauges and counters (`[cluster]` on).
+struct ClusterGauges(Arc<crate::cluster::Cluster>);
+
+impl std::fmt::Debug for ClusterGauges {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClusterGauges").finish_non_exhaustive()
+    }
+}
+
+impl Collector for ClusterGauges {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        use prometheus_client::metrics::counter::ConstCounter;
+        use std::sync::atomic::Ordering;
+        let cluster = &self.0;
+        let node = labels(&[("node", cluster.node_id())]);
+        gauge_family(
+            &mut encoder,
+            "cluster_redis_up",
+            "Whether the last call to the cluster's Redis succeeded",
+            vec![(node.clone(), if cluster.store_up() { 1.0 } else { 0.0 })],
+        )?;
+        gauge_family(
+            &mut encoder,
+            "cluster_redis_latency_seconds",
+            "Round trip of the last heartbeat to Redis",
+            vec![(node.clone(), cluster.store_latency().as_secs_f64())],
+        )?;
+        gauge_family(
+            &mut encoder,
+            "cluster_leases",
+            "Stream leases this node holds (streams it is the origin of)",
+            vec![(node.clone(), cluster.held().len() as f64)],
+        )?;
+        gauge_family(
+            &mut encoder,
+            "cluster_pulls",
+            "Streams this node pulls from other nodes",
+            vec![(node, cluster.pulled().len() as f64)],
+        )?;
+        for (name, help, value) in [
+            (
+                "cluster_redis_calls",
+                "Calls to the cluster's Redis",
+                cluster.store_calls.load(Ordering::Relaxed),
+            ),
+            (
+                "cluster_redis_errors",
+                "Calls to the cluster's Redis that failed",
+                cluster.store_errors.load(Ordering::Relaxed),
+            ),
+            (
+                "cluster_fenced",
+                "Leases this node lost to a newer owner (its copy of the stream closed)",
+                cluster.fenced.load(Ordering::Relaxed),
+            ),
+        ] {
+            let counter = ConstCounter::new(value);
+            counter.encode(encoder.encode_descriptor(
+                name,
+                help,
+                None,
+                counter.metric_type(),
+            )?)?;
+        }
+        Ok(())
+    }
+}
+
 /// `GET /metrics`: the Prometheus text format.
 pub(crate) async fn scrape(State(admin): State<Arc<crate::api::Admin>>) -> Response {
     let context = &admin.context;
-    let registry = registry(&context.hub, &context.registry, context.relays.all());
+    let mut registry = registry(&context.hub, &context.registry, context.relays.all());
+    if let Some(cluster) = &context.cluster {
+        registry.register_collector(Box::new(ClusterGauges(Arc::clone(cluster))));
+    }
     let mut text = String::new();
     if prometheus_client::encoding::text::encode(&mut text, &registry).is_err() {
         return (StatusCode::INTERNAL_SERVER_ERROR, "encoding failed\n").into_response();

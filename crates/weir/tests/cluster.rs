@@ -105,6 +105,29 @@ fn publisher(
     log
 }
 
+/// Calls the nodes made to Redis since it started: every operation is one script
+/// (`EVALSHA`, or `EVAL`/`SCRIPT LOAD` the first time); the commands the scripts run inside
+/// are not calls of their own.
+fn redis_calls(redis: &RedisServer) -> u64 {
+    redis
+        .cmd(&["INFO", "commandstats"])
+        .lines()
+        .filter(|l| {
+            ["cmdstat_evalsha:", "cmdstat_eval:", "cmdstat_script"]
+                .iter()
+                .any(|p| l.starts_with(p))
+        })
+        .filter_map(|l| {
+            l.split("calls=")
+                .nth(1)?
+                .split(',')
+                .next()?
+                .parse::<u64>()
+                .ok()
+        })
+        .sum()
+}
+
 /// Whether a player's timestamps never go back, per kind (audio and video interleave).
 fn monotonic(frames: &[Seen]) -> Result<(), String> {
     for video in [true, false] {
@@ -213,6 +236,25 @@ fn edges_pull_once_from_the_origin_start_at_once_and_add_little_latency() {
         p99 <= 5.0,
         "added latency per hop p99 {p99:.2} ms (p50 {p50:.2})"
     );
+    // Redis load in the steady state: every command the three nodes sent for 5 s.
+    let before = redis_calls(&cl.redis);
+    std::thread::sleep(Duration::from_secs(5));
+    let per_second = (redis_calls(&cl.redis) - before) as f64 / 5.0;
+    eprintln!("cluster edges: Redis load {per_second:.1} calls/s for 3 nodes, 1 stream, 2 pulls");
+    assert!(
+        per_second <= 0.5 + 2.0 * 3.0 + 1.0,
+        "{per_second} Redis calls a second"
+    );
+    let (status, metrics) = common::access::http_get(cl.b.api, "/metrics");
+    let metrics = String::from_utf8_lossy(&metrics);
+    assert!(status.contains("200"));
+    for line in [
+        "weir_cluster_pulls{node=\"b\"} 1",
+        "weir_cluster_redis_up{node=\"b\"} 1",
+        "weir_cluster_leases{node=\"b\"} 0",
+    ] {
+        assert!(metrics.contains(line), "{line} missing:\n{metrics}");
+    }
     drop(reference);
     stop.send_replace(true);
     assert!(lock(&publisher).ended.is_none());
