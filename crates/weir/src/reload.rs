@@ -148,6 +148,7 @@ pub(crate) fn apply(context: &Arc<Context>, mut new: Config) -> Result<Report, S
     };
     let (s, n) = (start, &new);
     fixed("api.addr", s.api.addr != n.api.addr, &mut report);
+    fixed("cluster", s.cluster != n.cluster, &mut report);
     fixed("http.tls", s.http.tls != n.http.tls, &mut report);
     let session = |a: &Config| {
         let r = &a.rtmp;

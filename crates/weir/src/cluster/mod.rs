@@ -88,6 +88,11 @@ pub(crate) struct Cluster {
     pub(crate) store_errors: AtomicU64,
     /// Store calls made.
     pub(crate) store_calls: AtomicU64,
+    /// Leases whose release failed (Redis unreachable): given back at the next heartbeat
+    /// that reaches Redis, so no lease outlives its publisher.
+    unreleased: Mutex<Vec<(String, u64)>>,
+    /// Whether the "node id taken" error was logged.
+    replaced_logged: std::sync::atomic::AtomicBool,
     /// Held while leases are given back at a drain, so a second caller returns only once
     /// they are.
     releasing: tokio::sync::Mutex<()>,
@@ -160,6 +165,8 @@ impl Cluster {
             store_errors: AtomicU64::new(0),
             store_calls: AtomicU64::new(0),
             releasing: tokio::sync::Mutex::new(()),
+            unreleased: Mutex::default(),
+            replaced_logged: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
@@ -508,8 +515,10 @@ impl Cluster {
                 }
             }
             Ok(BeatReply::Replaced(incarnation)) => {
-                error!(node = %self.member.id, other = %incarnation,
-                    "cluster: a newer process took this node id (cluster.node_id must be unique); giving up every lease");
+                if !self.replaced_logged.swap(true, Ordering::Relaxed) {
+                    error!(node = %self.member.id, other = %incarnation,
+                        "cluster: a newer process took this node id (cluster.node_id must be unique); giving up every lease");
+                }
                 let streams: Vec<String> = self
                     .leases
                     .lock()
@@ -523,6 +532,24 @@ impl Cluster {
                 return;
             }
             Err(_) => return,
+        }
+        let unreleased =
+            std::mem::take(&mut *self.unreleased.lock().unwrap_or_else(|p| p.into_inner()));
+        if !unreleased.is_empty() {
+            let t = Instant::now();
+            let result = self.store.release(&self.member, &unreleased).await;
+            self.note(&result, t);
+            match result {
+                Ok(n) => info!(
+                    released = n,
+                    "cluster: leases of publishers that left during the outage released"
+                ),
+                Err(_) => self
+                    .unreleased
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .extend(unreleased),
+            }
         }
         for (stream, _) in provisional {
             let t = Instant::now();

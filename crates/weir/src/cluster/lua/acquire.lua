@@ -11,12 +11,16 @@ if l[1] and not (l[1] == id and l[2] == inc) and ARGV[5] ~= '1' then
     return {0, l[1], l[3], n[2] or '0'}
   end
 end
+-- The epoch grows with every owner: one more than the counter, and at least Redis's clock in
+-- milliseconds, so it keeps growing after Redis lost its data (a stale owner that comes back
+-- then holds an older epoch than the new one and is fenced).
 local ek = p .. ':epoch:' .. stream
-local epoch = redis.call('INCR', ek)
-if l[3] and tonumber(l[3]) >= epoch then
-  epoch = tonumber(l[3]) + 1
-  redis.call('SET', ek, epoch)
-end
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local epoch = tonumber(redis.call('GET', ek) or '0') + 1
+if epoch < now then epoch = now end
+if l[3] and tonumber(l[3]) >= epoch then epoch = tonumber(l[3]) + 1 end
+redis.call('SET', ek, epoch)
 redis.call('HSET', lk, 'node', id, 'inc', inc, 'epoch', epoch, 'since', ARGV[6])
 redis.call('SADD', p .. ':leases', stream)
 return {1, epoch, l[1] or ''}
