@@ -139,6 +139,24 @@ impl Segmenter {
         self.wall_ms = Some(unix_ms);
     }
 
+    /// Continues another segmenter's numbering (a stream that moved to another server of a
+    /// cluster): the first segment is numbered `sequence` and follows a discontinuity, with
+    /// `discontinuity_sequence` before it. Call before the first frame.
+    pub fn continue_from(&mut self, sequence: u64, discontinuity_sequence: u64) {
+        self.next_sequence = self.next_sequence.max(sequence);
+        self.discontinuity_sequence = self.discontinuity_sequence.max(discontinuity_sequence);
+        self.discontinuity_pending = true;
+    }
+
+    /// Where a segmenter taking this one's stream over would start: (first sequence number,
+    /// discontinuities before it); the segment in progress's number is skipped.
+    pub fn continuation(&self) -> (u64, u64) {
+        (
+            self.next_sequence + 1,
+            self.discontinuity_sequence + u64::from(self.current_discontinuity),
+        )
+    }
+
     /// The publisher left: the current segment ends with its last frame and the next one
     /// (from the next publisher) follows a discontinuity.
     pub fn publisher_left(&mut self) -> bool {

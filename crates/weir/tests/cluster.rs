@@ -660,3 +660,241 @@ fn a_drain_gives_the_leases_back_at_once() {
     stop.send_replace(true);
     drop(cl.dir);
 }
+
+/// A GET through reqwest: status and body.
+async fn get(client: &reqwest::Client, url: &str) -> (u16, bytes::Bytes) {
+    match client.get(url).send().await {
+        Ok(response) => {
+            let status = response.status().as_u16();
+            (status, response.bytes().await.unwrap_or_default())
+        }
+        Err(_) => (0, bytes::Bytes::new()),
+    }
+}
+
+/// The URIs a media playlist names: segments, parts, init segments (maps), the preload hint.
+fn playlist_uris(playlist: &str) -> Vec<String> {
+    let mut uris = Vec::new();
+    for line in playlist.lines() {
+        if line.starts_with("seg") {
+            uris.push(line.to_owned());
+        } else if let Some(i) = line.find("URI=\"") {
+            if line.starts_with("#EXT-X-PRELOAD-HINT")
+                || line.starts_with("#EXT-X-RENDITION-REPORT")
+            {
+                continue;
+            }
+            let rest = &line[i + 5..];
+            if let Some(end) = rest.find('"') {
+                uris.push(rest[..end].to_owned());
+            }
+        }
+    }
+    uris
+}
+
+fn tag_value(playlist: &str, tag: &str) -> Option<u64> {
+    playlist
+        .lines()
+        .find_map(|l| l.strip_prefix(tag))
+        .and_then(|v| v.trim().parse().ok())
+}
+
+/// The `weir_hls_requests_total` count of one kind answered with 2xx, from a node's metrics.
+fn hls_requests(node: &Node, kind: &str) -> u64 {
+    let (_, metrics) = common::access::http_get(node.api, "/metrics");
+    let want = format!("weir_hls_requests_total{{kind=\"{kind}\",status=\"2xx\"}} ");
+    String::from_utf8_lossy(&metrics)
+        .lines()
+        .find_map(|l| l.strip_prefix(&want).and_then(|v| v.trim().parse().ok()))
+        .unwrap_or(0)
+}
+
+#[test]
+fn hls_through_an_edge_continues_across_an_origin_failover_and_coalesces_fetches() {
+    let _serial = serial();
+    let mut cl = cluster("cluster-hls");
+    let rt = runtime();
+    let (stop, stopped) = watch::channel(false);
+    let (stop_first, first_stopped) = watch::channel(false);
+    let _first = publisher(&rt, &cl.a, "cam", &first_stopped);
+    cl.a.wait_for("the stream published", Duration::from_secs(10), || {
+        cl.a.published("live/cam")
+    });
+    let http = reqwest::Client::new();
+    let base = format!("http://{}/live/cam", cl.b.http);
+    // Polls B's playlist every 100 ms; fetches every URI it names once, through B.
+    let (poll_stop, poll_stopped) = watch::channel(false);
+    let seen: Arc<Mutex<Vec<(Instant, String)>>> = Arc::default();
+    let bytes_of: Arc<Mutex<std::collections::HashMap<String, u64>>> = Arc::default();
+    let poller = {
+        let (http, base, seen, bytes_of) =
+            (http.clone(), base.clone(), seen.clone(), bytes_of.clone());
+        let mut poll_stopped = poll_stopped.clone();
+        rt.spawn(async move {
+            let (status, body) = get(&http, &format!("{base}/index.m3u8")).await;
+            assert_eq!(status, 200, "the multivariant playlist through B");
+            assert!(String::from_utf8_lossy(&body).contains("v0/index.m3u8"));
+            loop {
+                let (status, body) = get(&http, &format!("{base}/v0/index.m3u8")).await;
+                if status == 200 {
+                    let text = String::from_utf8_lossy(&body).into_owned();
+                    for uri in playlist_uris(&text) {
+                        if bytes_of.lock().unwrap().contains_key(&uri) {
+                            continue;
+                        }
+                        let (status, data) = get(&http, &format!("{base}/v0/{uri}")).await;
+                        if status == 200 {
+                            bytes_of
+                                .lock()
+                                .unwrap()
+                                .insert(uri, common::cluster::payload_hash(&data));
+                        }
+                    }
+                    seen.lock().unwrap().push((Instant::now(), text));
+                }
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_millis(100)) => {}
+                    _ = poll_stopped.wait_for(|s| *s) => break,
+                }
+            }
+        })
+    };
+    std::thread::sleep(Duration::from_secs(5));
+    let before_uris: std::collections::HashMap<String, u64> = bytes_of.lock().unwrap().clone();
+    assert!(
+        before_uris.len() > 10,
+        "{} URIs fetched through B",
+        before_uris.len()
+    );
+
+    cl.a.child.kill();
+    stop_first.send_replace(true);
+    let killed = Instant::now();
+    let second = publisher(&rt, &cl.c, "cam", &stopped);
+    cl.c.wait_for("the publish on C accepted", Duration::from_secs(6), || {
+        lock(&second).accepted_at.is_some()
+    });
+    std::thread::sleep(Duration::from_secs(6));
+
+    poll_stop.send_replace(true);
+    rt.block_on(poller).unwrap();
+    // 200 requests at once for the part the playlist hints at next, through B: one fetch
+    // from the origin.
+    let parts_before = hls_requests(&cl.c, "part");
+    let (statuses, hashes) = rt.block_on(async {
+        let (_, playlist) = get(&http, &format!("{base}/v0/index.m3u8")).await;
+        let playlist = String::from_utf8_lossy(&playlist).into_owned();
+        let hint = playlist
+            .lines()
+            .find_map(|l| l.strip_prefix("#EXT-X-PRELOAD-HINT:TYPE=PART,URI=\""))
+            .and_then(|r| r.split('"').next())
+            .unwrap_or_else(|| panic!("no preload hint:\n{playlist}"))
+            .to_owned();
+        let tasks: Vec<_> = (0..200)
+            .map(|_| {
+                let (http, url) = (http.clone(), format!("{base}/v0/{hint}"));
+                tokio::spawn(async move { get(&http, &url).await })
+            })
+            .collect();
+        let mut statuses = Vec::new();
+        let mut hashes = std::collections::HashSet::new();
+        for task in tasks {
+            let (status, body) = task.await.unwrap();
+            statuses.push(status);
+            hashes.insert(common::cluster::payload_hash(&body));
+        }
+        (statuses, hashes)
+    });
+    let parts_after = hls_requests(&cl.c, "part");
+    assert!(statuses.iter().all(|s| *s == 200), "{statuses:?}");
+    assert_eq!(
+        hashes.len(),
+        1,
+        "200 requests for one part got different bytes"
+    );
+    assert_eq!(
+        parts_after - parts_before,
+        1,
+        "200 concurrent requests for a new part through B fetched it once from the origin"
+    );
+
+    // The playlists through B: the media sequence never went back, a discontinuity marks
+    // the switch, and no URI named other bytes after it.
+    let seen = seen.lock().unwrap().clone();
+    let mut last_sequence = 0;
+    let mut switched = None;
+    for (at, text) in &seen {
+        let sequence = tag_value(text, "#EXT-X-MEDIA-SEQUENCE:").expect("a media sequence");
+        assert!(
+            sequence >= last_sequence,
+            "the media sequence went back from {last_sequence} to {sequence}:\n{text}"
+        );
+        last_sequence = sequence;
+        if *at > killed && switched.is_none() && text.contains("#EXT-X-DISCONTINUITY\n") {
+            switched = Some(text.clone());
+        }
+    }
+    let switched = switched.unwrap_or_else(|| {
+        panic!(
+            "no DISCONTINUITY after the failover; last playlist:\n{}",
+            seen.last().map_or("", |(_, t)| t.as_str())
+        )
+    });
+    let after = bytes_of.lock().unwrap().clone();
+    let mut reused = Vec::new();
+    rt.block_on(async {
+        for uri in after.keys().filter(|u| before_uris.contains_key(*u)) {
+            // Still served: the same bytes as before (kept by B or not, the origin's
+            // numbering never names other bytes).
+            let (status, data) = get(&http, &format!("{base}/v0/{uri}")).await;
+            if status == 200 && common::cluster::payload_hash(&data) != before_uris[uri] {
+                reused.push(uri.clone());
+            }
+        }
+    });
+    assert!(
+        reused.is_empty(),
+        "URIs naming other bytes after the failover: {reused:?}"
+    );
+    let new_uris = after.len() - before_uris.len();
+    assert!(new_uris > 10, "{new_uris} URIs from the new origin");
+    eprintln!(
+        "cluster hls: {} playlists through B, media sequence never back ({last_sequence} at the end), a DISCONTINUITY at the switch, {} URIs before and {new_uris} after, none reused; 200 requests for a new part: 1 fetch",
+        seen.len(),
+        before_uris.len()
+    );
+    assert!(
+        cl.c.log()
+            .contains("hls continues the numbering of the stream's previous origin"),
+        "C did not continue A's numbering\n{}",
+        tail(&cl.c.log(), 30)
+    );
+    let last_before = before_uris
+        .keys()
+        .filter_map(|u| {
+            u.strip_prefix("seg")?
+                .strip_suffix(".m4s")?
+                .parse::<u64>()
+                .ok()
+        })
+        .max()
+        .unwrap();
+    let first_after = playlist_uris(&switched)
+        .iter()
+        .filter_map(|u| {
+            u.strip_prefix("seg")?
+                .strip_suffix(".m4s")?
+                .parse::<u64>()
+                .ok()
+        })
+        .filter(|n| !before_uris.contains_key(&format!("seg{n}.m4s")))
+        .min();
+    if let Some(first_after) = first_after {
+        assert!(
+            first_after > last_before,
+            "segment {first_after} after {last_before}"
+        );
+    }
+    stop.send_replace(true);
+}

@@ -86,10 +86,27 @@ impl CmafConfig {
     }
 }
 
+/// Where a packager's numbering starts when it continues another's (the stream moved to
+/// another server of a cluster): every number it uses is past the other's, so no URI names
+/// different bytes, and its first segment follows a discontinuity.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Continuation {
+    /// The first segment's media sequence number.
+    pub sequence: u64,
+    /// The first part's number.
+    pub part: u64,
+    /// The first init segment's id.
+    pub init: u32,
+    /// Discontinuities before the first segment (`EXT-X-DISCONTINUITY-SEQUENCE`).
+    pub discontinuity_sequence: u64,
+}
+
 /// One stream's CMAF renditions; see the module docs.
 #[derive(Debug)]
 pub struct Packager {
     config: CmafConfig,
+    /// Where numbering starts (renditions created later start there too).
+    continuation: Option<Continuation>,
     renditions: Vec<Rendition>,
     wall_ms: Option<u64>,
     /// Wall clock minus media time, fixed at the first sample after a (re)start.
@@ -105,12 +122,44 @@ impl Packager {
     pub fn new(config: CmafConfig) -> Packager {
         Packager {
             config,
+            continuation: None,
             renditions: Vec::new(),
             wall_ms: None,
             wall_offset_ms: None,
             clock: None,
             periods: VecDeque::new(),
         }
+    }
+
+    /// Continues another packager's numbering (call before the first frame).
+    pub fn continue_from(&mut self, continuation: Continuation) {
+        self.continuation = Some(continuation);
+        for rendition in &mut self.renditions {
+            rendition.continue_from(continuation);
+        }
+    }
+
+    /// Where a packager taking this one's stream over would start: past every segment, part
+    /// and init segment this one has published, with room for the parts of a segment in
+    /// progress that may be published after this is read (`hls` keeps it in Redis once a
+    /// segment).
+    pub fn continuation(&self) -> Continuation {
+        let parts_per_segment =
+            u64::from(self.config.target_duration_secs * 1000 / self.config.part_ms.max(1));
+        let base = self.continuation.unwrap_or_default();
+        let mut next = Continuation {
+            sequence: base.sequence,
+            part: base.part,
+            init: base.init,
+            discontinuity_sequence: base.discontinuity_sequence,
+        };
+        for r in &self.renditions {
+            next.sequence = next.sequence.max(r.edge().next_sequence + 2);
+            next.part = next.part.max(r.next_part() + 2 * parts_per_segment + 4);
+            next.init = next.init.max(r.latest_init_id() + 1);
+            next.discontinuity_sequence = next.discontinuity_sequence.max(r.discontinuity_count());
+        }
+        next
     }
 
     /// Its settings.
@@ -271,8 +320,11 @@ impl Packager {
         if self.renditions.len() >= MAX_RENDITIONS {
             return None;
         }
-        self.renditions
-            .push(Rendition::new(kind, track_id, self.config));
+        let mut rendition = Rendition::new(kind, track_id, self.config);
+        if let Some(continuation) = self.continuation {
+            rendition.continue_from(continuation);
+        }
+        self.renditions.push(rendition);
         self.renditions
             .sort_by_key(|r| (r.kind() == MediaKind::Audio, r.track_id()));
         self.renditions

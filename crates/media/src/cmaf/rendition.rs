@@ -141,6 +141,8 @@ pub struct Rendition {
     fragment_sequence: u32,
     discontinuity_pending: bool,
     discontinuity_sequence: u64,
+    /// The first init segment's id.
+    init_base: u32,
     /// Segment starts the leading track made (ms) that this one has not reached yet.
     pub(super) boundaries: VecDeque<u64>,
     last_program_date_ms: u64,
@@ -190,9 +192,26 @@ impl Rendition {
             fragment_sequence: 1,
             discontinuity_pending: false,
             discontinuity_sequence: 0,
+            init_base: 0,
             boundaries: VecDeque::new(),
             last_program_date_ms: 0,
         }
+    }
+
+    /// Starts its numbering where `c` says, its first segment after a discontinuity.
+    pub(super) fn continue_from(&mut self, c: super::Continuation) {
+        self.next_sequence = self.next_sequence.max(c.sequence);
+        self.next_part = self.next_part.max(c.part);
+        self.init_base = self.init_base.max(c.init);
+        self.discontinuity_sequence = self.discontinuity_sequence.max(c.discontinuity_sequence);
+        self.discontinuity_pending = true;
+    }
+
+    /// Discontinuities so far, the segment in progress's included (a playlist may have
+    /// shown it with its parts).
+    pub(super) fn discontinuity_count(&self) -> u64 {
+        self.discontinuity_sequence
+            + u64::from(self.building.as_ref().is_some_and(|b| b.discontinuity))
     }
 
     /// `v0`, `a1`: the rendition's path segment in URLs.
@@ -480,7 +499,7 @@ impl Rendition {
                 self.timescale = timescale;
                 self.init_stale = false;
                 if self.inits.back().is_none_or(|(_, last)| *last != init) {
-                    let id = self.inits.back().map_or(0, |(id, _)| id + 1);
+                    let id = self.inits.back().map_or(self.init_base, |(id, _)| id + 1);
                     self.inits.push_back((id, init));
                     if self.inits.len() > 8 {
                         self.inits.pop_front();

@@ -415,3 +415,44 @@ fn ac3_has_no_sequence_start_and_its_first_frame_describes_it() {
         .unwrap()
         .contains("CODECS=\"avc1.64001f,ac-3\""));
 }
+
+#[test]
+fn a_continued_packager_numbers_past_the_other_and_starts_with_a_discontinuity() {
+    let config = CmafConfig::default();
+    let mut first = Packager::new(config);
+    feed(&mut first, 0, 6, 25);
+    let from = first.continuation();
+    let first_rendition = first.rendition("v0").unwrap();
+    let last_sequence = first_rendition.segments().back().unwrap().sequence;
+    assert!(from.sequence > last_sequence + 1, "{from:?}");
+    assert!(from.part > first_rendition.next_part(), "{from:?}");
+
+    let mut second = Packager::new(config);
+    second.continue_from(from);
+    feed(&mut second, 0, 4, 25);
+    let rendition = second.rendition("v0").unwrap();
+    let segments = rendition.segments();
+    assert_eq!(segments.front().unwrap().sequence, from.sequence);
+    assert!(segments.front().unwrap().discontinuity);
+    let playlist = second.media_playlist("v0", false).unwrap();
+    assert!(
+        playlist.contains(&format!("#EXT-X-MEDIA-SEQUENCE:{}", from.sequence)),
+        "{playlist}"
+    );
+    assert!(playlist.contains("#EXT-X-DISCONTINUITY\n"), "{playlist}");
+    assert!(
+        playlist.contains(&format!(
+            "#EXT-X-DISCONTINUITY-SEQUENCE:{}",
+            from.discontinuity_sequence
+        )),
+        "{playlist}"
+    );
+    assert!(
+        playlist.contains(&format!("init{}.mp4", from.init)),
+        "{playlist}"
+    );
+    // Every part number is new.
+    let first_parts: Vec<u64> = (0..first_rendition.next_part()).collect();
+    assert!(rendition.next_part() > from.part);
+    assert!(first_parts.iter().all(|p| *p < from.part));
+}

@@ -40,6 +40,9 @@ pub(crate) const NODE_TTL: Duration = Duration::from_secs(3);
 /// The query parameter that marks a pull by another node of the cluster (its value is the
 /// cluster's token).
 pub(crate) const PULL_PARAM: &str = "weir_cluster";
+/// The header that marks an HTTP request by another node of the cluster (its value is the
+/// cluster's token).
+pub(crate) const CLUSTER_HEADER: &str = "x-weir-cluster";
 /// The longest a cold play waits for Redis before it is refused.
 const COLD_PLAY_WAIT: Duration = Duration::from_millis(900);
 /// How often a publish of a stream leased by another node asks again, waiting for that
@@ -455,6 +458,82 @@ impl Cluster {
             .collect();
         v.sort();
         v
+    }
+
+    /// Where this node's HLS packager of `stream` starts its numbering, when this node is the
+    /// stream's origin and an earlier origin left numbering in Redis (at most ~1 s).
+    pub(crate) async fn hls_continuation(
+        &self,
+        stream: &str,
+        container: &str,
+    ) -> Option<weir_media::cmaf::Continuation> {
+        if !self.holds(stream) {
+            return None;
+        }
+        let t = Instant::now();
+        let result =
+            match tokio::time::timeout(COLD_PLAY_WAIT, self.store.hls_numbers(stream, container))
+                .await
+            {
+                Ok(result) => result,
+                Err(_) => Err(StoreError("Redis did not answer in time".to_owned())),
+            };
+        self.note(&result, t);
+        match result {
+            Ok(numbers) => numbers,
+            Err(err) => {
+                warn!(
+                    stream,
+                    "cluster: HLS numbering not read ({err}); the playlists start again from 0"
+                );
+                None
+            }
+        }
+    }
+
+    /// Keeps `stream`'s HLS numbering in Redis (once a segment), while this node holds the
+    /// stream's lease, for the origin that may follow.
+    pub(crate) fn save_hls(
+        self: &Arc<Self>,
+        stream: &str,
+        container: &'static str,
+        numbers: weir_media::cmaf::Continuation,
+    ) {
+        let epoch = self
+            .leases
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(stream)
+            .and_then(|h| h.epoch);
+        let Some(epoch) = epoch else { return };
+        let cluster = Arc::clone(self);
+        let stream = stream.to_owned();
+        tokio::spawn(async move {
+            let t = Instant::now();
+            let result = cluster
+                .store
+                .put_hls_numbers(&cluster.member, &stream, epoch, container, numbers)
+                .await;
+            cluster.note(&result, t);
+        });
+    }
+
+    /// Whether an HTTP request comes from another node of the cluster (its `x-weir-cluster`
+    /// header carries the cluster token).
+    pub(crate) fn trusted_request(&self, headers: &axum::http::HeaderMap) -> bool {
+        headers
+            .get(CLUSTER_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|t| self.token_ok(t))
+    }
+
+    /// The cluster token, for a request to another node.
+    pub(crate) fn token(&self) -> String {
+        self.token
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .0
+            .clone()
     }
 
     /// The cluster as Redis has it.

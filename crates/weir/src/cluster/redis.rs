@@ -35,6 +35,7 @@ pub(crate) struct RedisStore {
     resolve: Script,
     view: Script,
     leave: Script,
+    hls: Script,
 }
 
 impl RedisStore {
@@ -52,6 +53,7 @@ impl RedisStore {
             resolve: Script::new(include_str!("lua/resolve.lua")),
             view: Script::new(include_str!("lua/view.lua")),
             leave: Script::new(include_str!("lua/leave.lua")),
+            hls: Script::new(include_str!("lua/hls.lua")),
         })
     }
 
@@ -278,6 +280,47 @@ impl Store for RedisStore {
                 })
                 .collect();
             Ok(View { nodes, leases })
+        })
+    }
+
+    fn hls_numbers<'a>(
+        &'a self,
+        stream: &'a str,
+        container: &'a str,
+    ) -> StoreResult<'a, Option<weir_media::cmaf::Continuation>> {
+        Box::pin(async move {
+            let args = [stream.to_owned(), container.to_owned()];
+            let reply = items(self.run(&self.hls, &args).await?)?;
+            Ok((reply.len() >= 4).then(|| weir_media::cmaf::Continuation {
+                sequence: number(&reply[0]),
+                part: number(&reply[1]),
+                init: u32::try_from(number(&reply[2])).unwrap_or(u32::MAX),
+                discontinuity_sequence: number(&reply[3]),
+            }))
+        })
+    }
+
+    fn put_hls_numbers<'a>(
+        &'a self,
+        member: &'a Member,
+        stream: &'a str,
+        epoch: u64,
+        container: &'a str,
+        numbers: weir_media::cmaf::Continuation,
+    ) -> StoreResult<'a, bool> {
+        Box::pin(async move {
+            let args = [
+                stream.to_owned(),
+                container.to_owned(),
+                member.id.clone(),
+                member.incarnation.clone(),
+                epoch.to_string(),
+                numbers.sequence.to_string(),
+                numbers.part.to_string(),
+                numbers.init.to_string(),
+                numbers.discontinuity_sequence.to_string(),
+            ];
+            Ok(number(&self.run(&self.hls, &args).await?) == 1)
         })
     }
 

@@ -135,6 +135,22 @@ pub(crate) trait Store: Send + Sync {
     fn resolve<'a>(&'a self, streams: &'a [String]) -> StoreResult<'a, Vec<Option<Owner>>>;
     /// Every node and lease.
     fn view(&self) -> StoreResult<'_, View>;
+    /// A stream's HLS numbering for `container`, as its last origin left it.
+    fn hls_numbers<'a>(
+        &'a self,
+        stream: &'a str,
+        container: &'a str,
+    ) -> StoreResult<'a, Option<weir_media::cmaf::Continuation>>;
+    /// Keeps a stream's HLS numbering (only while `member` holds its lease with `epoch`;
+    /// each number only grows); whether it was written.
+    fn put_hls_numbers<'a>(
+        &'a self,
+        member: &'a Member,
+        stream: &'a str,
+        epoch: u64,
+        container: &'a str,
+        numbers: weir_media::cmaf::Continuation,
+    ) -> StoreResult<'a, bool>;
     /// Removes `member`'s heartbeat (shutdown).
     fn leave<'a>(&'a self, member: &'a Member) -> StoreResult<'a, bool>;
 }

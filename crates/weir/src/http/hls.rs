@@ -215,6 +215,22 @@ async fn run(context: Arc<Context>, path: String, container: Container, stream: 
         Container::Fmp4 => Accepts::everything(),
         Container::Ts => Accepts::legacy(Unadvertised::Send),
     };
+    let container_name = match container {
+        Container::Fmp4 => "fmp4",
+        Container::Ts => "ts",
+    };
+    // The origin of a stream that moved here continues the numbering the last origin left
+    // in Redis: media sequence, parts and init segments go on, after a discontinuity.
+    if let Some(cluster) = &context.cluster {
+        if let Some(from) = cluster.hls_continuation(&path, container_name).await {
+            info!(stream = %path, container = container_name, sequence = from.sequence, part = from.part, discontinuity = from.discontinuity_sequence,
+                "hls continues the numbering of the stream's previous origin");
+            match &mut *lock(&stream.packaging) {
+                Packaging::Cmaf(p) => p.continue_from(from),
+                Packaging::Ts(s) => s.continue_from(from.sequence, from.discontinuity_sequence),
+            }
+        }
+    }
     let mut viewer = Viewer::new(subscription, LagPolicy::Skip, now()).with_accepts(accepts);
     let mut sink = Collected::default();
     viewer.start(&mut sink);
@@ -252,6 +268,22 @@ async fn run(context: Arc<Context>, path: String, container: Container, stream: 
                     packaging.push(&frame);
                 }
                 let after = packaging.produced();
+                if after.0 > before.0 {
+                    if let Some(cluster) = &context.cluster {
+                        let numbers = match &*packaging {
+                            Packaging::Cmaf(p) => p.continuation(),
+                            Packaging::Ts(s) => {
+                                let (sequence, discontinuity_sequence) = s.continuation();
+                                weir_media::cmaf::Continuation {
+                                    sequence,
+                                    discontinuity_sequence,
+                                    ..Default::default()
+                                }
+                            }
+                        };
+                        cluster.save_hls(&path, container_name, numbers);
+                    }
+                }
                 let metrics = context.hub.metrics();
                 metrics
                     .hls_segments

@@ -35,12 +35,14 @@ use crate::registry::Protocol;
 use crate::rtmp::Context;
 use crate::stream_key::StreamKey;
 
+mod cluster_proxy;
 mod flv;
 mod hls;
 mod hls_dir;
 mod page;
 mod prefixed;
 
+pub(crate) use cluster_proxy::HlsProxy;
 pub(crate) use hls::HlsStreams;
 
 /// Longest time a client may take to send a request's head (slowloris).
@@ -391,12 +393,32 @@ async fn stream_file(
     Path((app, stream, file)): Path<(String, String, String)>,
     request: Request<Body>,
 ) -> Response<Body> {
-    let (path, carry) = match hls_admit(&context, peer, &app, &stream, request.uri().query()).await
+    let (path, carry) = match hls_admit(
+        &context,
+        peer,
+        &app,
+        &stream,
+        request.uri().query(),
+        trusted_request(&context, &request),
+    )
+    .await
     {
         Ok(admitted) => admitted,
         Err(refused) => return refused,
     };
     let metrics = Arc::clone(context.hub.metrics());
+    if matches!(file.as_str(), "index.m3u8" | "index.mpd")
+        && cluster_proxy::elsewhere(&context, &path)
+    {
+        let kind = if file == "index.mpd" {
+            "mpd"
+        } else {
+            "playlist"
+        };
+        let response = cluster_proxy::serve(&context, &path, &file, request.uri().query()).await;
+        count_hls(&metrics, kind, &response);
+        return response;
+    }
     let (kind, response) = match file.as_str() {
         "index.m3u8" => ("playlist", hls::multivariant(context, &path).await),
         "index.mpd" => ("mpd", hls::mpd(context, &path).await),
@@ -448,11 +470,31 @@ async fn rendition_file(
     Path((app, stream, sub, file)): Path<(String, String, String, String)>,
     request: Request<Body>,
 ) -> Response<Body> {
-    let (path, carry) = match hls_admit(&context, peer, &app, &stream, request.uri().query()).await
+    let (path, carry) = match hls_admit(
+        &context,
+        peer,
+        &app,
+        &stream,
+        request.uri().query(),
+        trusted_request(&context, &request),
+    )
+    .await
     {
         Ok(admitted) => admitted,
         Err(refused) => return refused,
     };
+    if sub != "recordings" && cluster_proxy::elsewhere(&context, &path) {
+        let metrics = Arc::clone(context.hub.metrics());
+        let response = cluster_proxy::serve(
+            &context,
+            &path,
+            &format!("{sub}/{file}"),
+            request.uri().query(),
+        )
+        .await;
+        count_hls(&metrics, hls_kind(&file), &response);
+        return response;
+    }
     if sub == "recordings" {
         let Some((app, stream)) = path.split_once('/') else {
             return not_found().await;
@@ -473,6 +515,14 @@ async fn rendition_file(
     hls::carry_query(response, carry.as_deref()).await
 }
 
+/// Whether `request` comes from another node of the cluster.
+fn trusted_request(context: &Context, request: &Request<Body>) -> bool {
+    context
+        .cluster
+        .as_ref()
+        .is_some_and(|c| c.trusted_request(request.headers()))
+}
+
 /// Whether an HLS or DASH request may be answered: every request asks the play policy (IP
 /// rules, signed URLs, the `on_play` webhook) with the request's query less the `_HLS_`
 /// delivery directives. Allowed: the stream's path (a webhook may rename it) and the query
@@ -484,6 +534,7 @@ async fn hls_admit(
     app: &str,
     stream: &str,
     query: Option<&str>,
+    trusted: bool,
 ) -> Result<(String, Option<String>), Response<Body>> {
     let carry = query
         .map(|q| {
@@ -502,6 +553,10 @@ async fn hls_admit(
         },
         key: StreamKey::new(app, stream, carry.as_deref()),
     };
+    if trusted {
+        // Another node of the cluster, serving its own viewers (it applied the policy).
+        return Ok((request.key.path().to_owned(), carry));
+    }
     match decided(context, context.policy().play(&request)).await {
         Decision::Deny(reason) => {
             tracing::info!(%peer, stream = %request.key, reason = %reason, "hls request denied");

@@ -79,6 +79,8 @@ pub(crate) struct Context {
     pub(crate) draining: watch::Sender<bool>,
     /// This node in the origin/edge cluster (`[cluster]`), when on.
     pub(crate) cluster: Option<Arc<crate::cluster::Cluster>>,
+    /// HLS/DASH requests of streams another node is the origin of (cluster).
+    pub(crate) hls_proxy: crate::http::HlsProxy,
 }
 
 impl Context {
@@ -135,6 +137,7 @@ impl Context {
             )),
             draining: watch::channel(false).0,
             cluster: None,
+            hls_proxy: Default::default(),
         }
     }
 
