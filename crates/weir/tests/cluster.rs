@@ -583,6 +583,21 @@ fn a_redis_outage_drops_nothing_and_an_empty_redis_gets_the_leases_back() {
         );
         assert!(asked.elapsed() <= Duration::from_millis(1200));
     }
+    // Over HTTP-FLV and HLS the same: 503, at once.
+    for path in ["/live/cam.flv", "/live/cam/index.m3u8"] {
+        let asked = Instant::now();
+        let (status, body) = common::access::http_get(cl.c.http, path);
+        assert!(
+            status.contains("503") && String::from_utf8_lossy(&body).contains("Redis"),
+            "{path} during the outage: {status} {}",
+            String::from_utf8_lossy(&body)
+        );
+        assert!(
+            asked.elapsed() <= Duration::from_millis(1200),
+            "{path} took {:?}",
+            asked.elapsed()
+        );
+    }
     // A new publish is taken without a lease.
     let other = publisher(&rt, &cl.c, "other", &stopped);
     cl.c.wait_for(
