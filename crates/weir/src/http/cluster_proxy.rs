@@ -126,9 +126,6 @@ pub(crate) async fn serve(
             }
         }
     }
-    if fetched.status == StatusCode::OK && immutable(file) {
-        keep(proxy, &uri, &fetched);
-    }
     respond(fetched)
 }
 
@@ -170,6 +167,9 @@ async fn fetch(context: &Context, owner: &Owner, uri: &str) -> Fetched {
         let mut inflight = lock(&proxy.inflight);
         if let Some(fetch) = inflight.get(&key) {
             fetch.clone()
+        } else if let Some(fetched) = kept(proxy, uri) {
+            // Fetched and kept since this request looked.
+            return fetched;
         } else {
             let client = proxy
                 .client
@@ -196,6 +196,11 @@ async fn fetch(context: &Context, owner: &Owner, uri: &str) -> Fetched {
         }
     };
     let fetched = shared.clone().await;
+    // Kept before the fetch leaves the in-flight table: a request arriving in between finds
+    // one or the other, never neither.
+    if fetched.status == StatusCode::OK && immutable(uri.split('?').next().unwrap_or(uri)) {
+        keep(proxy, uri, &fetched);
+    }
     let mut inflight = lock(&proxy.inflight);
     if inflight.get(&key).is_some_and(|f| f.ptr_eq(&shared)) {
         inflight.remove(&key);
