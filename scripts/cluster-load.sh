@@ -71,8 +71,11 @@ for i in $(seq 1 "$streams"); do
   pids+=($!)
 done
 sleep 3
+# weir-bench viewers runs until its stdin ends: a pipe this script holds open.
+mkfifo "$tmp/hold"
+exec 3<>"$tmp/hold"
 for i in $(seq 1 "$streams"); do
-  "$bench" viewers --url "rtmp://127.0.0.1:${rtmp[b]}/live/s$i" --count "$viewers" >/dev/null 2>&1 </dev/null &
+  "$bench" viewers --url "rtmp://127.0.0.1:${rtmp[b]}/live/s$i" --count "$viewers" >/dev/null 2>&1 <&3 &
   pids+=($!)
   curl -fs "http://127.0.0.1:${http[c]}/live/s$i/v0/index.m3u8" >/dev/null || true
 done
