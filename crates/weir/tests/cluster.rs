@@ -655,6 +655,20 @@ fn a_drain_gives_the_leases_back_at_once() {
     cl.a.wait_for("the stream published", Duration::from_secs(10), || {
         cl.a.published("live/cam")
     });
+    // A second publisher of the stream on the same node is refused, and the lease stays.
+    let epoch = cl.redis.cmd(&["HGET", "weir:lease:live/cam", "epoch"]);
+    let duplicate = publisher(&rt, &cl.a, "cam", &stopped);
+    cl.a.wait_for("the duplicate refused", Duration::from_secs(5), || {
+        lock(&duplicate).ended.is_some()
+    });
+    assert!(lock(&duplicate).accepted_at.is_none());
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(cl.redis.cmd(&["HGET", "weir:lease:live/cam", "node"]), "a");
+    assert_eq!(
+        cl.redis.cmd(&["HGET", "weir:lease:live/cam", "epoch"]),
+        epoch
+    );
+    assert_eq!(cl.a.api("/api/v1/cluster")["held"][0]["stream"], "live/cam");
     let (status, _) = common::access::http_post(cl.a.api, "/api/v1/drain", "");
     assert!(status.contains("20"), "{status}");
     cl.a.wait_for("the lease released", Duration::from_millis(500), || {

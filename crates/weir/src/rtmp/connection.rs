@@ -816,7 +816,18 @@ impl Connection {
             if let Some(slot) = self.claim.take() {
                 self.lease = slot.take();
             }
-            if self.lease.is_none() {
+            // A second publisher of a stream this node is the origin of and publishes: no new
+            // claim (a refused one must not give the current publisher's lease back); the
+            // local rules decide, and a takeover claims once the current one has left.
+            let published_here = cluster.holds(key.path())
+                && !taking_over
+                && self.context.pulls.upstream(key.path()).is_none()
+                && self
+                    .context
+                    .hub
+                    .stream_stats(key.path())
+                    .is_some_and(|s| s.published);
+            if self.lease.is_none() && !published_here {
                 // The stream's lease first: refused while another live node holds it,
                 // granted at once when that node's heartbeat has expired.
                 let slot = crate::cluster::ClaimSlot::new(&cluster, key.path());
