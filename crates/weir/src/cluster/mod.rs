@@ -417,10 +417,18 @@ impl Cluster {
         };
         self.note(&result, t);
         let owner = result.map_err(|e| unreachable(&e))?.pop().flatten();
-        self.owners
+        // Kept for the streams this node pulls only (a play of any name may ask).
+        if self
+            .pulled
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .insert(stream.to_owned(), owner.clone());
+            .contains(stream)
+        {
+            self.owners
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(stream.to_owned(), owner.clone());
+        }
         Ok(owner)
     }
 

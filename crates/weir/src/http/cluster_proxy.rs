@@ -25,9 +25,11 @@ const KEEP: Duration = Duration::from_secs(60);
 const KEEP_MAX: usize = 512;
 /// How long a resolved origin is trusted before Redis is asked again.
 const OWNER_FRESH: Duration = Duration::from_secs(1);
-/// The longest an upstream fetch may take (a blocking playlist reload waits up to three
-/// target durations at the origin).
-const FETCH_TIMEOUT: Duration = Duration::from_secs(12);
+/// The longest an upstream fetch may take when the origin may hold it (a blocking playlist
+/// reload waits up to three target durations there; a part may be the one being built).
+const BLOCKING_TIMEOUT: Duration = Duration::from_secs(12);
+/// The longest any other fetch may take (a frozen origin is given up on this soon).
+const FETCH_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// An upstream answer.
 #[derive(Clone, Debug)]
@@ -175,7 +177,7 @@ async fn fetch(context: &Context, owner: &Owner, uri: &str) -> Fetched {
                 .client
                 .get_or_init(|| {
                     reqwest::Client::builder()
-                        .timeout(FETCH_TIMEOUT)
+                        .connect_timeout(FETCH_TIMEOUT)
                         .pool_max_idle_per_host(64)
                         .build()
                         .unwrap_or_default()
@@ -188,7 +190,18 @@ async fn fetch(context: &Context, owner: &Owner, uri: &str) -> Fetched {
                 .unwrap_or_default();
             proxy.fetches.fetch_add(1, Ordering::Relaxed);
             let url = key.clone();
-            let fetch = async move { get(&client, &url, &token).await }
+            let name = uri.split('?').next().unwrap_or(uri);
+            let blocking = uri.contains("_HLS_msn=")
+                || name
+                    .rsplit('/')
+                    .next()
+                    .is_some_and(|f| f.starts_with("part"));
+            let timeout = if blocking {
+                BLOCKING_TIMEOUT
+            } else {
+                FETCH_TIMEOUT
+            };
+            let fetch = async move { get(&client, &url, &token, timeout).await }
                 .boxed()
                 .shared();
             inflight.insert(key.clone(), fetch.clone());
@@ -208,7 +221,7 @@ async fn fetch(context: &Context, owner: &Owner, uri: &str) -> Fetched {
     fetched
 }
 
-async fn get(client: &reqwest::Client, url: &str, token: &str) -> Fetched {
+async fn get(client: &reqwest::Client, url: &str, token: &str, timeout: Duration) -> Fetched {
     let failed = |why: String| {
         warn!(url, "cluster: HLS fetch from the origin failed: {why}");
         Fetched {
@@ -221,6 +234,7 @@ async fn get(client: &reqwest::Client, url: &str, token: &str) -> Fetched {
     let response = match client
         .get(url)
         .header(crate::cluster::CLUSTER_HEADER, token)
+        .timeout(timeout)
         .send()
         .await
     {
