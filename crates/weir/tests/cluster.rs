@@ -927,3 +927,77 @@ fn hls_through_an_edge_continues_across_an_origin_failover_and_coalesces_fetches
     }
     stop.send_replace(true);
 }
+
+#[test]
+fn a_silent_publisher_on_one_node_is_replaced_from_another_after_the_stale_time() {
+    let _serial = serial();
+    let cl = cluster("cluster-stale");
+    let rt = runtime();
+    let (stop, stopped) = watch::channel(false);
+    let tags = tags();
+    // An encoder on A that sends 2 s of media, then nothing, its connection open.
+    let mut silent = rt.block_on(async {
+        let url = cl.a.url("cam");
+        let mut client = weir_client::Client::connect(&url).await.unwrap();
+        client.publish("cam").await.unwrap();
+        let start = tokio::time::Instant::now();
+        for tag in tags.iter().filter(|t| t.timestamp < 2000) {
+            tokio::time::sleep_until(start + Duration::from_millis(u64::from(tag.timestamp))).await;
+            let kind = match tag.kind {
+                weir_media::MediaKind::Video => weir_rtmp::session::MediaType::Video,
+                weir_media::MediaKind::Audio => weir_rtmp::session::MediaType::Audio,
+                weir_media::MediaKind::Data => continue,
+            };
+            client
+                .send_media(kind, tag.timestamp, tag.body.clone())
+                .await
+                .unwrap();
+        }
+        client
+    });
+    let silent_since = Instant::now();
+    let on_b = players(&rt, &cl.b, "cam", 2, &stopped);
+    // publish.stale_secs is 5 by default: a publish on C after 6 s of silence takes over.
+    std::thread::sleep(Duration::from_secs(6).saturating_sub(silent_since.elapsed()));
+    let second = publisher(&rt, &cl.c, "cam", &stopped);
+    cl.c.wait_for("the publish on C accepted", Duration::from_secs(3), || {
+        let log = lock(&second);
+        log.accepted_at.is_some() || log.ended.is_some()
+    });
+    assert!(
+        lock(&second).accepted_at.is_some(),
+        "refused: {:?}\n{}",
+        lock(&second).ended.clone(),
+        tail(&cl.c.log(), 10)
+    );
+    let accepted = Instant::now();
+    cl.a.wait_for("A fenced", Duration::from_secs(2), || {
+        cl.a.log().contains("cluster: fenced")
+    });
+    // The silent encoder's connection is closed by A.
+    let closed = rt.block_on(async {
+        let deadline = Instant::now() + Duration::from_secs(3);
+        while Instant::now() < deadline {
+            if silent.next_event(Duration::from_millis(200)).await.is_err() {
+                return true;
+            }
+        }
+        false
+    });
+    assert!(closed, "the silent publisher on A was not closed");
+    std::thread::sleep(Duration::from_secs(2));
+    for log in &on_b {
+        let log = lock(log);
+        assert!(
+            log.ended.is_none(),
+            "a viewer on B was disconnected: {:?}",
+            log.ended
+        );
+        assert!(
+            log.frames.iter().any(|f| f.at > accepted),
+            "media from C on B"
+        );
+    }
+    assert_eq!(cl.redis.cmd(&["HGET", "weir:lease:live/cam", "node"]), "c");
+    stop.send_replace(true);
+}

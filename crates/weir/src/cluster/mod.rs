@@ -263,11 +263,13 @@ impl Cluster {
     /// waits, asking again every 50 ms: granted as soon as that node's heartbeat expires (a
     /// dead origin), refused as soon as its heartbeat moves (a live one) or after the
     /// heartbeat's time to live. `takeover`: taken even from a live node (which is fenced
-    /// within a heartbeat).
+    /// within a heartbeat); so is a stream whose publisher there sent nothing for `stale`
+    /// (`publish.stale_secs`; zero: never).
     pub(crate) async fn claim(
         self: &Arc<Self>,
         stream: &str,
-        takeover: bool,
+        mut takeover: bool,
+        stale: Duration,
     ) -> Result<u64, String> {
         let started = Instant::now();
         let mut seen: Option<(String, u64)> = None;
@@ -283,7 +285,18 @@ impl Cluster {
                     let claim = self.remember(stream, Some(epoch));
                     return Ok(claim);
                 }
-                Ok(Acquire::Held { owner, epoch, beat }) => {
+                Ok(Acquire::Held {
+                    owner,
+                    epoch,
+                    beat,
+                    idle_ms,
+                }) => {
+                    if !stale.is_zero() && idle_ms >= stale.as_millis() as u64 {
+                        info!(stream, owner = %owner, epoch,
+                            "cluster: the publisher on node {owner} sent nothing for {:.1} s (publish.stale_secs = {}): taking the stream over", idle_ms as f64 / 1000.0, stale.as_secs());
+                        takeover = true;
+                        continue;
+                    }
                     match &seen {
                         None => {
                             info!(stream, owner = %owner, epoch,
@@ -572,7 +585,14 @@ impl Cluster {
                 .clone(),
             leases: confirmed
                 .into_iter()
-                .map(|(s, e)| (s, e.unwrap_or(0)))
+                .map(|(s, e)| {
+                    let idle = context
+                        .hub
+                        .stream_stats(&s)
+                        .and_then(|st| st.idle_for)
+                        .map_or(0, |d| d.as_millis() as u64);
+                    (s, e.unwrap_or(0), idle)
+                })
                 .collect(),
         };
         let t = Instant::now();
@@ -818,8 +838,12 @@ impl ClaimSlot {
     }
 
     /// Claims the lease (see [`Cluster::claim`]) and keeps the claim in the slot.
-    pub(crate) async fn claim(self: Arc<Self>, takeover: bool) -> Result<(), String> {
-        let claim = self.cluster.claim(&self.stream, takeover).await?;
+    pub(crate) async fn claim(
+        self: Arc<Self>,
+        takeover: bool,
+        stale: Duration,
+    ) -> Result<(), String> {
+        let claim = self.cluster.claim(&self.stream, takeover, stale).await?;
         *self.claim.lock().unwrap_or_else(|p| p.into_inner()) = Some(claim);
         Ok(())
     }

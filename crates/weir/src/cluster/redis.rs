@@ -152,9 +152,10 @@ impl Store for RedisStore {
                 member.started_ms.to_string(),
                 beat.token.clone(),
             ];
-            for (stream, epoch) in &beat.leases {
+            for (stream, epoch, idle_ms) in &beat.leases {
                 args.push(stream.clone());
                 args.push(epoch.to_string());
+                args.push(idle_ms.to_string());
             }
             let reply = items(self.run(&self.heartbeat, &args).await?)?;
             if reply.first().map(signed) == Some(-1) {
@@ -203,6 +204,7 @@ impl Store for RedisStore {
                     owner: text(&reply[1]),
                     epoch: number(&reply[2]),
                     beat: number(&reply[3]),
+                    idle_ms: reply.get(4).map_or(0, number),
                 }),
                 _ => Err(StoreError(format!(
                     "unexpected lease answer from Redis: {reply:?}"

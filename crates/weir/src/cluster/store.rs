@@ -37,8 +37,9 @@ pub(crate) struct Beat {
     pub(crate) ttl_ms: u64,
     /// The cluster pull token this node would set if none is there.
     pub(crate) token: String,
-    /// The leases this node believes it holds: (stream, epoch).
-    pub(crate) leases: Vec<(String, u64)>,
+    /// The leases this node believes it holds: (stream, epoch, ms since its publisher last
+    /// sent anything).
+    pub(crate) leases: Vec<(String, u64, u64)>,
 }
 
 /// The store's answer to a heartbeat.
@@ -70,6 +71,8 @@ pub(crate) enum Acquire {
         epoch: u64,
         /// The owner's heartbeat counter: when it moves, the owner is alive.
         beat: u64,
+        /// How long the owner's publisher had sent nothing, as of its last heartbeat (ms).
+        idle_ms: u64,
     },
 }
 

@@ -833,8 +833,9 @@ impl Connection {
                 let slot = crate::cluster::ClaimSlot::new(&cluster, key.path());
                 self.claim = Some(Arc::clone(&slot));
                 let takeover = self.takeover_configured(&key).is_some();
+                let stale = Duration::from_secs(self.context.live().publish.stale_secs);
                 let answer = async move {
-                    match slot.claim(takeover).await {
+                    match slot.claim(takeover, stale).await {
                         Ok(()) => Decision::Allow,
                         Err(why) => Decision::Deny(why),
                     }

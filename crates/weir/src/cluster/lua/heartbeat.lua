@@ -1,6 +1,6 @@
 -- A node's heartbeat, and the check of every lease it believes it holds, in one step.
 -- ARGV: prefix, node id, incarnation, rtmp url, http url, ttl ms, now ms, started ms,
---       token candidate, then (stream, epoch) pairs.
+--       token candidate, then (stream, epoch, ms its publisher has been silent) triples.
 -- Returns {beat, restored, token, lost...} where lost is (stream, owner, epoch) triples;
 -- {-1, owner incarnation} when a newer process took this node id.
 local p, id, inc = ARGV[1], ARGV[2], ARGV[3]
@@ -18,8 +18,8 @@ redis.call('SET', p .. ':token', ARGV[9], 'NX')
 local token = redis.call('GET', p .. ':token')
 local out = {beat, 0, token}
 local restored = 0
-for i = 10, #ARGV, 2 do
-  local stream, epoch = ARGV[i], tonumber(ARGV[i + 1])
+for i = 10, #ARGV, 3 do
+  local stream, epoch, idle = ARGV[i], tonumber(ARGV[i + 1]), ARGV[i + 2]
   local lk = p .. ':lease:' .. stream
   local ek = p .. ':epoch:' .. stream
   local l = redis.call('HMGET', lk, 'node', 'inc', 'epoch')
@@ -27,11 +27,12 @@ for i = 10, #ARGV, 2 do
   if l[1] == id and l[2] == inc and tonumber(l[3]) == epoch then
     -- ours, as we believe
     if counter < epoch then redis.call('SET', ek, epoch) end
+    redis.call('HSET', lk, 'idle', idle)
   elseif (not l[1] and counter <= epoch) or (l[1] and tonumber(l[3]) < epoch) then
     -- Redis lost the lease (a restart with empty data) or holds an older one than ours
     -- (restored first by a stale owner): the newest epoch is the owner.
     if counter < epoch then redis.call('SET', ek, epoch) end
-    redis.call('HSET', lk, 'node', id, 'inc', inc, 'epoch', epoch, 'since', now)
+    redis.call('HSET', lk, 'node', id, 'inc', inc, 'epoch', epoch, 'since', now, 'idle', idle)
     redis.call('SADD', p .. ':leases', stream)
     restored = restored + 1
   else
