@@ -478,6 +478,8 @@ fn racing_publishers_of_one_stream_on_two_nodes_leave_one_winner_every_time() {
     let cl = cluster("cluster-race");
     let rt = runtime();
     const RUNS: usize = 100;
+    // Redis's own clock tells how far apart the two nodes' lease requests of a pair were.
+    let monitor = cl.redis.monitor();
     let outcomes = rt.block_on(async {
         let mut tasks = Vec::new();
         for run in 0..RUNS {
@@ -495,16 +497,20 @@ fn racing_publishers_of_one_stream_on_two_nodes_leave_one_winner_every_time() {
             let (url, client) = task.await.unwrap();
             clients.push((url, client.expect("connect")));
         }
-        // Both publishes of a pair are sent in one go, well under a millisecond apart; every
-        // pair at once.
+        // Both publishes of a pair are sent in one go (one poll of this runtime).
+        // Each pair has a 10 ms slot of its own (100 pairs at once queue up in the nodes and
+        // spread the requests); the losers of all pairs wait out their owners together.
         let start = tokio::time::Instant::now() + Duration::from_millis(200);
         let mut tasks = Vec::new();
         let mut clients = clients.into_iter();
+        let mut slot = 0u64;
         while let (Some((url_a, mut on_a)), Some((url_b, mut on_b))) =
             (clients.next(), clients.next())
         {
+            let at = start + Duration::from_millis(10 * slot);
+            slot += 1;
             tasks.push(tokio::spawn(async move {
-                tokio::time::sleep_until(start).await;
+                tokio::time::sleep_until(at).await;
                 let sent = Instant::now();
                 let (ra, rb) =
                     tokio::join!(on_a.publish(&url_a.stream), on_b.publish(&url_b.stream));
@@ -538,7 +544,37 @@ fn racing_publishers_of_one_stream_on_two_nodes_leave_one_winner_every_time() {
         };
         assert_eq!(owner, winner_node, "run {run}: the lease names the winner");
     }
-    eprintln!("cluster races: {RUNS} of {RUNS} had one winner (both publishes of a pair sent in one poll)");
+    // The first lease request of each node per stream, by Redis's clock (µs).
+    let lines = monitor.lines();
+    let mut spreads = Vec::new();
+    for run in 0..RUNS {
+        let needle = format!("\"weir\" \"live/race{run}\" \"");
+        let mut times = std::collections::BTreeMap::new();
+        for line in lines.iter().filter(|l| l.contains(&needle)) {
+            let Some(node) = line.split(&needle).nth(1).and_then(|r| r.split('"').next()) else {
+                continue;
+            };
+            let Some(at) = line.split(' ').next().and_then(|t| t.parse::<f64>().ok()) else {
+                continue;
+            };
+            times.entry(node.to_owned()).or_insert(at);
+        }
+        if let (Some(a), Some(b)) = (times.get("a"), times.get("b")) {
+            spreads.push((a - b).abs() * 1000.0);
+        }
+    }
+    assert_eq!(
+        spreads.len(),
+        RUNS,
+        "both nodes' lease requests seen for every run"
+    );
+    let mut sorted = spreads.clone();
+    let median = percentile(&mut sorted, 50.0);
+    let within_1ms = spreads.iter().filter(|ms| **ms <= 1.0).count();
+    eprintln!(
+        "cluster races: {RUNS} of {RUNS} had one winner; the two nodes' lease requests reached Redis {median:.2} ms apart (median), {within_1ms} of {RUNS} within 1 ms, at most {:.2} ms",
+        sorted.last().copied().unwrap_or(0.0)
+    );
     rt.block_on(async {
         for (.., client) in outcomes {
             let _ = client.close().await;

@@ -3,7 +3,8 @@
 //! playlists and the same bytes under each URI (a CDN may fetch from any node). Concurrent
 //! requests for one URI (a new part every viewer asks for at once, a blocking playlist
 //! reload) share one upstream fetch; segments, parts and init segments (their URIs never name
-//! other bytes) are kept a minute, so later requests need no fetch at all.
+//! other bytes) are kept a minute (at most 512 objects and 64 MiB), so later requests need
+//! no fetch at all.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -21,8 +22,9 @@ use crate::rtmp::Context;
 
 /// How long a fetched segment, part or init segment is kept.
 const KEEP: Duration = Duration::from_secs(60);
-/// Objects kept at most.
+/// Objects kept at most, and their bytes at most.
 const KEEP_MAX: usize = 512;
+const KEEP_MAX_BYTES: usize = 64 << 20;
 /// How long a resolved origin is trusted before Redis is asked again.
 const OWNER_FRESH: Duration = Duration::from_secs(1);
 /// The longest an upstream fetch may take when the origin may hold it (a blocking playlist
@@ -279,9 +281,11 @@ fn keep(proxy: &HlsProxy, uri: &str, fetched: &Fetched) {
     {
         order.push_back(uri.to_owned());
     }
-    while order.len() > KEEP_MAX {
-        if let Some(old) = order.pop_front() {
-            map.remove(&old);
+    let mut bytes: usize = map.values().map(|(_, f)| f.body.len()).sum();
+    while order.len() > KEEP_MAX || bytes > KEEP_MAX_BYTES {
+        let Some(old) = order.pop_front() else { break };
+        if let Some((_, gone)) = map.remove(&old) {
+            bytes -= gone.body.len();
         }
     }
 }

@@ -120,3 +120,41 @@ fn read_reply(reader: &mut impl BufRead) -> String {
         _ => panic!("unexpected redis reply {line:?}"),
     }
 }
+
+/// Redis's `MONITOR` feed, read on a thread until dropped: every command with its server
+/// time, as Redis prints it.
+pub struct Monitor {
+    lines: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    socket: TcpStream,
+}
+
+impl RedisServer {
+    /// Starts watching every command Redis runs.
+    pub fn monitor(&self) -> Monitor {
+        let mut socket = TcpStream::connect(self.addr()).expect("connect to redis-server");
+        socket.write_all(b"*1\r\n$7\r\nMONITOR\r\n").unwrap();
+        let lines: std::sync::Arc<std::sync::Mutex<Vec<String>>> = Default::default();
+        let reader = socket.try_clone().unwrap();
+        let sink = std::sync::Arc::clone(&lines);
+        std::thread::spawn(move || {
+            for line in BufReader::new(reader).lines() {
+                let Ok(line) = line else { break };
+                sink.lock().unwrap().push(line);
+            }
+        });
+        Monitor { lines, socket }
+    }
+}
+
+impl Monitor {
+    /// The lines so far.
+    pub fn lines(&self) -> Vec<String> {
+        self.lines.lock().unwrap().clone()
+    }
+}
+
+impl Drop for Monitor {
+    fn drop(&mut self) {
+        let _ = self.socket.shutdown(std::net::Shutdown::Both);
+    }
+}
