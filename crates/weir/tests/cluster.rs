@@ -993,6 +993,7 @@ fn a_silent_publisher_on_one_node_is_replaced_from_another_after_the_stale_time(
     });
     let silent_since = Instant::now();
     let on_b = players(&rt, &cl.b, "cam", 2, &stopped);
+    let on_a = players(&rt, &cl.a, "cam", 2, &stopped);
     // publish.stale_secs is 5 by default: a publish on C after 6 s of silence takes over.
     std::thread::sleep(Duration::from_secs(6).saturating_sub(silent_since.elapsed()));
     let second = publisher(&rt, &cl.c, "cam", &stopped);
@@ -1034,6 +1035,52 @@ fn a_silent_publisher_on_one_node_is_replaced_from_another_after_the_stale_time(
             "media from C on B"
         );
     }
+    // A's own viewers stay through the fencing and follow the stream to C.
+    std::thread::sleep(Duration::from_secs(1));
+    for log in &on_a {
+        let log = lock(log);
+        assert!(
+            log.ended.is_none(),
+            "a viewer on the fenced node was disconnected: {:?}",
+            log.ended
+        );
+        assert!(
+            log.frames.iter().any(|f| f.at > accepted),
+            "media from C on A"
+        );
+    }
     assert_eq!(cl.redis.cmd(&["HGET", "weir:lease:live/cam", "node"]), "c");
+    stop.send_replace(true);
+}
+
+#[test]
+fn a_lease_whose_release_failed_is_released_when_redis_answers_again() {
+    let _serial = serial();
+    let mut cl = cluster("cluster-release");
+    let rt = runtime();
+    let (stop, stopped) = watch::channel(false);
+    let (stop_first, first_stopped) = watch::channel(false);
+    let first = publisher(&rt, &cl.a, "cam", &first_stopped);
+    cl.a.wait_for("the stream published", Duration::from_secs(10), || {
+        cl.a.published("live/cam")
+    });
+    // Redis stops answering; the encoder leaves meanwhile: the release fails.
+    cl.redis.freeze(true);
+    stop_first.send_replace(true);
+    cl.a.wait_for("the release tried", Duration::from_secs(5), || {
+        cl.a.log().contains("lease not released")
+    });
+    assert!(lock(&first).ended.is_none());
+    cl.redis.freeze(false);
+    let thawed = Instant::now();
+    cl.a.wait_for("the lease released", Duration::from_secs(3), || {
+        cl.redis.cmd(&["EXISTS", "weir:lease:live/cam"]) == "0"
+    });
+    eprintln!("cluster release: a lease whose release failed was released {:?} after Redis answered again", thawed.elapsed());
+    // The stream is free for any node.
+    let second = publisher(&rt, &cl.c, "cam", &stopped);
+    cl.c.wait_for("the publish on C accepted", Duration::from_secs(2), || {
+        lock(&second).accepted_at.is_some()
+    });
     stop.send_replace(true);
 }

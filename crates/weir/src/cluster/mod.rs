@@ -94,6 +94,8 @@ pub(crate) struct Cluster {
     /// Leases whose release failed (Redis unreachable): given back at the next heartbeat
     /// that reaches Redis, so no lease outlives its publisher.
     unreleased: Mutex<Vec<(String, u64)>>,
+    /// Heartbeats sent.
+    beats: AtomicU64,
     /// Whether the "node id taken" error was logged.
     replaced_logged: std::sync::atomic::AtomicBool,
     /// Held while leases are given back at a drain, so a second caller returns only once
@@ -170,6 +172,7 @@ impl Cluster {
             releasing: tokio::sync::Mutex::new(()),
             unreleased: Mutex::default(),
             replaced_logged: std::sync::atomic::AtomicBool::new(false),
+            beats: AtomicU64::new(0),
         })
     }
 
@@ -380,7 +383,12 @@ impl Cluster {
                 Ok(1) => info!(stream = %stream, epoch, "cluster: lease released"),
                 Ok(_) => {}
                 Err(err) => {
-                    warn!(stream = %stream, epoch, "cluster: lease not released ({err}); it ends with this node's heartbeat")
+                    warn!(stream = %stream, epoch, "cluster: lease not released ({err}); released when Redis answers again");
+                    cluster
+                        .unreleased
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .push((stream, epoch));
                 }
             }
         });
@@ -406,7 +414,11 @@ impl Cluster {
         match result {
             Ok(n) => info!("cluster: released {n} stream leases"),
             Err(err) => {
-                warn!("cluster: leases not released ({err}); they end with this node's heartbeat")
+                warn!("cluster: leases not released ({err}); released when Redis answers again (or when this node's heartbeat ends)");
+                self.unreleased
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .extend(leases);
             }
         }
     }
@@ -575,7 +587,11 @@ impl Cluster {
                 .map(|(s, h)| (s.clone(), h.epoch))
                 .partition(|(_, e)| e.is_some())
         };
+        // After an outage (the last call failed) and every 30 beats, leases Redis names this
+        // process for but it does not hold are dropped.
+        let beats = self.beats.fetch_add(1, Ordering::Relaxed);
         let beat = Beat {
+            sweep: !self.store_up() || beats.is_multiple_of(30),
             ttl_ms: NODE_TTL.as_millis() as u64,
             token: self
                 .token
@@ -715,6 +731,9 @@ impl Cluster {
             theirs = epoch,
             "cluster: {why}; closing its publisher and the pulls of other nodes"
         );
+        // Local viewers are told of a hand-over, not an end: they stay and follow the stream
+        // to its new origin.
+        context.hub.hand_over(stream);
         for info in context.registry.list() {
             let close = match &info.role {
                 Role::Publishing(k) => k.path() == stream,

@@ -151,6 +151,7 @@ impl Store for RedisStore {
                 unix_ms().to_string(),
                 member.started_ms.to_string(),
                 beat.token.clone(),
+                if beat.sweep { "1" } else { "0" }.to_owned(),
             ];
             for (stream, epoch, idle_ms) in &beat.leases {
                 args.push(stream.clone());

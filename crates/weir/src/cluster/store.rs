@@ -37,6 +37,9 @@ pub(crate) struct Beat {
     pub(crate) ttl_ms: u64,
     /// The cluster pull token this node would set if none is there.
     pub(crate) token: String,
+    /// Also drop the leases the store names this process for that it does not hold (after
+    /// an outage: a store restarted from an old snapshot brings back ended leases).
+    pub(crate) sweep: bool,
     /// The leases this node believes it holds: (stream, epoch, ms since its publisher last
     /// sent anything).
     pub(crate) leases: Vec<(String, u64, u64)>,

@@ -45,6 +45,13 @@ impl RedisServer {
         }
     }
 
+    /// Freezes (SIGSTOP) or thaws (SIGCONT) the server: it stops answering, its data kept.
+    pub fn freeze(&mut self, frozen: bool) {
+        if let Some(child) = &mut self.child {
+            child.signal(if frozen { libc::SIGSTOP } else { libc::SIGCONT });
+        }
+    }
+
     /// Starts the server again on the same port, empty.
     pub fn restart(&mut self) {
         self.stop();

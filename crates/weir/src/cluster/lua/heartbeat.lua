@@ -1,6 +1,8 @@
 -- A node's heartbeat, and the check of every lease it believes it holds, in one step.
 -- ARGV: prefix, node id, incarnation, rtmp url, http url, ttl ms, now ms, started ms,
---       token candidate, then (stream, epoch, ms its publisher has been silent) triples.
+--       token candidate, sweep (1: also drop leases Redis names this process for that it
+--       does not hold, e.g. brought back by a restart from an old snapshot), then
+--       (stream, epoch, ms its publisher has been silent) triples.
 -- Returns {beat, restored, token, lost...} where lost is (stream, owner, epoch) triples;
 -- {-1, owner incarnation} when a newer process took this node id.
 local p, id, inc = ARGV[1], ARGV[2], ARGV[3]
@@ -18,10 +20,12 @@ redis.call('SET', p .. ':token', ARGV[9], 'NX')
 local token = redis.call('GET', p .. ':token')
 local out = {beat, 0, token}
 local restored = 0
-for i = 10, #ARGV, 3 do
+local mine = {}
+for i = 11, #ARGV, 3 do
   local stream, epoch, idle = ARGV[i], tonumber(ARGV[i + 1]), ARGV[i + 2]
   local lk = p .. ':lease:' .. stream
   local ek = p .. ':epoch:' .. stream
+  mine[stream] = true
   local l = redis.call('HMGET', lk, 'node', 'inc', 'epoch')
   local counter = tonumber(redis.call('GET', ek) or '0')
   if l[1] == id and l[2] == inc and tonumber(l[3]) == epoch then
@@ -42,4 +46,17 @@ for i = 10, #ARGV, 3 do
   end
 end
 out[2] = restored
+if ARGV[10] == '1' then
+  for _, stream in ipairs(redis.call('SMEMBERS', p .. ':leases')) do
+    if not mine[stream] then
+      local lk = p .. ':lease:' .. stream
+      local l = redis.call('HMGET', lk, 'node', 'inc', 'since')
+      -- A lease taken in the last 5 s may be one this beat's list was read before.
+      if l[1] == id and l[2] == inc and tonumber(l[3] or '0') < tonumber(now) - 5000 then
+        redis.call('DEL', lk)
+        redis.call('SREM', p .. ':leases', stream)
+      end
+    end
+  end
+end
 return out
