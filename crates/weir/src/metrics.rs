@@ -441,7 +441,7 @@ impl Collector for ClusterGauges {
         gauge_family(
             &mut encoder,
             "cluster_redis_latency_seconds",
-            "Round trip of the last heartbeat to Redis",
+            "Round trip of the last call to Redis (a heartbeat, once a second)",
             vec![(node.clone(), cluster.store_latency().as_secs_f64())],
         )?;
         gauge_family(

@@ -128,6 +128,21 @@ fn redis_calls(redis: &RedisServer) -> u64 {
         .sum()
 }
 
+/// Starts a publisher of `stream` on `node` and waits until the node has it live.
+fn live_on(
+    rt: &tokio::runtime::Runtime,
+    node: &Node,
+    stream: &str,
+    stop: &watch::Receiver<bool>,
+) -> Arc<Mutex<PublisherLog>> {
+    let log = publisher(rt, node, stream, stop);
+    let path = format!("live/{stream}");
+    node.wait_for("the stream published", Duration::from_secs(10), || {
+        node.published(&path)
+    });
+    log
+}
+
 /// Whether a player's timestamps never go back, per kind (audio and video interleave).
 fn monotonic(frames: &[Seen]) -> Result<(), String> {
     for video in [true, false] {
@@ -162,10 +177,7 @@ fn edges_pull_once_from_the_origin_start_at_once_and_add_little_latency() {
     let cl = cluster("cluster-edges");
     let rt = runtime();
     let (stop, stopped) = watch::channel(false);
-    let publisher = publisher(&rt, &cl.a, "cam", &stopped);
-    cl.a.wait_for("the stream published", Duration::from_secs(10), || {
-        cl.a.published("live/cam")
-    });
+    let publisher = live_on(&rt, &cl.a, "cam", &stopped);
     std::thread::sleep(Duration::from_millis(1500));
     let reference = players(&rt, &cl.a, "cam", 1, &stopped);
     std::thread::sleep(Duration::from_millis(300));
@@ -266,10 +278,7 @@ fn five_hundred_cold_plays_on_one_edge_make_one_pull() {
     let cl = cluster("cluster-cold");
     let rt = runtime();
     let (stop, stopped) = watch::channel(false);
-    let _publisher = publisher(&rt, &cl.a, "cam", &stopped);
-    cl.a.wait_for("the stream published", Duration::from_secs(10), || {
-        cl.a.published("live/cam")
-    });
+    let _publisher = live_on(&rt, &cl.a, "cam", &stopped);
     std::thread::sleep(Duration::from_millis(1000));
     let viewers = players(&rt, &cl.b, "cam", 500, &stopped);
     let deadline = Instant::now() + Duration::from_secs(20);
@@ -311,10 +320,7 @@ fn a_killed_origin_fails_over_to_the_node_the_encoder_reconnects_to() {
     let rt = runtime();
     let (stop, stopped) = watch::channel(false);
     let (stop_first, first_stopped) = watch::channel(false);
-    let _first = publisher(&rt, &cl.a, "cam", &first_stopped);
-    cl.a.wait_for("the stream published", Duration::from_secs(10), || {
-        cl.a.published("live/cam")
-    });
+    let _first = live_on(&rt, &cl.a, "cam", &first_stopped);
     let on_b = players(&rt, &cl.b, "cam", 10, &stopped);
     std::thread::sleep(Duration::from_secs(3));
     assert!(
@@ -411,10 +417,7 @@ fn a_paused_origin_is_fenced_when_it_returns_and_never_pulled_from_again() {
     let mut cl = cluster("cluster-pause");
     let rt = runtime();
     let (stop, stopped) = watch::channel(false);
-    let first = publisher(&rt, &cl.a, "cam", &stopped);
-    cl.a.wait_for("the stream published", Duration::from_secs(10), || {
-        cl.a.published("live/cam")
-    });
+    let first = live_on(&rt, &cl.a, "cam", &stopped);
     let on_b = players(&rt, &cl.b, "cam", 3, &stopped);
     std::thread::sleep(Duration::from_secs(2));
 
@@ -592,10 +595,7 @@ fn a_redis_outage_drops_nothing_and_an_empty_redis_gets_the_leases_back() {
     let mut cl = cluster("cluster-outage");
     let rt = runtime();
     let (stop, stopped) = watch::channel(false);
-    let first = publisher(&rt, &cl.a, "cam", &stopped);
-    cl.a.wait_for("the stream published", Duration::from_secs(10), || {
-        cl.a.published("live/cam")
-    });
+    let first = live_on(&rt, &cl.a, "cam", &stopped);
     let on_b = players(&rt, &cl.b, "cam", 5, &stopped);
     let on_a = players(&rt, &cl.a, "cam", 5, &stopped);
     std::thread::sleep(Duration::from_secs(2));
@@ -687,10 +687,7 @@ fn a_drain_gives_the_leases_back_at_once() {
     let cl = cluster("cluster-drain");
     let rt = runtime();
     let (stop, stopped) = watch::channel(false);
-    let _first = publisher(&rt, &cl.a, "cam", &stopped);
-    cl.a.wait_for("the stream published", Duration::from_secs(10), || {
-        cl.a.published("live/cam")
-    });
+    let _first = live_on(&rt, &cl.a, "cam", &stopped);
     // A second publisher of the stream on the same node is refused, and the lease stays.
     let epoch = cl.redis.cmd(&["HGET", "weir:lease:live/cam", "epoch"]);
     let duplicate = publisher(&rt, &cl.a, "cam", &stopped);
@@ -782,10 +779,7 @@ fn hls_through_an_edge_continues_across_an_origin_failover_and_coalesces_fetches
     let rt = runtime();
     let (stop, stopped) = watch::channel(false);
     let (stop_first, first_stopped) = watch::channel(false);
-    let _first = publisher(&rt, &cl.a, "cam", &first_stopped);
-    cl.a.wait_for("the stream published", Duration::from_secs(10), || {
-        cl.a.published("live/cam")
-    });
+    let _first = live_on(&rt, &cl.a, "cam", &first_stopped);
     let http = reqwest::Client::new();
     let base = format!("http://{}/live/cam", cl.b.http);
     // Polls B's playlist every 100 ms; fetches every URI it names once, through B.
@@ -1060,10 +1054,7 @@ fn a_lease_whose_release_failed_is_released_when_redis_answers_again() {
     let rt = runtime();
     let (stop, stopped) = watch::channel(false);
     let (stop_first, first_stopped) = watch::channel(false);
-    let first = publisher(&rt, &cl.a, "cam", &first_stopped);
-    cl.a.wait_for("the stream published", Duration::from_secs(10), || {
-        cl.a.published("live/cam")
-    });
+    let first = live_on(&rt, &cl.a, "cam", &first_stopped);
     // Redis stops answering; the encoder leaves meanwhile: the release fails.
     cl.redis.freeze(true);
     stop_first.send_replace(true);

@@ -499,7 +499,10 @@ impl Rendition {
                 self.timescale = timescale;
                 self.init_stale = false;
                 if self.inits.back().is_none_or(|(_, last)| *last != init) {
-                    let id = self.inits.back().map_or(self.init_base, |(id, _)| id + 1);
+                    let id = self
+                        .inits
+                        .back()
+                        .map_or(self.init_base, |(id, _)| id.saturating_add(1));
                     self.inits.push_back((id, init));
                     if self.inits.len() > 8 {
                         self.inits.pop_front();

@@ -421,7 +421,7 @@ pub struct ClusterView {
     pub node_id: String,
     /// Whether the last call to Redis succeeded.
     pub redis_up: bool,
-    /// The last heartbeat's round trip to Redis, in milliseconds.
+    /// The last call's round trip to Redis, in milliseconds (a heartbeat, once a second).
     pub redis_latency_ms: f64,
     /// Why Redis could not be read now, when it could not (the rest is this node's own
     /// view then).

@@ -63,11 +63,9 @@ struct Held {
 #[derive(Clone, Debug, Default)]
 struct Health {
     up: bool,
-    /// The last heartbeat's round trip.
+    /// The last call's round trip.
     latency: Duration,
-    last_ok: Option<Instant>,
     down_since: Option<Instant>,
-    last_error: String,
     /// When the outage was last logged.
     logged: Option<Instant>,
 }
@@ -194,13 +192,11 @@ impl Cluster {
                     );
                 }
                 health.up = true;
-                health.last_ok = Some(Instant::now());
                 health.latency = started.elapsed();
             }
             Err(err) => {
                 self.store_errors.fetch_add(1, Ordering::Relaxed);
                 health.up = false;
-                health.last_error = err.0.clone();
                 let now = Instant::now();
                 if health.down_since.is_none() {
                     health.down_since = Some(now);
@@ -223,7 +219,7 @@ impl Cluster {
         self.health.lock().unwrap_or_else(|p| p.into_inner()).up
     }
 
-    /// The last heartbeat's round trip to Redis.
+    /// The last call's round trip to Redis.
     pub(crate) fn store_latency(&self) -> Duration {
         self.health
             .lock()
