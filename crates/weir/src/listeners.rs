@@ -5,12 +5,13 @@
 
 use std::io;
 use std::net::SocketAddr;
-use std::sync::{Arc, MutexGuard};
+use std::sync::{Arc, MutexGuard, Weak};
 
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use crate::handoff;
 use crate::rtmp::{self, Context};
 
 /// Which listener.
@@ -43,6 +44,8 @@ struct Bound {
     /// The address bound.
     local: SocketAddr,
     retire: watch::Sender<bool>,
+    /// The socket, while its accept loop holds it (for the handover of a drain).
+    socket: Weak<TcpListener>,
 }
 
 /// The listeners and every accept loop started.
@@ -76,6 +79,8 @@ pub(crate) fn start(
     listener: TcpListener,
 ) -> io::Result<SocketAddr> {
     let local = listener.local_addr()?;
+    let listener = Arc::new(listener);
+    let socket = Arc::downgrade(&listener);
     let (retire, retired) = watch::channel(false);
     let shutdown = lock(context).shutdown.clone();
     let task = match kind {
@@ -117,6 +122,7 @@ pub(crate) fn start(
         configured,
         local,
         retire,
+        socket,
     });
     listeners.tasks.push(task);
     Ok(local)
@@ -138,6 +144,47 @@ pub(crate) fn configured(context: &Context, kind: Kind) -> Option<SocketAddr> {
         .iter()
         .find(|b| b.kind == kind)
         .map(|b| b.configured)
+}
+
+/// Before a drain closes the listeners: steers each port's new connections to another weir
+/// listening on it (a deploy's successor), then waits [`handoff::GRACE`] while the
+/// connections already on their way here arrive (see `handoff`). Returns at once when no
+/// other process shares a port. The accept loops must still run. Done once: a later call
+/// (a drain, then the shutdown that follows it) waits for the first.
+pub(crate) async fn hand_over(context: &Context) {
+    context
+        .probes
+        .handed_over
+        .get_or_init(|| steer_all(context))
+        .await;
+}
+
+async fn steer_all(context: &Context) {
+    let sockets: Vec<(Kind, Arc<TcpListener>)> = lock(context)
+        .bound
+        .iter()
+        .filter_map(|b| Some((b.kind, b.socket.upgrade()?)))
+        .collect();
+    let steering = sockets.iter().map(|(kind, socket)| async move {
+        let steered = handoff::steer_away(socket, &context.probes).await;
+        (*kind, steered)
+    });
+    let handed: Vec<&str> = futures_util::future::join_all(steering)
+        .await
+        .into_iter()
+        .filter(|(_, steered)| *steered == handoff::Steered::Away)
+        .map(|(kind, _)| kind.key())
+        .collect();
+    if handed.is_empty() {
+        return;
+    }
+    tracing::info!(
+        "another weir listens on the same port ({}): new connections go to it from now on; \
+         accepting the ones already on their way here for {:?} before closing",
+        handed.join(", "),
+        handoff::GRACE
+    );
+    tokio::time::sleep(handoff::GRACE).await;
 }
 
 /// Every accept loop started (each ends after the shutdown, once its connections are gone).

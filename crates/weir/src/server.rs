@@ -203,11 +203,16 @@ impl Server {
         let mut draining = context.draining.subscribe();
         let stop = Arc::downgrade(&shutdown);
         let cluster = context.cluster.clone();
+        let weak = Arc::downgrade(&context);
         tokio::spawn(async move {
             if draining.wait_for(|d| *d).await.is_ok() {
                 // The leases go first: encoders reconnecting elsewhere are accepted at once.
                 if let Some(cluster) = cluster {
                     cluster.release_all().await;
+                }
+                // A successor sharing the ports takes the new connections before ours close.
+                if let Some(context) = weak.upgrade() {
+                    crate::listeners::hand_over(&context).await;
                 }
                 if let Some(stop) = stop.upgrade() {
                     stop.send_replace(true);
@@ -317,6 +322,8 @@ impl Server {
         if let Some(cluster) = &self.context.cluster {
             cluster.release_all().await;
         }
+        // A successor sharing the ports takes the new connections before ours close.
+        crate::listeners::hand_over(&self.context).await;
         let _ = self.shutdown.send(true);
         let api_stop = self.api_stop;
         // Clients asked to reconnect are served up to rtmp.drain_timeout_secs; the whole

@@ -54,7 +54,7 @@ const MAX_HEAD: usize = 16 * 1024;
 /// `rtmp.max_connections` (shared with RTMP); a request head must arrive within 10 s and fit
 /// in 16 KiB.
 pub(crate) async fn serve(
-    listener: TcpListener,
+    listener: Arc<TcpListener>,
     context: Arc<Context>,
     mut shutdown: watch::Receiver<bool>,
     mut retire: watch::Receiver<bool>,
@@ -79,6 +79,10 @@ pub(crate) async fn serve(
                         continue;
                     }
                 };
+                // Our own probe while a drain hands the port over (see handoff.rs).
+                if context.probes.claim(peer) {
+                    continue;
+                }
                 let metrics = context.hub.metrics();
                 let Ok(permit) = Arc::clone(&context.permits).try_acquire_owned() else {
                     if let Some(more) = refusals.allow(std::time::Instant::now()) {
@@ -132,7 +136,9 @@ pub(crate) async fn serve(
 }
 
 /// The next connection of a listener that is still open.
-async fn accept_next(listener: &Option<TcpListener>) -> std::io::Result<(TcpStream, SocketAddr)> {
+async fn accept_next(
+    listener: &Option<Arc<TcpListener>>,
+) -> std::io::Result<(TcpStream, SocketAddr)> {
     match listener {
         Some(listener) => listener.accept().await,
         None => std::future::pending().await,

@@ -81,6 +81,8 @@ pub(crate) struct Context {
     pub(crate) cluster: Option<Arc<crate::cluster::Cluster>>,
     /// HLS/DASH requests of streams another node is the origin of (cluster).
     pub(crate) hls_proxy: crate::http::HlsProxy,
+    /// Our own connections to our ports while a drain hands them over (see `handoff`).
+    pub(crate) probes: crate::handoff::Probes,
 }
 
 impl Context {
@@ -138,6 +140,7 @@ impl Context {
             draining: watch::channel(false).0,
             cluster: None,
             hls_proxy: Default::default(),
+            probes: Default::default(),
         }
     }
 
@@ -213,13 +216,13 @@ pub(crate) trait Transport: Send + 'static {
 
 /// Plain RTMP over TCP.
 pub(crate) struct TcpTransport {
-    listener: TcpListener,
+    listener: Arc<TcpListener>,
     config: Arc<Config>,
     proxies: Arc<crate::proxy::Proxies>,
 }
 
 impl TcpTransport {
-    pub(crate) fn new(listener: TcpListener, context: &Context) -> Self {
+    pub(crate) fn new(listener: Arc<TcpListener>, context: &Context) -> Self {
         Self {
             listener,
             config: Arc::new(context.config.clone()),
@@ -307,6 +310,10 @@ pub(crate) async fn serve<T: Transport>(
                         continue;
                     }
                 };
+                // Our own probe while a drain hands the port over (see handoff.rs).
+                if context.probes.claim(peer) {
+                    continue;
+                }
                 let metrics = context.hub.metrics();
                 let Ok(permit) = Arc::clone(&permits).try_acquire_owned() else {
                     if let Some(more) = refusals.allow(std::time::Instant::now()) {

@@ -198,7 +198,7 @@ impl Certificates {
 
 /// RTMP over TLS.
 pub(crate) struct TlsTransport {
-    listener: TcpListener,
+    listener: Arc<TcpListener>,
     config: Arc<Config>,
     certificates: Arc<Certificates>,
     proxies: Arc<crate::proxy::Proxies>,
@@ -206,7 +206,7 @@ pub(crate) struct TlsTransport {
 
 impl TlsTransport {
     pub(crate) fn new(
-        listener: TcpListener,
+        listener: Arc<TcpListener>,
         context: &super::Context,
         certificates: Arc<Certificates>,
     ) -> TlsTransport {
