@@ -748,9 +748,18 @@ impl Default for ShutdownConfig {
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct ClusterConfig {
-    /// `redis://[user:password@]host:port[/db]` (or `unix:///path/redis.sock`) of the Redis
-    /// that holds the nodes' heartbeats and the streams' leases; empty: no cluster.
+    /// `redis://[user:password@]host:port[/db]` (`rediss://` for TLS, or
+    /// `unix:///path/redis.sock`) of the Redis that holds the nodes' heartbeats and the
+    /// streams' leases; empty: no cluster.
     pub redis_url: String,
+    /// For `rediss://`: PEM file of the certificate authorities the Redis server's
+    /// certificate must chain to; empty: the system's trusted roots.
+    pub redis_ca_file: String,
+    /// For `rediss://` to a Redis that asks for client certificates (`tls-auth-clients`):
+    /// this node's certificate chain (PEM); empty: none sent.
+    pub redis_cert_file: String,
+    /// The private key (PEM) of `redis_cert_file`.
+    pub redis_key_file: String,
     /// This node's name in the cluster (unique); empty: the machine's hostname.
     pub node_id: String,
     /// How the other nodes reach this node's RTMP listener (`rtmp://host:port`); empty: the
@@ -767,6 +776,9 @@ impl Default for ClusterConfig {
     fn default() -> Self {
         Self {
             redis_url: String::new(),
+            redis_ca_file: String::new(),
+            redis_cert_file: String::new(),
+            redis_key_file: String::new(),
             node_id: String::new(),
             advertise_rtmp: String::new(),
             advertise_http: String::new(),
@@ -1135,12 +1147,32 @@ impl Config {
         let cluster = &self.cluster;
         if cluster.enabled()
             && !(cluster.redis_url.starts_with("redis://")
+                || cluster.redis_url.starts_with("rediss://")
                 || cluster.redis_url.starts_with("redis+unix://")
                 || cluster.redis_url.starts_with("unix://"))
         {
             return invalid(
                 "cluster.redis_url",
-                "must be a redis:// (or unix://) URL, e.g. redis://127.0.0.1:6379 (TLS to Redis is not built in)",
+                "must be a redis:// (rediss:// for TLS, or unix://) URL, e.g. redis://127.0.0.1:6379",
+            );
+        }
+        let tls_files = [
+            ("cluster.redis_ca_file", &cluster.redis_ca_file),
+            ("cluster.redis_cert_file", &cluster.redis_cert_file),
+            ("cluster.redis_key_file", &cluster.redis_key_file),
+        ];
+        if let Some((key, _)) = tls_files.iter().find(|(_, file)| !file.is_empty()) {
+            if !cluster.redis_url.starts_with("rediss://") {
+                return invalid(
+                    key,
+                    "is for TLS to Redis: set cluster.redis_url to a rediss:// URL, or leave it empty",
+                );
+            }
+        }
+        if cluster.redis_cert_file.is_empty() != cluster.redis_key_file.is_empty() {
+            return invalid(
+                "cluster.redis_cert_file",
+                "and cluster.redis_key_file go together: set both (a client certificate) or neither",
             );
         }
         if !cluster.node_id.is_empty()
@@ -1432,8 +1464,17 @@ pub const KEYS: &[(&str, &str)] = &[
     ("cluster", "The origin/edge cluster: nodes share streams through Redis (docs/CLUSTER.md); off while redis_url is empty."),
     (
         "cluster.redis_url",
-        "redis://host:port of the Redis holding heartbeats and stream leases; empty: a single node.",
+        "redis://host:port (rediss:// for TLS) of the Redis holding heartbeats and stream leases; empty: a single node.",
     ),
+    (
+        "cluster.redis_ca_file",
+        "For rediss://: PEM file of the CAs Redis's certificate must chain to; empty: the system's roots.",
+    ),
+    (
+        "cluster.redis_cert_file",
+        "For rediss:// to a Redis asking for client certificates: this node's certificate (PEM).",
+    ),
+    ("cluster.redis_key_file", "The private key (PEM) of cluster.redis_cert_file."),
     ("cluster.node_id", "This node's unique name in the cluster; empty: the hostname."),
     (
         "cluster.advertise_rtmp",
@@ -1531,6 +1572,33 @@ mod tests {
             .contains("nobody could publish"));
         let err = Config::from_toml("[apps.live]\npublish = \"sometimes\"\n").unwrap_err();
         assert!(err.to_string().contains("sometimes"), "{err}");
+    }
+
+    #[test]
+    fn redis_tls_files_need_a_rediss_url_and_a_cert_needs_its_key() {
+        let check = |toml: &str| {
+            Config::from_toml(toml)
+                .map(|_| ())
+                .map_err(|e| e.to_string())
+        };
+        assert!(check("[cluster]\nredis_url = \"rediss://r:6380\"\n").is_ok());
+        assert!(check(
+            "[cluster]\nredis_url = \"rediss://r:6380\"\nredis_ca_file = \"ca.pem\"\n\
+             redis_cert_file = \"n.pem\"\nredis_key_file = \"n.key\"\n"
+        )
+        .is_ok());
+        let err = check("[cluster]\nredis_url = \"redis://r:6379\"\nredis_ca_file = \"ca.pem\"\n")
+            .unwrap_err();
+        assert!(
+            err.contains("cluster.redis_ca_file") && err.contains("rediss://"),
+            "{err}"
+        );
+        let err =
+            check("[cluster]\nredis_url = \"rediss://r:6380\"\nredis_cert_file = \"n.pem\"\n")
+                .unwrap_err();
+        assert!(err.contains("cluster.redis_key_file"), "{err}");
+        let err = check("[cluster]\nredis_url = \"http://r:6379\"\n").unwrap_err();
+        assert!(err.contains("cluster.redis_url"), "{err}");
     }
 
     #[test]

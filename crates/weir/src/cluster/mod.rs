@@ -126,8 +126,7 @@ impl Cluster {
         rtmp: SocketAddr,
         http: SocketAddr,
     ) -> Result<Cluster, String> {
-        let store =
-            redis::RedisStore::new(&config.redis_url, &config.key_prefix).map_err(|e| e.0)?;
+        let store = redis::RedisStore::new(config).map_err(|e| e.0)?;
         let id = if config.node_id.is_empty() {
             hostname()
         } else {

@@ -11,8 +11,10 @@
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use redis::aio::MultiplexedConnection;
-use redis::{AsyncConnectionConfig, Client, Script, Value};
+use redis::{AsyncConnectionConfig, Client, ClientTlsConfig, Script, TlsCertificates, Value};
 use tokio::sync::Mutex;
+
+use crate::config::ClusterConfig;
 
 use super::store::{
     Acquire, Beat, BeatReply, LeaseView, Member, NodeView, Owner, Store, StoreError, StoreResult,
@@ -38,14 +40,50 @@ pub(crate) struct RedisStore {
     hls: Script,
 }
 
+/// The certificates of a `rediss://` connection, read from the configured files.
+fn tls_files(config: &ClusterConfig) -> Result<TlsCertificates, StoreError> {
+    let read = |key: &str, path: &str| -> Result<Option<Vec<u8>>, StoreError> {
+        if path.is_empty() {
+            return Ok(None);
+        }
+        std::fs::read(path)
+            .map(Some)
+            .map_err(|e| StoreError(format!("{key}: cannot read {path}: {e}")))
+    };
+    let root_cert = read("cluster.redis_ca_file", &config.redis_ca_file)?;
+    let cert = read("cluster.redis_cert_file", &config.redis_cert_file)?;
+    let key = read("cluster.redis_key_file", &config.redis_key_file)?;
+    let client_tls = match (cert, key) {
+        (Some(client_cert), Some(client_key)) => Some(ClientTlsConfig {
+            client_cert,
+            client_key,
+        }),
+        _ => None,
+    };
+    Ok(TlsCertificates {
+        client_tls,
+        root_cert,
+    })
+}
+
 impl RedisStore {
-    /// A store on `url` (not connected yet: the first call connects).
-    pub(crate) fn new(url: &str, prefix: &str) -> Result<RedisStore, StoreError> {
-        let client =
-            Client::open(url).map_err(|e| StoreError(format!("cluster.redis_url: {e}")))?;
+    /// A store on `cluster.redis_url` (not connected yet: the first call connects). A
+    /// `rediss://` URL connects over TLS, trusting `redis_ca_file` (or the system's roots)
+    /// and presenting `redis_cert_file` when set.
+    pub(crate) fn new(config: &ClusterConfig) -> Result<RedisStore, StoreError> {
+        let url = config.redis_url.as_str();
+        let client = if url.starts_with("rediss://") {
+            // The redis crate builds its TLS configuration with the process's default
+            // crypto provider: ring, as for RTMPS and HTTPS (an error only says one is set).
+            let _ = tokio_rustls::rustls::crypto::ring::default_provider().install_default();
+            Client::build_with_tls(url, tls_files(config)?)
+        } else {
+            Client::open(url)
+        }
+        .map_err(|e| StoreError(format!("cluster.redis_url: {e}")))?;
         Ok(RedisStore {
             client,
-            prefix: prefix.to_owned(),
+            prefix: config.key_prefix.clone(),
             connection: Mutex::new(None),
             heartbeat: Script::new(include_str!("lua/heartbeat.lua")),
             acquire: Script::new(include_str!("lua/acquire.lua")),

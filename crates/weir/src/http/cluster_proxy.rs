@@ -25,6 +25,9 @@ const KEEP: Duration = Duration::from_secs(60);
 /// Objects kept at most, and their bytes at most.
 const KEEP_MAX: usize = 512;
 const KEEP_MAX_BYTES: usize = 64 << 20;
+/// The largest answer taken from an origin (a segment of 6 s at 100 Mbit/s is 75 MB); a
+/// larger one is a 502, not unbounded memory.
+const MAX_BODY: usize = 256 << 20;
 /// How long a resolved origin is trusted before Redis is asked again.
 const OWNER_FRESH: Duration = Duration::from_secs(1);
 /// The longest an upstream fetch may take when the origin may hold it (a blocking playlist
@@ -203,7 +206,7 @@ async fn fetch(context: &Context, owner: &Owner, uri: &str) -> Fetched {
             } else {
                 FETCH_TIMEOUT
             };
-            let fetch = async move { get(&client, &url, &token, timeout).await }
+            let fetch = async move { get(&client, &url, &token, timeout, MAX_BODY).await }
                 .boxed()
                 .shared();
             inflight.insert(key.clone(), fetch.clone());
@@ -223,7 +226,15 @@ async fn fetch(context: &Context, owner: &Owner, uri: &str) -> Fetched {
     fetched
 }
 
-async fn get(client: &reqwest::Client, url: &str, token: &str, timeout: Duration) -> Fetched {
+/// One upstream GET: the answer, or a 502 saying why (unreachable, timed out, or larger
+/// than `max` bytes).
+async fn get(
+    client: &reqwest::Client,
+    url: &str,
+    token: &str,
+    timeout: Duration,
+    max: usize,
+) -> Fetched {
     let failed = |why: String| {
         warn!(url, "cluster: HLS fetch from the origin failed: {why}");
         Fetched {
@@ -253,14 +264,25 @@ async fn get(client: &reqwest::Client, url: &str, token: &str, timeout: Duration
     };
     let content_type = header("content-type");
     let cache_control = header("cache-control");
-    match response.bytes().await {
-        Ok(body) => Fetched {
-            status,
-            content_type,
-            cache_control,
-            body,
-        },
-        Err(err) => failed(err.to_string()),
+    let too_large = || failed(format!("its answer is larger than {max} bytes"));
+    if response.content_length().is_some_and(|n| n > max as u64) {
+        return too_large();
+    }
+    let mut response = response;
+    let mut body = bytes::BytesMut::new();
+    loop {
+        match response.chunk().await {
+            Ok(Some(chunk)) if body.len() + chunk.len() > max => return too_large(),
+            Ok(Some(chunk)) => body.extend_from_slice(&chunk),
+            Ok(None) => break,
+            Err(err) => return failed(err.to_string()),
+        }
+    }
+    Fetched {
+        status,
+        content_type,
+        cache_control,
+        body: body.freeze(),
     }
 }
 
@@ -322,4 +344,50 @@ fn unavailable(why: String) -> Response<Body> {
         .headers_mut()
         .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// A one-request HTTP server answering `answer` (raw bytes) on loopback.
+    async fn origin(answer: Vec<u8>) -> String {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            let (mut socket, _) = listener.accept().await.unwrap();
+            let mut request = [0u8; 4096];
+            let _ = socket.read(&mut request).await;
+            let _ = socket.write_all(&answer).await;
+        });
+        format!("http://{addr}/live/cam/seg1.m4s")
+    }
+
+    fn answer(length_header: bool, body: &[u8]) -> Vec<u8> {
+        let mut head = "HTTP/1.1 200 OK\r\nconnection: close\r\n".to_owned();
+        if length_header {
+            head.push_str(&format!("content-length: {}\r\n", body.len()));
+        }
+        let mut bytes = format!("{head}\r\n").into_bytes();
+        bytes.extend_from_slice(body);
+        bytes
+    }
+
+    #[tokio::test]
+    async fn an_origin_answer_over_the_limit_is_a_502_with_or_without_its_length() {
+        let client = reqwest::Client::new();
+        let body = vec![7u8; 4096];
+        for length_header in [true, false] {
+            let url = origin(answer(length_header, &body)).await;
+            let fetched = get(&client, &url, "t", Duration::from_secs(2), 4096).await;
+            assert_eq!(fetched.status, StatusCode::OK);
+            assert_eq!(fetched.body.len(), 4096);
+            let url = origin(answer(length_header, &body)).await;
+            let fetched = get(&client, &url, "t", Duration::from_secs(2), 4095).await;
+            assert_eq!(fetched.status, StatusCode::BAD_GATEWAY, "{length_header}");
+            let why = String::from_utf8_lossy(&fetched.body).into_owned();
+            assert!(why.contains("larger than 4095 bytes"), "{why}");
+        }
+    }
 }

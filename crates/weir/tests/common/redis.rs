@@ -15,6 +15,8 @@ pub struct RedisServer {
     port: u16,
     dir: PathBuf,
     child: Option<ChildGuard>,
+    /// TLS only (`--tls-*` arguments), when set: then `cmd` cannot reach it.
+    tls: Option<Vec<String>>,
 }
 
 impl RedisServer {
@@ -24,14 +26,43 @@ impl RedisServer {
             port: free_port(),
             dir: log_dir.to_owned(),
             child: None,
+            tls: None,
         };
         server.restart();
         server
     }
 
-    /// `redis://127.0.0.1:PORT`.
+    /// Starts redis-server speaking TLS only, with the server certificate `cert`/`key`,
+    /// and asking every client for a certificate signed by `ca` (`tls-auth-clients yes`).
+    pub fn start_tls(log_dir: &Path, cert: &Path, key: &Path, ca: &Path) -> RedisServer {
+        let path = |p: &Path| p.to_string_lossy().into_owned();
+        let mut server = RedisServer {
+            port: free_port(),
+            dir: log_dir.to_owned(),
+            child: None,
+            tls: Some(vec![
+                "--tls-cert-file".to_owned(),
+                path(cert),
+                "--tls-key-file".to_owned(),
+                path(key),
+                "--tls-ca-cert-file".to_owned(),
+                path(ca),
+                "--tls-auth-clients".to_owned(),
+                "yes".to_owned(),
+            ]),
+        };
+        server.restart();
+        server
+    }
+
+    /// `redis://127.0.0.1:PORT` (`rediss://` for a TLS server).
     pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
+        let scheme = if self.tls.is_some() {
+            "rediss"
+        } else {
+            "redis"
+        };
+        format!("{scheme}://127.0.0.1:{}", self.port)
     }
 
     fn addr(&self) -> SocketAddr {
@@ -56,9 +87,13 @@ impl RedisServer {
     pub fn restart(&mut self) {
         self.stop();
         let mut cmd = Command::new("redis-server");
+        match &self.tls {
+            Some(tls) => cmd
+                .args(["--port", "0", "--tls-port", &self.port.to_string()])
+                .args(tls),
+            None => cmd.args(["--port", &self.port.to_string()]),
+        };
         cmd.args([
-            "--port",
-            &self.port.to_string(),
             "--bind",
             "127.0.0.1",
             "--save",
