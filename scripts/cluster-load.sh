@@ -77,14 +77,14 @@ exec 3<>"$tmp/hold"
 for i in $(seq 1 "$streams"); do
   "$bench" viewers --url "rtmp://127.0.0.1:${rtmp[b]}/live/s$i" --count "$viewers" >/dev/null 2>&1 <&3 &
   pids+=($!)
-  curl -fs "http://127.0.0.1:${http[c]}/live/s$i/v0/index.m3u8" >/dev/null || true
 done
-# HLS asked for every 5 s (the packagers stop hls.idle_secs after the last request).
+# HLS of every stream asked for through C every 5 s, 16 requests at a time (a stream's first
+# request waits for its first segment; the packagers stop hls.idle_secs after the last one).
+# Requests that failed are counted in $tmp/hls-failed.
 (
   while true; do
-    for i in $(seq 1 "$streams"); do
-      curl -fs "http://127.0.0.1:${http[c]}/live/s$i/v0/index.m3u8" >/dev/null || true
-    done
+    seq 1 "$streams" | xargs -P 16 -I{} sh -c \
+      'curl -fs --max-time 15 "http://127.0.0.1:'"${http[c]}"'/live/s{}/v0/index.m3u8" >/dev/null || echo {} >>"'"$tmp"'/hls-failed"'
     sleep 5
   done
 ) &
@@ -117,6 +117,7 @@ import json, sys
 v = json.load(sys.stdin)
 print("node b pulls:", len(v["pulls"]), "streams, from", sorted({p["origin"] for p in v["pulls"]}))
 print("leases:", len(v["leases"]), "held by", sorted({l["node"] for l in v["leases"]}))'
-  echo "node a RTMP players (the pulls): $(curl -fs "http://127.0.0.1:${api[a]}/api/v1/clients" | python3 -c 'import json,sys; print(sum(1 for c in json.load(sys.stdin)["clients"] if c["role"] == "playing"))')"
+  echo "HLS playlist requests through C that failed: $(wc -l <"$tmp/hls-failed" 2>/dev/null || echo 0)"
+  echo "node a RTMP players (the pulls): $(curl -fs "http://127.0.0.1:${api[a]}/api/v1/clients?limit=1000" | python3 -c 'import json,sys; print(sum(1 for c in json.load(sys.stdin)["clients"] if c["role"] == "playing"))')"
 } | tee "$results/summary.txt"
 echo "== results in $results"

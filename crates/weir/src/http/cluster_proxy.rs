@@ -28,6 +28,12 @@ const KEEP_MAX_BYTES: usize = 64 << 20;
 /// The largest answer taken from an origin (a segment of 6 s at 100 Mbit/s is 75 MB); a
 /// larger one is a 502, not unbounded memory.
 const MAX_BODY: usize = 256 << 20;
+/// How long an idle connection to an origin is kept for the next fetch (the origin closes
+/// idle connections after 10 s).
+const POOL_IDLE: Duration = Duration::from_secs(4);
+/// A fetch that failed sooner than this without a timeout met a connection the origin had
+/// closed: it is sent again once.
+const STALE_CONNECTION: Duration = Duration::from_millis(500);
 /// How long a resolved origin is trusted before Redis is asked again.
 const OWNER_FRESH: Duration = Duration::from_secs(1);
 /// The longest an upstream fetch may take when the origin may hold it (a blocking playlist
@@ -183,6 +189,9 @@ async fn fetch(context: &Context, owner: &Owner, uri: &str) -> Fetched {
                 .get_or_init(|| {
                     reqwest::Client::builder()
                         .connect_timeout(FETCH_TIMEOUT)
+                        // Below the origin's 10 s keep-alive (HEADER_TIMEOUT): a connection
+                        // is not reused just as the origin closes it.
+                        .pool_idle_timeout(POOL_IDLE)
                         .pool_max_idle_per_host(64)
                         .build()
                         .unwrap_or_default()
@@ -244,14 +253,24 @@ async fn get(
             body: Bytes::from(format!("the stream's origin did not answer: {why}\n")),
         }
     };
-    let response = match client
-        .get(url)
-        .header(crate::cluster::CLUSTER_HEADER, token)
-        .timeout(timeout)
-        .send()
-        .await
-    {
+    let send = || {
+        client
+            .get(url)
+            .header(crate::cluster::CLUSTER_HEADER, token)
+            .timeout(timeout)
+            .send()
+    };
+    let started = Instant::now();
+    let response = match send().await {
         Ok(response) => response,
+        // A pooled connection the origin closed as the request left (its idle timeout):
+        // the request never reached it, and a GET is asked again once, on a new connection.
+        Err(err) if !err.is_timeout() && started.elapsed() < STALE_CONNECTION => {
+            match send().await {
+                Ok(response) => response,
+                Err(err) => return failed(err.to_string()),
+            }
+        }
         Err(err) => return failed(err.to_string()),
     };
     let status =
@@ -372,6 +391,44 @@ mod tests {
         let mut bytes = format!("{head}\r\n").into_bytes();
         bytes.extend_from_slice(body);
         bytes
+    }
+
+    /// An origin that answers the first request on a kept-alive connection, then closes
+    /// that connection when the second request arrives (as when its idle timeout strikes
+    /// just as a request is sent), and answers on a new connection.
+    #[tokio::test]
+    async fn a_request_on_a_connection_the_origin_closed_is_sent_again() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let accepted = Arc::new(AtomicU64::new(0));
+        tokio::spawn({
+            let accepted = Arc::clone(&accepted);
+            async move {
+                let ok = answer(true, b"#EXTM3U\n").to_vec();
+                let keep_alive = String::from_utf8(ok.clone())
+                    .unwrap()
+                    .replace("connection: close\r\n", "");
+                let (mut first, _) = listener.accept().await.unwrap();
+                accepted.fetch_add(1, Ordering::SeqCst);
+                let mut request = [0u8; 4096];
+                let _ = first.read(&mut request).await;
+                first.write_all(keep_alive.as_bytes()).await.unwrap();
+                let _ = first.read(&mut request).await;
+                drop(first);
+                let (mut second, _) = listener.accept().await.unwrap();
+                accepted.fetch_add(1, Ordering::SeqCst);
+                let _ = second.read(&mut request).await;
+                second.write_all(&ok).await.unwrap();
+            }
+        });
+        let client = reqwest::Client::new();
+        let url = format!("http://{addr}/live/cam/v0/index.m3u8");
+        for _ in 0..2 {
+            let fetched = get(&client, &url, "t", Duration::from_secs(2), 1 << 20).await;
+            assert_eq!(fetched.status, StatusCode::OK);
+            assert_eq!(&fetched.body[..], b"#EXTM3U\n");
+        }
+        assert_eq!(accepted.load(Ordering::SeqCst), 2);
     }
 
     #[tokio::test]
