@@ -102,12 +102,22 @@ for node in a b c; do t0[$node]=$(cpu_ticks "${pid[$node]}"); done
 echo "== measuring for $seconds s"
 sleep "$seconds"
 c1=$(calls)
+# Then 10 s of MONITOR: the calls by script (an EVALSHA names its script by the SHA-1 of its
+# text) and by node (the client's port: each node opens one connection).
+timeout 10 redis-cli -p "$redis_port" monitor >"$tmp/monitor.txt" 2>/dev/null || true
+declare -A script_of
+for lua in "$repo"/crates/weir/src/cluster/lua/*.lua; do
+  script_of[$(sha1sum "$lua" | cut -c1-40)]=$(basename "$lua" .lua)
+done
+by_script=$(grep -io '"EVALSHA" "[0-9a-f]*"' "$tmp/monitor.txt" | awk '{print $2}' | tr -d '"' | sort | uniq -c |
+  while read -r n sha; do echo "${script_of[$sha]:-$sha} $(awk -v n="$n" 'BEGIN {printf "%.1f", n / 10}')/s"; done | tr '\n' ' ')
 hz=$(getconf CLK_TCK)
 {
   echo "cluster load: $streams streams published on A, $viewers RTMP viewers each on B, HLS of each through C; $seconds s"
   echo "weir $(git -C "$repo" rev-parse --short HEAD), $(nproc) cores: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"
   awk -v c="$((c1 - c0))" -v s="$seconds" -v n="$streams" \
     'BEGIN {printf "redis calls: %.1f /s in all (%.2f per stream per second beside 2 per node per second: %.1f)\n", c / s, (c / s - 6) / n, 6}'
+  echo "redis calls by script (10 s of MONITOR after the measurement): $by_script"
   for node in a b c; do
     awk -v t="$(( $(cpu_ticks "${pid[$node]}") - t0[$node] ))" -v hz="$hz" -v s="$seconds" -v n="$node" -v r="$(rss_kib "${pid[$node]}")" \
       'BEGIN {printf "node %s: CPU %.1f %% of a core, RSS %.1f MiB\n", n, 100 * t / hz / s, r / 1024}'
@@ -117,7 +127,7 @@ import json, sys
 v = json.load(sys.stdin)
 print("node b pulls:", len(v["pulls"]), "streams, from", sorted({p["origin"] for p in v["pulls"]}))
 print("leases:", len(v["leases"]), "held by", sorted({l["node"] for l in v["leases"]}))'
-  echo "HLS playlist requests through C that failed: $(wc -l <"$tmp/hls-failed" 2>/dev/null || echo 0)"
+  echo "HLS playlist requests through C that failed: $(cat "$tmp/hls-failed" 2>/dev/null | wc -l)"
   echo "node a RTMP players (the pulls): $(curl -fs "http://127.0.0.1:${api[a]}/api/v1/clients?limit=1000" | python3 -c 'import json,sys; print(sum(1 for c in json.load(sys.stdin)["clients"] if c["role"] == "playing"))')"
 } | tee "$results/summary.txt"
 echo "== results in $results"

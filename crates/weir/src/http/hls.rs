@@ -81,6 +81,20 @@ impl Packaging {
         }
     }
 
+    /// How many segments the furthest rendition has closed: it moves once a segment, however
+    /// many renditions close theirs (audio and video may close in different batches).
+    fn newest_segment(&self) -> u64 {
+        match self {
+            Packaging::Cmaf(p) => p
+                .renditions()
+                .iter()
+                .map(|r| r.segments().back().map_or(0, |s| s.sequence + 1))
+                .max()
+                .unwrap_or(0),
+            Packaging::Ts(s) => s.segment_count(),
+        }
+    }
+
     fn cmaf(&self) -> Option<&Packager> {
         match self {
             Packaging::Cmaf(p) => Some(p),
@@ -264,11 +278,13 @@ async fn run(context: Arc<Context>, path: String, container: Container, stream: 
                     Packaging::Ts(s) => s.set_wall_clock(wall),
                 }
                 let before = packaging.produced();
+                let newest = packaging.newest_segment();
                 for frame in sink.frames.drain(..) {
                     packaging.push(&frame);
                 }
                 let after = packaging.produced();
-                if after.0 > before.0 {
+                // The numbering goes to Redis once a segment (not once a rendition's segment).
+                if packaging.newest_segment() > newest {
                     if let Some(cluster) = &context.cluster {
                         let numbers = match &*packaging {
                             Packaging::Cmaf(p) => p.continuation(),
