@@ -192,21 +192,13 @@ mod linux {
     }
 
     /// Takes the steering program off the group (the kernel spreads connections again).
+    /// ENOENT (no program attached) is fine.
     pub(super) fn restore(listener: &TcpListener) {
-        let fd = listener.as_fd();
-        let zero: libc::c_int = 0;
-        // SAFETY: `fd` is borrowed from a listener alive for the call; the option value is
-        // a c_int read by the kernel within the call, and its size is passed with it.
-        // ENOENT (no program attached) is fine.
-        let _ = unsafe {
-            libc::setsockopt(
-                fd.as_raw_fd(),
-                libc::SOL_SOCKET,
-                libc::SO_DETACH_REUSEPORT_BPF,
-                (&zero as *const libc::c_int).cast(),
-                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-            )
-        };
+        let _ = set_option(
+            listener.as_fd(),
+            libc::SO_DETACH_REUSEPORT_BPF,
+            &0 as &libc::c_int,
+        );
     }
 
     /// Attaches "every new connection goes to the listener at `place`" to the group.
@@ -221,16 +213,22 @@ mod linux {
             len: 1,
             filter: filter.as_mut_ptr(),
         };
-        // SAFETY: `fd` is borrowed from a listener alive for the call; `program` points at
-        // `filter`, one instruction, both alive until the call returns (the kernel copies
-        // the program), and the size passed is `program`'s.
+        // `program` points at `filter`: both live until the call returns (the kernel copies
+        // the program).
+        set_option(fd, libc::SO_ATTACH_REUSEPORT_CBPF, &program)
+    }
+
+    /// `setsockopt(fd, SOL_SOCKET, name, value)`.
+    fn set_option<T>(fd: BorrowedFd<'_>, name: libc::c_int, value: &T) -> std::io::Result<()> {
+        // SAFETY: `fd` is borrowed from a socket alive for the call; `value` is a live
+        // reference whose size is passed with it, read by the kernel within the call only.
         let rc = unsafe {
             libc::setsockopt(
                 fd.as_raw_fd(),
                 libc::SOL_SOCKET,
-                libc::SO_ATTACH_REUSEPORT_CBPF,
-                (&program as *const libc::sock_fprog).cast(),
-                std::mem::size_of::<libc::sock_fprog>() as libc::socklen_t,
+                name,
+                (value as *const T).cast(),
+                std::mem::size_of::<T>() as libc::socklen_t,
             )
         };
         if rc == 0 {

@@ -175,6 +175,8 @@ async fn steer_all(context: &Context) {
         .filter(|(_, steered)| *steered == handoff::Steered::Away)
         .map(|(kind, _)| kind.key())
         .collect();
+    // Our references go before the wait: the accept loops own the listeners again.
+    drop(sockets);
     if handed.is_empty() {
         return;
     }

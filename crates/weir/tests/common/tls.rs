@@ -7,12 +7,22 @@ pub fn certificate(dir: &Path, name: &str) -> (PathBuf, PathBuf) {
     let rcgen::CertifiedKey { cert, key_pair } =
         rcgen::generate_simple_self_signed(vec!["localhost".to_owned(), "127.0.0.1".to_owned()])
             .unwrap();
+    write_pair(dir, name, &cert, &key_pair)
+}
+
+/// Writes `cert` and `key` to `dir` as `{name}.pem` and `{name}.key`: their paths.
+fn write_pair(
+    dir: &Path,
+    name: &str,
+    cert: &rcgen::Certificate,
+    key: &rcgen::KeyPair,
+) -> (PathBuf, PathBuf) {
     let (cert_path, key_path) = (
         dir.join(format!("{name}.pem")),
         dir.join(format!("{name}.key")),
     );
     std::fs::write(&cert_path, cert.pem()).unwrap();
-    std::fs::write(&key_path, key_pair.serialize_pem()).unwrap();
+    std::fs::write(&key_path, key.serialize_pem()).unwrap();
     (cert_path, key_path)
 }
 
@@ -46,13 +56,7 @@ pub fn private_ca(dir: &Path) -> PrivateCa {
             .distinguished_name
             .push(rcgen::DnType::CommonName, name);
         let cert = params.signed_by(&key, &ca, &ca_key).unwrap();
-        let (cert_path, key_path) = (
-            dir.join(format!("{name}.pem")),
-            dir.join(format!("{name}.key")),
-        );
-        std::fs::write(&cert_path, cert.pem()).unwrap();
-        std::fs::write(&key_path, key.serialize_pem()).unwrap();
-        (cert_path, key_path)
+        write_pair(dir, name, &cert, &key)
     };
     let server = issue(
         "server",
