@@ -5,6 +5,8 @@
 //   Every URL opens in its own page at once; each is sampled every 500 ms for SECONDS.
 //   With "|switch", once the player reports two renditions or more, it is told to switch to
 //   the other of the first two (hls.js), and the samples show the picture size changing.
+//   With "|pause", once playing, the video is paused for 4 s and played again (the page
+//   should then jump back to live).
 // NODE_PATH must point at the node_modules holding playwright-core (scripts/setup.sh).
 "use strict";
 const { chromium } = require("playwright-core");
@@ -26,12 +28,15 @@ async function main() {
     await page.goto(url);
     const samples = [];
     let switched = false;
+    let pausedAt = null;
+    let startedAt = null;
+    let resumed = false;
     for (let i = 0; i < Number(seconds) * 2; i++) {
       await page.waitForTimeout(500);
       const s = await page.evaluate(() => ({
         time: document.getElementById("video").currentTime,
         errors: window.weir.errors, levels: window.weir.levels, level: window.weir.level,
-        latency: window.weir.latency, width: document.getElementById("video").videoWidth,
+        latency: window.weir.latency, jumps: window.weir.jumps, width: document.getElementById("video").videoWidth,
         duration: Number.isFinite(document.getElementById("video").duration)
           ? document.getElementById("video").duration : null,
         seekStart: document.getElementById("video").seekable.length
@@ -43,6 +48,14 @@ async function main() {
       if (action === "switch" && !switched && s.levels >= 2 && s.level >= 0 && s.time > 1) {
         await page.evaluate(() => window.weir.setLevel(window.weir.level === 1 ? 0 : 1));
         switched = true;
+      }
+      if (startedAt === null && s.time > 0) startedAt = s.time;
+      if (action === "pause" && pausedAt === null && startedAt !== null && s.time > startedAt + 1) {
+        await page.evaluate(() => document.getElementById("video").pause());
+        pausedAt = i;
+      } else if (action === "pause" && pausedAt !== null && !resumed && i - pausedAt >= 8) {
+        await page.evaluate(() => document.getElementById("video").play());
+        resumed = true;
       }
       samples.push(s);
     }

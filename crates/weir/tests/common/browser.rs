@@ -11,10 +11,14 @@ use super::tools;
 pub struct PageRun {
     /// The page.
     pub url: String,
+    /// What the page was told to do (`switch`, `pause`), if anything.
+    pub action: Option<String>,
     /// `currentTime` at each sample.
     pub times: Vec<f64>,
     /// The picture width at each sample.
     pub widths: Vec<u64>,
+    /// Seconds behind live at each sample (when the player tells).
+    pub latencies: Vec<Option<f64>>,
     /// The player's errors at the end.
     pub errors: Vec<String>,
     /// Renditions hls.js found.
@@ -25,6 +29,8 @@ pub struct PageRun {
     pub width: u64,
     /// Seconds behind live at the end.
     pub latency: Option<f64>,
+    /// How often the page jumped back to live (far behind).
+    pub jumps: u64,
     /// The page's console errors.
     pub logs: Vec<String>,
     /// The media's duration at the end (a finite one: VOD).
@@ -59,6 +65,7 @@ pub fn play_pages(targets: &[String], seconds: u32, dir: &Path) -> Vec<PageRun> 
             let last = samples.last().cloned().unwrap_or_default();
             PageRun {
                 url: v["url"].as_str().unwrap_or_default().to_owned(),
+                action: v["action"].as_str().map(str::to_owned),
                 times: samples
                     .iter()
                     .map(|s| s["time"].as_f64().unwrap_or(0.0))
@@ -67,6 +74,7 @@ pub fn play_pages(targets: &[String], seconds: u32, dir: &Path) -> Vec<PageRun> 
                     .iter()
                     .map(|s| s["width"].as_u64().unwrap_or(0))
                     .collect(),
+                latencies: samples.iter().map(|s| s["latency"].as_f64()).collect(),
                 errors: last["errors"]
                     .as_array()
                     .map(|e| e.iter().map(|x| x.to_string()).collect())
@@ -75,6 +83,7 @@ pub fn play_pages(targets: &[String], seconds: u32, dir: &Path) -> Vec<PageRun> 
                 level: last["level"].as_i64().unwrap_or(-1),
                 width: last["width"].as_u64().unwrap_or(0),
                 latency: last["latency"].as_f64(),
+                jumps: last["jumps"].as_u64().unwrap_or(0),
                 duration: last["duration"].as_f64(),
                 seekable: last["seekStart"].as_f64().zip(last["seekEnd"].as_f64()),
                 logs: v["logs"]
