@@ -455,7 +455,8 @@ fn the_latency_budget_merges_http_flv_writes() {
     let server = WeirServer::start(&logs[0]);
     let _publisher = server.publish_fixture("budget", dir.path());
     let (bursts, _) = flv_bursts(&server, "budget", 3);
-    assert!(bursts >= 50, "{bursts} writes in 3 s at the default budget");
+    // ~90 nominal; a reader delayed on a loaded machine merges a few.
+    assert!(bursts >= 40, "{bursts} writes in 3 s at the default budget");
     drop(_publisher);
     server.shutdown();
 
@@ -466,8 +467,10 @@ fn the_latency_budget_merges_http_flv_writes() {
     let _publisher = server.publish_fixture("budget", dir.path());
     let (bursts, longest) = flv_bursts(&server, "budget", 3);
     assert!(bursts <= 16, "{bursts} writes in 3 s at a 250 ms budget");
+    // The budget plus the encoder's pacing and the reader's scheduling on a loaded machine
+    // (without a bound writes would wait for a whole GOP: 1 s and more).
     assert!(
-        longest <= Duration::from_millis(400),
+        longest <= Duration::from_millis(600),
         "a pause of {longest:?} at a 250 ms budget"
     );
     // FFmpeg plays the merged writes over RTMP and HTTP-FLV as it plays the others (a new

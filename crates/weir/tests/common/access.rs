@@ -91,6 +91,106 @@ pub async fn play_and_count(
     count_media(&mut client, window).await
 }
 
+/// A byte-level player of `app/name` that plays until `stop` fires (or `limit`): gives the
+/// media messages and the status codes, like [`play_and_count`].
+pub async fn play_until_stopped(
+    addr: SocketAddr,
+    app: &str,
+    name: &str,
+    stop: tokio::sync::oneshot::Receiver<()>,
+    limit: Duration,
+) -> (usize, Vec<String>) {
+    let mut client = RawClient::connect(addr).await;
+    client.handshake().await.unwrap();
+    client.connect_app(app).await.unwrap();
+    let stream_id = client.create_stream().await.unwrap();
+    let play = weir_rtmp::command::Command::new(
+        "play",
+        0.0,
+        weir_rtmp::amf0::Value::Null,
+        vec![weir_rtmp::amf0::Value::from(name)],
+    );
+    client.send_command(stream_id, &play).await.unwrap();
+    let deadline = Instant::now() + limit;
+    let (mut messages, mut statuses) = (0, Vec::new());
+    let mut stop = stop;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let message = tokio::select! {
+            _ = &mut stop => break,
+            message = client.read_message(left) => message,
+        };
+        let Ok(message) = message else {
+            break;
+        };
+        if matches!(message.type_id, 8 | 9) {
+            messages += 1;
+        } else if let Some(status) = status_of(&message) {
+            statuses.push(status);
+        }
+    }
+    (messages, statuses)
+}
+
+/// The `onStatus` in `message` as "code: description", if it is one.
+fn status_of(message: &ChunkMessage) -> Option<String> {
+    let Ok(Message::Command(body)) = Message::parse(message) else {
+        return None;
+    };
+    let command =
+        weir_rtmp::command::Command::decode(&body, &weir_rtmp::amf0::Limits::default()).ok()?;
+    let status = Status::from_command(&command)?;
+    Some(format!("{}: {}", status.code, status.description))
+}
+
+/// A byte-level player of `app/name` that stays across a republish: counts the media messages
+/// before the publisher leaves (`UnpublishNotify`) and after the next one starts
+/// (`PublishNotify`), and ends once `after` messages came from the next publisher (or at
+/// `limit`, with what it has). Gives (before, after, statuses).
+pub async fn play_across_republish(
+    addr: SocketAddr,
+    app: &str,
+    name: &str,
+    after: usize,
+    limit: Duration,
+) -> (usize, usize, Vec<String>) {
+    let mut client = RawClient::connect(addr).await;
+    client.handshake().await.unwrap();
+    client.connect_app(app).await.unwrap();
+    let stream_id = client.create_stream().await.unwrap();
+    let play = weir_rtmp::command::Command::new(
+        "play",
+        0.0,
+        weir_rtmp::amf0::Value::Null,
+        vec![weir_rtmp::amf0::Value::from(name)],
+    );
+    client.send_command(stream_id, &play).await.unwrap();
+    let deadline = Instant::now() + limit;
+    let (mut counts, mut statuses) = ([0usize; 2], Vec::new());
+    let mut phase = 0; // 0: first publisher, 1: between, 2: the next publisher
+    while counts[1] < after {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let Ok(message) = client.read_message(left).await else {
+            break;
+        };
+        if matches!(message.type_id, 8 | 9) {
+            match phase {
+                0 => counts[0] += 1,
+                2 => counts[1] += 1,
+                _ => {}
+            }
+        } else if let Some(status) = status_of(&message) {
+            if status.starts_with("NetStream.Play.UnpublishNotify") && phase == 0 {
+                phase = 1;
+            } else if status.starts_with("NetStream.Play.PublishNotify") && phase == 1 {
+                phase = 2;
+            }
+            statuses.push(status);
+        }
+    }
+    (counts[0], counts[1], statuses)
+}
+
 /// Media messages and bytes `client` receives within `window`, and the status codes.
 pub async fn count_media(client: &mut RawClient, window: Duration) -> (usize, usize, Vec<String>) {
     let deadline = Instant::now() + window;
@@ -106,14 +206,8 @@ pub async fn count_media(client: &mut RawClient, window: Duration) -> (usize, us
         if matches!(message.type_id, 8 | 9) {
             messages += 1;
             bytes += message.payload.len();
-        } else if let Ok(Message::Command(body)) = Message::parse(&message) {
-            if let Ok(command) =
-                weir_rtmp::command::Command::decode(&body, &weir_rtmp::amf0::Limits::default())
-            {
-                if let Some(status) = Status::from_command(&command) {
-                    statuses.push(format!("{}: {}", status.code, status.description));
-                }
-            }
+        } else if let Some(status) = status_of(&message) {
+            statuses.push(status);
         }
     }
     (messages, bytes, statuses)

@@ -164,8 +164,17 @@ pub struct PlayerLog {
     pub frames: Vec<Seen>,
     /// Why it ended before it was stopped (a refusal, a closed connection).
     pub ended: Option<String>,
+    /// When it ended so.
+    pub ended_at: Option<Instant>,
     /// Status codes it was told.
     pub statuses: Vec<String>,
+}
+
+/// Notes in `log` why and when the player ended.
+fn player_ended(log: &Arc<Mutex<PlayerLog>>, why: String) {
+    let mut log = lock(log);
+    log.ended = Some(why);
+    log.ended_at = Some(Instant::now());
 }
 
 fn lock<T>(m: &Arc<Mutex<T>>) -> std::sync::MutexGuard<'_, T> {
@@ -188,13 +197,13 @@ pub async fn play(url: RtmpUrl, log: Arc<Mutex<PlayerLog>>, mut stop: watch::Rec
     let mut client = match Client::connect_with(&url, options).await {
         Ok(client) => client,
         Err(err) => {
-            lock(&log).ended = Some(format!("connect: {err}"));
+            player_ended(&log, format!("connect: {err}"));
             return;
         }
     };
     lock(&log).asked_at = Some(Instant::now());
     if let Err(err) = client.play(&url.stream).await {
-        lock(&log).ended = Some(format!("play: {err}"));
+        player_ended(&log, format!("play: {err}"));
         return;
     }
     lock(&log).played_at = Some(Instant::now());
@@ -231,7 +240,7 @@ pub async fn play(url: RtmpUrl, log: Arc<Mutex<PlayerLog>>, mut stop: watch::Rec
             }
             Ok(_) => {}
             Err(err) => {
-                lock(&log).ended = Some(format!("{err}"));
+                player_ended(&log, format!("{err}"));
                 return;
             }
         }
