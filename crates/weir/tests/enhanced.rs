@@ -70,6 +70,19 @@ fn streams(path: &Path, log_dir: &Path) -> Vec<Stream> {
 /// Starts FFmpeg 9 publishing `FRAMES` frames of a 25 fps test pattern per video input and
 /// a 48 kHz tone per audio input to `url`, in real time, and the same packets to `copy`.
 fn publish(url: &str, inputs: &[&str], codecs: &[&str], copy: &Path, dir: &Path) -> ChildGuard {
+    publish_frames(url, inputs, codecs, FRAMES, copy, dir)
+}
+
+/// [`publish`] with `frames` frames (at 25 fps) instead of [`FRAMES`].
+fn publish_frames(
+    url: &str,
+    inputs: &[&str],
+    codecs: &[&str],
+    frames: usize,
+    copy: &Path,
+    dir: &Path,
+) -> ChildGuard {
+    let seconds = (frames / 25).max(1).to_string();
     let mut cmd = Command::new(tools::ffmpeg_recent());
     cmd.args(["-hide_banner", "-nostdin", "-loglevel", "error", "-re"]);
     for input in inputs {
@@ -79,7 +92,14 @@ fn publish(url: &str, inputs: &[&str], codecs: &[&str], copy: &Path, dir: &Path)
         cmd.args(["-map", &i.to_string()]);
     }
     cmd.args(codecs)
-        .args(["-frames:v", &FRAMES.to_string(), "-t", "2", "-f", "tee"])
+        .args([
+            "-frames:v",
+            &frames.to_string(),
+            "-t",
+            &seconds,
+            "-f",
+            "tee",
+        ])
         .arg(format!("[f=flv]{url}|[f=flv]{}", copy.display()));
     ChildGuard::spawn("ffmpeg9-publish", cmd, dir)
 }
@@ -496,9 +516,10 @@ fn ffprobe_lists_exactly_the_audio_and_video_streams() {
         "testsrc=size=320x240:rate=25",
         "sine=frequency=440:sample_rate=48000",
     ];
-    let codecs = ["-c:v", "libx264", "-g", "25", "-c:a", "aac", "-t", "8"];
+    let codecs = ["-c:v", "libx264", "-g", "25", "-c:a", "aac"];
     let copy = dir.file("sent.flv");
-    let mut publisher = publish(&url, &inputs, &codecs, &copy, dir.path());
+    // 8 s, so ffprobe (started after the publish) finds it live; killed when done.
+    let mut publisher = publish_frames(&url, &inputs, &codecs, 200, &copy, dir.path());
     weir.wait_published(&["live/probe"], START);
     let mut cmd = Command::new(tools::ffprobe());
     cmd.args([

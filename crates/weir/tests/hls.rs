@@ -235,6 +235,10 @@ fn ffmpeg_plays_live_hls_in_both_containers() {
     }
     let (head, _) = get(addr, "/live/hls/v0/part999999.m4s");
     assert!(head.starts_with("http/1.0 404"), "{head}");
+    // Each container's packager starts on its first request: the TS one now too, so FFmpeg
+    // below finds seconds of it however long the checks in between take.
+    let (head, _) = get(addr, "/live/hls/ts/index.m3u8");
+    assert!(head.starts_with("http/1.0 200"), "{head}");
 
     // Our validator on live reloads of every playlist (plain, blocking and delta): each on
     // its own, and against the one before; every listed segment and part downloads.

@@ -137,8 +137,8 @@ fn debian_ffmpeg_publish_played_by_ffmpeg_ffprobe_rtmpdump_gstreamer() {
 
     let (played, probed, dumped, gst) = thread::scope(|s| {
         let probed = s.spawn(|| ffprobe_url(&url, 3.0, dir.path()));
-        let dumped = s.spawn(|| rtmpdump_play(&url, 3.5, dir.path()));
-        let gst = s.spawn(|| gst_play(&url, 3.5, dir.path()));
+        let dumped = s.spawn(|| rtmpdump_play(&url, 4.0, dir.path()));
+        let gst = s.spawn(|| gst_play(&url, 4.0, dir.path()));
         let played = ffmpeg_play_to_flv(Ffmpeg::Debian, &url, 3.0, dir.path());
         (played, join(probed), join(dumped), join(gst))
     });
@@ -160,10 +160,11 @@ fn debian_ffmpeg_publish_played_by_ffmpeg_ffprobe_rtmpdump_gstreamer() {
     assert_counts(&probed, "ffprobe live URL", 2.5, 3.4);
     assert_one_frame_steps(&probed, "ffprobe live URL");
 
-    // Wall-clock players: the cached GOP (≤ 1 s) plus ~3.5 s live, never more than the file.
+    // Wall-clock players: the cached GOP (≤ 1 s) plus up to 4 s live (less their slow start
+    // on a loaded machine), never more than the file (6 s).
     for (who, report) in [("rtmpdump", &dumped), ("gst rtmp2src", &gst)] {
         report.assert_matches(&expect.clone().min_seconds(2.5), who);
-        assert_counts(report, who, 2.5, 5.0);
+        assert_counts(report, who, 2.5, 6.0);
         assert_one_frame_steps(report, who);
     }
     assert_starts_near_zero(&dumped, "rtmpdump");

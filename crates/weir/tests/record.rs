@@ -352,8 +352,10 @@ fn kill_9_of_weir_or_of_the_encoder_leaves_playable_files() {
         let file = files_under(&rec).pop().unwrap();
         let (streams, secs) = probe(&file, dir.path());
         assert_eq!(streams.len(), 2, "{victim}: {streams:?}");
+        // At most the fragment in progress (1 s) is lost; an encoder on a loaded machine may
+        // also run up to a second behind the wall clock.
         assert!(
-            secs >= killed_after - 1.0 - 0.5 && secs <= killed_after + 1.0,
+            secs >= killed_after - 1.0 - 1.5 && secs <= killed_after + 1.0,
             "kill -9 of {victim} after {killed_after:.2} s left {secs:.2} s in {}",
             file.display()
         );

@@ -182,10 +182,13 @@ fn rules_change_under_load_and_nobody_drops() {
         .collect();
     let most = counts.iter().copied().max().unwrap_or(0);
     assert!(most > 100, "the viewers got too little: {most} messages");
-    let short: Vec<&usize> = counts.iter().filter(|c| **c * 10 < most * 9).collect();
+    // Each got the cached GOP (0 to 1 s of media, by when it joined) and 6 s live: a viewer
+    // that joined just after a key frame has up to 1/7 less than one that joined before it.
+    // A viewer dropped by the reloads (early in the window) would have a fraction.
+    let short: Vec<&usize> = counts.iter().filter(|c| **c * 10 < most * 8).collect();
     assert!(
         short.is_empty(),
-        "{} of {VIEWERS} viewers got under 90 % of the media: {short:?} (most {most})",
+        "{} of {VIEWERS} viewers got under 80 % of the media: {short:?} (most {most})",
         short.len()
     );
     let log = weir.log_text();

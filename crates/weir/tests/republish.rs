@@ -57,14 +57,6 @@ impl Events {
             }
         }
     }
-
-    /// Reads events for `wait`.
-    async fn for_a_while(&mut self, wait: Duration) {
-        let deadline = tokio::time::Instant::now() + wait;
-        while let Ok(Some(item)) = tokio::time::timeout_at(deadline, self.rx.recv()).await {
-            self.all.push(item);
-        }
-    }
 }
 
 /// Plays `url` in a task that forwards every event until the connection fails.
@@ -146,8 +138,11 @@ async fn player_stays_through_publisher_restart() {
     let notify = events
         .until_status(code::PLAY_PUBLISH_NOTIFY, Duration::from_secs(10))
         .await;
-    events.for_a_while(Duration::from_secs(2)).await;
+    // The whole second run: until its publisher (2.5 s) leaves too.
     again.await.unwrap();
+    events
+        .until_status(code::PLAY_UNPUBLISH_NOTIFY, Duration::from_secs(10))
+        .await;
     let second_run = video_ts(&events.all[notify..]);
     assert!(
         second_run.len() >= 50,

@@ -213,21 +213,24 @@ pub async fn count_media(client: &mut RawClient, window: Duration) -> (usize, us
     (messages, bytes, statuses)
 }
 
-/// Status line and body of an HTTP/1.0 GET (the body read for at most 1.5 s).
+/// Status line and body of an HTTP/1.0 GET: read until the server closes, for at most 10 s
+/// (a first playlist waits for a segment; a live FLV body never ends).
 pub fn http_get(addr: SocketAddr, path: &str) -> (String, Vec<u8>) {
     use std::io::{Read, Write};
     let mut socket = std::net::TcpStream::connect(addr).unwrap();
-    socket
-        .set_read_timeout(Some(Duration::from_millis(1500)))
-        .unwrap();
     write!(socket, "GET {path} HTTP/1.0\r\nHost: t\r\n\r\n").unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
     let mut data = Vec::new();
     let mut buf = [0u8; 16384];
-    while let Ok(n) = socket.read(&mut buf) {
-        if n == 0 {
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() || socket.set_read_timeout(Some(left)).is_err() {
             break;
         }
-        data.extend_from_slice(&buf[..n]);
+        match socket.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => data.extend_from_slice(&buf[..n]),
+        }
     }
     let split = data
         .windows(4)
