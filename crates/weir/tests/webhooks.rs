@@ -346,21 +346,9 @@ fn webhooks_decide_rename_and_refuse_before_any_media() {
     let (_client, code, description) = runtime.block_on(publish_eagerly(addr, "lenient", "cam"));
     assert_eq!(code, "NetStream.Publish.Start", "{description}");
 
-    // Refused players: no token. RTMP gets Play.Failed and no media; HTTP-FLV a 403 without
-    // a byte of FLV; HLS a 403; with the token HLS carries it into every URL.
-    let (media, bytes, statuses) = runtime.block_on(play_and_count(
-        addr,
-        "live",
-        "alice",
-        Duration::from_secs(2),
-    ));
-    assert_eq!((media, bytes), (0, 0), "{statuses:?}");
-    assert!(
-        statuses
-            .iter()
-            .any(|s| s.starts_with("NetStream.Play.Failed")),
-        "{statuses:?}"
-    );
+    // Refused players: no token. HTTP-FLV gets a 403 without a byte of FLV; HLS a 403, and
+    // with the token HLS carries it into every URL (first: the 9 s stream must still be on);
+    // RTMP gets Play.Failed and no media.
     let http = weir.http_addr();
     let (status, body) = http_get(http, "/live/alice.flv");
     assert!(status.contains(" 403"), "{status}");
@@ -387,6 +375,20 @@ fn webhooks_decide_rename_and_refuse_before_any_media() {
         String::from_utf8_lossy(&body).contains(".m4s?token=ok"),
         "{}",
         String::from_utf8_lossy(&body)
+    );
+
+    let (media, bytes, statuses) = runtime.block_on(play_and_count(
+        addr,
+        "live",
+        "alice",
+        Duration::from_secs(2),
+    ));
+    assert_eq!((media, bytes), (0, 0), "{statuses:?}");
+    assert!(
+        statuses
+            .iter()
+            .any(|s| s.starts_with("NetStream.Play.Failed")),
+        "{statuses:?}"
     );
 
     // A connect the webhook refuses: NetConnection.Connect.Rejected.
