@@ -9,7 +9,7 @@ mod common;
 use std::time::Duration;
 
 use common::access::play_until_stopped;
-use common::fixtures::{HEIGHT, WIDTH};
+use common::fixtures::{small_fixture, HEIGHT, SMALL_HEIGHT, SMALL_WIDTH, WIDTH};
 use common::{
     ffmpeg_play_to_flv, ffmpeg_publish, fixture, Expect, Ffmpeg, FixtureKind, TestDir, WeirServer,
 };
@@ -158,7 +158,16 @@ fn signed_play_urls_work_until_they_expire_and_nothing_else_plays() {
 
     let weir = WeirServer::start_with(config, dir.path());
     let http = weir.http_addr();
-    let mut publisher = weir.publish_fixture("cam", dir.path());
+    // The 9 s stream: four refused players and a signed one come before the HLS checks.
+    let mut publisher = ffmpeg_publish(
+        Ffmpeg::Debian,
+        &weir.url("cam"),
+        small_fixture(),
+        true,
+        dir.path(),
+    );
+    publisher.wait_started(Duration::from_secs(15));
+    weir.wait_published(&["live/cam"], Duration::from_secs(10));
 
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -201,7 +210,7 @@ fn signed_play_urls_work_until_they_expire_and_nothing_else_plays() {
         dir.path(),
     );
     report.assert_matches(
-        &Expect::h264_aac(WIDTH, HEIGHT).min_seconds(1.3),
+        &Expect::h264_aac(SMALL_WIDTH, SMALL_HEIGHT).min_seconds(1.3),
         "signed play",
     );
     let (status, _) = http_status(http, &format!("/live/cam.flv?{signed}"));

@@ -430,7 +430,8 @@ fn with_hls_always_the_first_request_finds_segments_ready() {
     let weir = WeirServer::start_with(config, dir.path());
     let addr = weir.http_addr();
     let mut publisher = weir.publish_fixture("always", dir.path());
-    thread::sleep(Duration::from_secs(3));
+    // 3.5 s of the 6 s stream sent (key frames every second): segments closed, none asked for.
+    publisher.wait_media_seconds(3.5, Duration::from_secs(15));
     for path in ["/live/always/v0/index.m3u8", "/live/always/ts/index.m3u8"] {
         let (head, body, took) = timed_get(addr, path);
         let text = String::from_utf8_lossy(&body).to_string();

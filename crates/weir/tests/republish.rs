@@ -286,10 +286,11 @@ async fn our_client_publishes_ffmpeg_plays() {
     let (stats, elapsed) = publisher.await.unwrap().unwrap();
     let stats = stats.unwrap();
     eprintln!("our publisher sent {stats:?} in {elapsed:?}");
-    // Paced by timestamp: the last tag (5990 ms) goes out 5.99 s after the first.
+    // Paced by timestamp: the last tag (5990 ms) goes out 5.99 s after the first (plus the
+    // close and, on a loaded machine, a late wake-up).
     let paced = elapsed.as_secs_f64() * 1000.0 - f64::from(stats.last_timestamp);
     assert!(
-        (0.0..100.0).contains(&paced),
+        (0.0..250.0).contains(&paced),
         "pacing off by {paced:.1} ms: {elapsed:?} for {} ms of media",
         stats.last_timestamp
     );
