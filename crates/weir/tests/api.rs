@@ -19,7 +19,7 @@ use serde_json::Value;
 use common::access::play_and_count;
 use common::fixtures::{small_fixture, SMALL_HEIGHT, SMALL_WIDTH};
 use common::raw_client::RawClient;
-use common::{ffmpeg_publish, process, tools, Ffmpeg, TestDir, WeirServer};
+use common::{process, tools, TestDir, WeirServer};
 
 const TOKEN: &str = "admin-token-for-tests";
 
@@ -137,15 +137,7 @@ fn the_admin_api_reports_kicks_drains_and_documents_itself() {
     let before = api.metrics();
 
     // A publisher (FFmpeg) and two players (our RTMP client, an HTTP-FLV reader).
-    let mut publisher = ffmpeg_publish(
-        Ffmpeg::Debian,
-        &weir.url("cam"),
-        small_fixture(),
-        true,
-        dir.path(),
-    );
-    publisher.wait_started(Duration::from_secs(15));
-    weir.wait_published(&["live/cam"], Duration::from_secs(10));
+    let mut publisher = weir.publish("cam", small_fixture(), dir.path());
     let rtmp_viewer = runtime.spawn(play_and_count(addr, "live", "cam", Duration::from_secs(30)));
     // The HTTP-FLV reader stays until told to stop (the client counts below must see it
     // however long the checks take on a loaded machine), bounded at 60 s.

@@ -159,15 +159,7 @@ fn signed_play_urls_work_until_they_expire_and_nothing_else_plays() {
     let weir = WeirServer::start_with(config, dir.path());
     let http = weir.http_addr();
     // The 9 s stream: four refused players and a signed one come before the HLS checks.
-    let mut publisher = ffmpeg_publish(
-        Ffmpeg::Debian,
-        &weir.url("cam"),
-        small_fixture(),
-        true,
-        dir.path(),
-    );
-    publisher.wait_started(Duration::from_secs(15));
-    weir.wait_published(&["live/cam"], Duration::from_secs(10));
+    let mut publisher = weir.publish("cam", small_fixture(), dir.path());
 
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)

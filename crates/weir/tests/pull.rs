@@ -38,15 +38,7 @@ fn an_edge_pulls_once_for_many_players_follows_a_republish_and_stops_when_idle()
     let edge = WeirServer::start_with(config, dir.path());
     let runtime = tokio::runtime::Runtime::new().unwrap();
 
-    let mut first = ffmpeg_publish(
-        Ffmpeg::Debian,
-        &origin.url("cam"),
-        small_fixture(),
-        true,
-        dir.path(),
-    );
-    first.wait_started(Duration::from_secs(15));
-    origin.wait_published(&["live/cam"], Duration::from_secs(10));
+    let mut first = origin.publish("cam", small_fixture(), dir.path());
     // 50 players on the edge, over the first publisher's end and the second's start: each
     // stays until 2 s of the second publisher's media came (bounded at 40 s).
     let players: Vec<_> = (0..PLAYERS)

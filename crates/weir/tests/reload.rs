@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use common::access::play_and_count;
 use common::fixtures::small_fixture;
-use common::{ffmpeg_publish, Ffmpeg, TestDir, WeirServer};
+use common::{TestDir, WeirServer};
 
 const VIEWERS: usize = 100;
 
@@ -55,15 +55,7 @@ fn rules_change_under_load_and_nobody_drops() {
     let (addr, api) = (weir.addr(), weir.api_addr());
     let runtime = tokio::runtime::Runtime::new().unwrap();
 
-    let mut publisher = ffmpeg_publish(
-        Ffmpeg::Debian,
-        &weir.url("cam"),
-        small_fixture(),
-        true,
-        dir.path(),
-    );
-    publisher.wait_started(Duration::from_secs(15));
-    weir.wait_published(&["live/cam"], Duration::from_secs(10));
+    let mut publisher = weir.publish("cam", small_fixture(), dir.path());
     let viewers: Vec<_> = (0..VIEWERS)
         .map(|_| runtime.spawn(play_and_count(addr, "live", "cam", Duration::from_secs(6))))
         .collect();

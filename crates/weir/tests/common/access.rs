@@ -69,14 +69,8 @@ pub async fn next_status(client: &mut RawClient, timeout: Duration) -> (String, 
     (status.code.to_string(), status.description.to_string())
 }
 
-/// A byte-level player of `app/name`: plays (without waiting for Play.Start) and counts the
-/// audio and video messages and their bytes for `window`; gives the statuses seen too.
-pub async fn play_and_count(
-    addr: SocketAddr,
-    app: &str,
-    name: &str,
-    window: Duration,
-) -> (usize, usize, Vec<String>) {
+/// A byte-level client that has asked to play `app/name` (without waiting for Play.Start).
+async fn start_play(addr: SocketAddr, app: &str, name: &str) -> RawClient {
     let mut client = RawClient::connect(addr).await;
     client.handshake().await.unwrap();
     client.connect_app(app).await.unwrap();
@@ -88,6 +82,18 @@ pub async fn play_and_count(
         vec![weir_rtmp::amf0::Value::from(name)],
     );
     client.send_command(stream_id, &play).await.unwrap();
+    client
+}
+
+/// A byte-level player of `app/name`: plays (without waiting for Play.Start) and counts the
+/// audio and video messages and their bytes for `window`; gives the statuses seen too.
+pub async fn play_and_count(
+    addr: SocketAddr,
+    app: &str,
+    name: &str,
+    window: Duration,
+) -> (usize, usize, Vec<String>) {
+    let mut client = start_play(addr, app, name).await;
     count_media(&mut client, window).await
 }
 
@@ -100,17 +106,7 @@ pub async fn play_until_stopped(
     stop: tokio::sync::oneshot::Receiver<()>,
     limit: Duration,
 ) -> (usize, Vec<String>) {
-    let mut client = RawClient::connect(addr).await;
-    client.handshake().await.unwrap();
-    client.connect_app(app).await.unwrap();
-    let stream_id = client.create_stream().await.unwrap();
-    let play = weir_rtmp::command::Command::new(
-        "play",
-        0.0,
-        weir_rtmp::amf0::Value::Null,
-        vec![weir_rtmp::amf0::Value::from(name)],
-    );
-    client.send_command(stream_id, &play).await.unwrap();
+    let mut client = start_play(addr, app, name).await;
     let deadline = Instant::now() + limit;
     let (mut messages, mut statuses) = (0, Vec::new());
     let mut stop = stop;
@@ -154,17 +150,7 @@ pub async fn play_across_republish(
     after: usize,
     limit: Duration,
 ) -> (usize, usize, Vec<String>) {
-    let mut client = RawClient::connect(addr).await;
-    client.handshake().await.unwrap();
-    client.connect_app(app).await.unwrap();
-    let stream_id = client.create_stream().await.unwrap();
-    let play = weir_rtmp::command::Command::new(
-        "play",
-        0.0,
-        weir_rtmp::amf0::Value::Null,
-        vec![weir_rtmp::amf0::Value::from(name)],
-    );
-    client.send_command(stream_id, &play).await.unwrap();
+    let mut client = start_play(addr, app, name).await;
     let deadline = Instant::now() + limit;
     let (mut counts, mut statuses) = ([0usize; 2], Vec::new());
     let mut phase = 0; // 0: first publisher, 1: between, 2: the next publisher

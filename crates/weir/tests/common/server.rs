@@ -100,11 +100,26 @@ impl WeirServer {
     /// Debian's FFmpeg publishing the H.264 Baseline fixture in real time to `live/{key}`,
     /// once weir has it as published.
     pub fn publish_fixture(&self, key: &str, log_dir: &Path) -> super::Publisher {
+        self.publish(
+            key,
+            super::fixture(super::FixtureKind::H264Baseline),
+            log_dir,
+        )
+    }
+
+    /// Debian's FFmpeg publishing `fixture` in real time to `live/{key}`, once weir has it as
+    /// published.
+    pub fn publish(
+        &self,
+        key: &str,
+        fixture: &super::fixtures::Fixture,
+        log_dir: &Path,
+    ) -> super::Publisher {
         let start = Duration::from_secs(15);
         let mut publisher = super::ffmpeg_publish(
             super::Ffmpeg::Debian,
             &self.url(key),
-            super::fixture(super::FixtureKind::H264Baseline),
+            fixture,
             true,
             log_dir,
         );
